@@ -1,0 +1,244 @@
+"""The `lmforge` command: argument parsing only; the work happens in the modules it calls.
+
+Each subcommand is one function `cmd_NAME(args)` plus the `add_NAME(subparsers)`
+that declares its flags; `COMMANDS` is the one list of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lmforge.errors import LmforgeError
+
+EXAMPLES = {
+    "train": """examples:
+  lmforge train                                    # default preset on the built-in corpus
+  lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare
+  lmforge train --data my.txt --train.max_steps 2000 --model.n_layer 6
+  lmforge train --config my_config.yaml --train.lr 3e-4""",
+    "sample": """examples:
+  lmforge sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
+  lmforge sample runs/shakespeare --greedy
+  lmforge sample runs/shakespeare --temperature 0.9 --top-k 40 --top-p 0.95 --seed 1 --stream""",
+    "eval": """examples:
+  lmforge eval runs/shakespeare --data held_out.txt
+  lmforge eval runs/shakespeare --data held_out.txt --json""",
+}
+
+
+# ---------------------------------------------------------------------- train
+
+
+def add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train",
+        help="train a model (no arguments: the default preset on the built-in corpus)",
+        description="Train a language model and write a run directory. Any config value can be overridden "
+        "with --section.key VALUE, e.g. --train.max_steps 2000 or --model.n_layer 6.",
+    )
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML config applied on top of the preset")
+    p.add_argument("--preset", metavar="NAME", help="a named preset (default: 'default'); see `lmforge presets`")
+    p.add_argument("--data", metavar="PATH", help="a UTF-8 text file to train on (default: the built-in corpus)")
+    p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/PRESET-TIMESTAMP)")
+    return p
+
+
+def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
+    """`--section.key VALUE` or `--section.key=VALUE` pairs from the unparsed arguments."""
+    pairs, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise LmforgeError(f"unrecognized argument '{arg}'; config overrides look like --train.max_steps 2000")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise LmforgeError(f"'{arg}' needs a value, e.g. {arg} 2000")
+            value, i = extra[i + 1], i + 1
+        pairs.append((key, value))
+        i += 1
+    return pairs
+
+
+def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
+    from lmforge.config import Config, load_preset, read_yaml
+
+    preset = args.preset or "default"
+    cfg = Config.from_dict(load_preset(preset), source=f"preset '{preset}'")
+    if args.config:
+        cfg.update(read_yaml(args.config), source=args.config)
+    for key, value in overrides:
+        cfg.set(key, value)
+    if args.data:
+        cfg.data.path = args.data
+    return cfg.validate(), preset
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    cfg, preset = build_config(args, parse_overrides(extra))
+    out = Path(args.out) if args.out else Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    from lmforge.training import Trainer
+
+    trainer = Trainer(cfg, out)  # reads and checks the data before anything is printed or written
+    m = cfg.model
+    print(f"training a {m.family} ({m.n_layer} layers, {m.n_embd} wide, context {m.block_size}, "
+          f"{trainer.model.num_params():,} parameters) on {cfg.data.path or 'the built-in corpus'} "
+          f"for {cfg.train.max_steps} steps on {trainer.device} → {out}", file=sys.stderr)
+    result = trainer.fit()
+    print(f"run saved to {result.out_dir}")
+    print(f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}: "
+          f"val perplexity {result.best_val_ppl:.3f}, {result.best_val_bpb:.4f} bits/byte")
+    print("--- sample ---")
+    print(result.sample)
+    return 0
+
+
+# ---------------------------------------------------------------------- sample
+
+
+def add_sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("sample", help="write text with a trained model", description="Continue a prompt with a trained model.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--prompt", default=None, help="text to continue (default: the run's sample prompt)")
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="tokens to generate (default: the run's)")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--temperature", type=float, default=None, metavar="T", help="below 1 sharpens, above 1 flattens")
+    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K most likely tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=None, metavar="P", help="sample from the smallest set with probability ≥ P")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="make sampling reproducible")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are produced")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_sample(args: argparse.Namespace, extra: list[str]) -> int:
+    import lmforge
+
+    run = lmforge.load(args.run_dir, device=args.device)
+    s = run.config.sample
+    prompt = s.prompt if args.prompt is None else args.prompt
+    n = s.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
+    temperature = s.temperature if args.temperature is None else args.temperature
+    top_k = s.top_k if args.top_k is None else args.top_k
+    top_p = s.top_p if args.top_p is None else args.top_p
+    if n < 0 or temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise LmforgeError("need --max-new-tokens ≥ 0, --temperature ≥ 0, --top-k ≥ 0 and 0 < --top-p ≤ 1")
+    unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(prompt)
+    if unknown:
+        print(f"warning: {unknown} character(s) of the prompt are not in the vocabulary and were replaced",
+              file=sys.stderr)
+    pieces = run.stream(prompt, n, greedy=args.greedy or temperature == 0, temperature=temperature or 1.0,
+                        top_k=top_k, top_p=top_p, seed=args.seed)
+    if args.stream:
+        sys.stdout.write(prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        print(prompt + "".join(pieces))
+    return 0
+
+
+# ---------------------------------------------------------------------- eval
+
+
+def add_eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("eval", help="loss, perplexity and bits per byte of a model on a text file",
+                       description="Score every token of a text file with a trained model.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", required=True, metavar="PATH", help="a UTF-8 text file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="windows per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    import lmforge
+    from lmforge.corpus import read_text
+    from lmforge.device import autocast, resolve_dtype
+    from lmforge.evaluation import evaluate_ids
+
+    if args.batch_size < 1:
+        raise LmforgeError(f"--batch-size must be at least 1, not {args.batch_size}")
+    run = lmforge.load(args.run_dir, device=args.device)
+    text = read_text(args.data)
+    unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(text)
+    if unknown:
+        print(f"warning: {unknown:,} character(s) of {args.data} are not in the vocabulary and were replaced",
+              file=sys.stderr)
+    ids = run.tokenizer.encode_array(text)
+    amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
+    result = evaluate_ids(run.model, run.tokenizer, ids, run.config.model.block_size, args.batch_size, run.device, amp)
+    if args.json:
+        print(json.dumps({"run": str(args.run_dir), "data": str(args.data), **result.to_dict()}))
+    else:
+        print(f"{args.data}: {result.tokens:,} tokens, {result.bytes:,} bytes")
+        print(f"loss        {result.loss:.4f} nats/token")
+        print(f"perplexity  {result.perplexity:.3f}")
+        print(f"bits/byte   {result.bits_per_byte:.4f}")
+    return 0
+
+
+# ---------------------------------------------------------------------- presets
+
+
+def add_presets(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return sub.add_parser("presets", help="list the named presets", description="List the named presets.")
+
+
+def cmd_presets(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.config import preset_names
+
+    print("\n".join(preset_names()))
+    return 0
+
+
+COMMANDS = {
+    "train": (add_train, cmd_train),
+    "sample": (add_sample, cmd_sample),
+    "eval": (add_eval, cmd_eval),
+    "presets": (add_presets, cmd_presets),
+}
+ACCEPTS_OVERRIDES = {"train"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmforge",
+        description="Train language models from scratch on your own text, then sample and evaluate them.",
+        epilog="Run `lmforge COMMAND --help` for a command's options and examples.",
+    )
+    from lmforge import __version__
+
+    parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add, _) in COMMANDS.items():
+        p = add(sub)
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.epilog = EXAMPLES.get(name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extra and args.command not in ACCEPTS_OVERRIDES:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return COMMANDS[args.command][1](args, extra)
+    except LmforgeError as exc:
+        print(f"lmforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lmforge {args.command}: interrupted", file=sys.stderr)
+        return 130

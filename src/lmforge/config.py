@@ -1,0 +1,263 @@
+"""Typed configuration: one dataclass per section, named presets, YAML and overrides.
+
+A run is fully described by a `Config`. It is resolved in layers, each overriding
+the one before: the dataclass defaults, a named preset (`presets/NAME.yaml`), a
+user's YAML file, then dotted command-line overrides such as
+`--train.max_steps 2000`. The resolved result, every value included, is saved as
+`config.yaml` in the run directory, so a run can always be reproduced from it.
+
+No torch here: configs are plain data that can be read, written and checked
+without building anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmforge.errors import LmforgeError, did_you_mean
+
+
+@dataclass
+class ModelConfig:
+    family: str = "transformer"
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128  # context length in tokens
+    dropout: float = 0.0
+    bias: bool = False  # biases in Linear layers and norms; off is faster and as good
+    vocab_size: int = 0  # 0: taken from the tokenizer when training starts
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # a UTF-8 text file; None: the built-in corpus
+    tokenizer: str = "char"
+    val_fraction: float = 0.1  # the last fraction of the text is the val split
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1337
+    batch_size: int = 32
+    max_steps: int = 1000
+    max_seconds: float = 0.0  # stop after this much training time; 0: no limit
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    decay_steps: int = 0  # cosine decay ends here; 0: at max_steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    eval_interval: int = 250
+    eval_batch_size: int = 64
+    eval_train_tokens: int = 65536  # train loss at eval is measured on this many tokens
+    log_interval: int = 10
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    compile: bool = False
+    progress: bool = True  # show a progress bar on stderr
+
+
+@dataclass
+class SampleConfig:
+    """How text is sampled at each eval and at the end of training."""
+
+    prompt: str = "\n"
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+FAMILIES = ("transformer",)
+TOKENIZERS = ("char",)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    # ----------------------------------------------------------------- building
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:
+        cfg = cls()
+        cfg.update(values, source)
+        return cfg
+
+    @classmethod
+    def from_preset(cls, name: str) -> Config:
+        return cls.from_dict(load_preset(name), source=f"preset '{name}'")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Config:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def update(self, values: dict[str, Any], source: str = "config") -> None:
+        """Apply a nested dict ({section: {key: value}}) on top of this config."""
+        if not isinstance(values, dict):
+            raise LmforgeError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
+        for section, entries in values.items():
+            if section not in SECTIONS:
+                raise LmforgeError(
+                    f"{source}: unknown config section '{section}'{did_you_mean(section, SECTIONS)};"
+                    f" sections are {', '.join(SECTIONS)}"
+                )
+            if not isinstance(entries, dict):
+                raise LmforgeError(f"{source}: section '{section}' must be a mapping of key: value")
+            for key, value in entries.items():
+                self.set(f"{section}.{key}", value, source)
+
+    def set(self, dotted: str, value: Any, source: str = "command line") -> None:
+        """Set `section.key` to `value`, converted to the field's type (strings are parsed)."""
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS or not key:
+            raise LmforgeError(
+                f"{source}: unknown config key '{dotted}'{did_you_mean(dotted, all_keys())};"
+                " keys look like section.key, e.g. train.max_steps"
+            )
+        obj = getattr(self, section)
+        hints = typing.get_type_hints(type(obj))
+        if key not in hints:
+            raise LmforgeError(f"{source}: unknown config key '{dotted}'{did_you_mean(dotted, all_keys())}")
+        setattr(obj, key, _coerce(value, hints[key], dotted, source))
+
+    # ----------------------------------------------------------------- checking
+
+    def validate(self) -> Config:
+        """Check values alone and across sections; each message names the flag to change."""
+        m, d, t, s = self.model, self.data, self.train, self.sample
+        _check(m.family in FAMILIES, f"--model.family must be one of {', '.join(FAMILIES)}, not '{m.family}'")
+        _check(d.tokenizer in TOKENIZERS, f"--data.tokenizer must be one of {', '.join(TOKENIZERS)}, not '{d.tokenizer}'")
+        for name in ("n_layer", "n_head", "n_embd", "block_size"):
+            _check(getattr(m, name) >= 1, f"--model.{name} must be at least 1, not {getattr(m, name)}")
+        _check(m.n_embd % m.n_head == 0,
+               f"--model.n_embd ({m.n_embd}) must be divisible by --model.n_head ({m.n_head})")
+        _check(m.block_size <= 1_000_000, f"--model.block_size {m.block_size} is absurd; use a context under 1,000,000")
+        _check(m.n_embd <= 65536 and m.n_layer <= 1024, "--model.n_embd or --model.n_layer is absurd for one model")
+        _check(0.0 <= m.dropout < 1.0, f"--model.dropout must be in [0, 1), not {m.dropout}")
+        _check(m.vocab_size >= 0, f"--model.vocab_size must be 0 (from the tokenizer) or positive, not {m.vocab_size}")
+        _check(0.0 < d.val_fraction < 1.0, f"--data.val_fraction must be between 0 and 1, not {d.val_fraction}")
+        _check(t.batch_size >= 1, f"--train.batch_size must be at least 1, not {t.batch_size}")
+        _check(t.max_steps >= 1, f"--train.max_steps must be at least 1, not {t.max_steps}")
+        _check(t.max_seconds >= 0, f"--train.max_seconds must be 0 (no limit) or positive, not {t.max_seconds}")
+        _check(0.0 < t.lr < 10.0, f"--train.lr must be positive and below 10, not {t.lr}")
+        _check(0.0 <= t.min_lr <= t.lr, f"--train.min_lr ({t.min_lr}) must be between 0 and --train.lr ({t.lr})")
+        _check(t.warmup_steps >= 0, f"--train.warmup_steps must be 0 or more, not {t.warmup_steps}")
+        _check(t.decay_steps >= 0, f"--train.decay_steps must be 0 (= max_steps) or more, not {t.decay_steps}")
+        _check(t.weight_decay >= 0, f"--train.weight_decay must be 0 or more, not {t.weight_decay}")
+        _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "--train.beta1 and --train.beta2 must be in [0, 1)")
+        _check(t.grad_clip >= 0, f"--train.grad_clip must be 0 (off) or positive, not {t.grad_clip}")
+        for name in ("eval_interval", "eval_batch_size", "eval_train_tokens", "log_interval"):
+            _check(getattr(t, name) >= 1, f"--train.{name} must be at least 1, not {getattr(t, name)}")
+        _check(t.device.split(":")[0] in DEVICES, f"--train.device must be one of {', '.join(DEVICES)}, not '{t.device}'")
+        _check(t.dtype in DTYPES, f"--train.dtype must be one of {', '.join(DTYPES)}, not '{t.dtype}'")
+        _check(s.max_new_tokens >= 0, f"--sample.max_new_tokens must be 0 or more, not {s.max_new_tokens}")
+        _check(s.temperature >= 0, f"--sample.temperature must be 0 (greedy) or positive, not {s.temperature}")
+        _check(s.top_k >= 0, f"--sample.top_k must be 0 (off) or positive, not {s.top_k}")
+        _check(0 < s.top_p <= 1, f"--sample.top_p must be in (0, 1], not {s.top_p}")
+        return self
+
+    # ----------------------------------------------------------------- saving
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise LmforgeError(message)
+
+
+def all_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def _coerce(value: Any, hint: Any, dotted: str, source: str) -> Any:
+    """Convert `value` (often a string from the command line) to the field's type."""
+    args = typing.get_args(hint)
+    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+        return None
+    bad = LmforgeError(f"{source}: {dotted} expects {base.__name__}, got {value!r}")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            return False
+        raise bad
+    if base is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.replace("_", ""))
+            except ValueError:
+                raise bad from None
+            if number.is_integer():
+                return int(number)
+        raise bad
+    if base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(str(value))
+        except ValueError:
+            raise bad from None
+    if base is str:
+        return str(value)
+    raise bad
+
+
+# --------------------------------------------------------------------- presets
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("lmforge") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise LmforgeError(f"unknown preset '{name}'{did_you_mean(name, names)}; presets are {', '.join(names)}")
+    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise LmforgeError(f"config file '{path}' does not exist; pass --config with the path to a YAML file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LmforgeError(f"config file '{path}' is not valid YAML ({first}); fix the file") from None
+    return values or {}

@@ -1,0 +1,17 @@
+"""Model families behind one interface (`LanguageModel`): ids in, next-token logits out."""
+
+from lmforge.config import ModelConfig
+from lmforge.errors import LmforgeError
+from lmforge.models.base import LanguageModel, next_token_loss
+from lmforge.models.transformer import Transformer
+
+FAMILIES: dict[str, type[LanguageModel]] = {"transformer": Transformer}
+
+
+def build_model(cfg: ModelConfig) -> LanguageModel:
+    if cfg.family not in FAMILIES:
+        raise LmforgeError(f"unknown model family '{cfg.family}'; known: {', '.join(FAMILIES)}")
+    return FAMILIES[cfg.family](cfg)
+
+
+__all__ = ["FAMILIES", "LanguageModel", "Transformer", "build_model", "next_token_loss"]

@@ -1,0 +1,53 @@
+"""`metrics.jsonl`: one JSON object per event, appended and flushed as it happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+_IMPORT_TIME = time.time()
+
+
+def process_start_time() -> float:
+    """Wall-clock time this process started (from /proc on Linux), so `elapsed_s` counts
+    interpreter start-up, imports and data loading too, not just the training loop."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        start_ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _IMPORT_TIME
+
+
+PROCESS_START = process_start_time()
+
+
+def elapsed_s() -> float:
+    return time.time() - PROCESS_START
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, event: str, **values: Any) -> dict[str, Any]:
+        record = {"event": event, **values}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        return record
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,147 @@
+"""The command line: the happy path end to end, and one clear line for each kind of bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lmforge.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error:" in lines[0], err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_train_writes_a_complete_run_directory(tiny_run):
+    for name in ("config.yaml", "tokenizer.json", "model.safetensors", "metrics.jsonl", "curves.png", "samples.txt"):
+        assert (tiny_run / name).is_file(), name
+    records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["step"] for r in evals] == [5, 10]
+    for r in evals:
+        assert {"step", "elapsed_s", "tokens_seen", "train_loss", "val_loss", "val_ppl", "val_bpb", "lr"} <= r.keys()
+        assert r["val_ppl"] == pytest.approx(2.718281828 ** r["val_loss"], rel=1e-6)
+    assert evals[0]["tokens_seen"] == 5 * 8 * 32
+    assert evals[1]["elapsed_s"] >= evals[0]["elapsed_s"] > 0
+
+
+def test_sample_is_reproducible_with_a_seed(capsys, tiny_run):
+    _, first, _ = run_cli(capsys, "sample", tiny_run, "--prompt", "Speak", "--max-new-tokens", 30, "--seed", 3)
+    _, second, _ = run_cli(capsys, "sample", tiny_run, "--prompt", "Speak", "--max-new-tokens", 30, "--seed", 3)
+    assert first == second and first.startswith("Speak") and len(first.rstrip("\n")) == 35
+
+
+def test_greedy_equals_top_k_1_and_stream_prints_the_same(capsys, tiny_run):
+    _, greedy, _ = run_cli(capsys, "sample", tiny_run, "--prompt", "All", "--max-new-tokens", 20, "--greedy")
+    _, topk1, _ = run_cli(capsys, "sample", tiny_run, "--prompt", "All", "--max-new-tokens", 20, "--top-k", 1, "--seed", 5)
+    _, stream, _ = run_cli(capsys, "sample", tiny_run, "--prompt", "All", "--max-new-tokens", 20, "--greedy", "--stream")
+    assert greedy == topk1 == stream
+
+
+def test_eval_json_reports_loss_perplexity_and_bits_per_byte(capsys, tiny_run, small_text_file):
+    code, out, _ = run_cli(capsys, "eval", tiny_run, "--data", small_text_file, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["tokens"] == len(small_text_file.read_text()) - 1
+    assert result["perplexity"] == pytest.approx(2.718281828 ** result["loss"], rel=1e-6)
+    assert 0 < result["bits_per_byte"] < 8
+
+
+def test_api_load_and_generate(tiny_run):
+    import torch
+
+    import lmforge
+
+    run = lmforge.load(tiny_run)
+    ids = run.tokenizer.encode("All:")
+    assert run.model(torch.tensor([ids])).shape == (1, 4, run.tokenizer.vocab_size)
+    text = run.generate("All:", max_new_tokens=10, temperature=0.8, top_p=0.95, seed=0)
+    assert text.startswith("All:") and len(text) == 14
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [(b"", ["is empty", "--data"]), (b"\x00\x01\x02binary", ["looks binary"]), (b"\xff\xfe bad", ["not UTF-8", "iconv"]),
+     (b"short text", ["fewer than the context", "--model.block_size"])],
+)
+def test_bad_data_gives_one_line(capsys, tmp_path, content, fragments):
+    data = tmp_path / "data.txt"
+    data.write_bytes(content)
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", data, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_missing_data_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", tmp_path / "nope.txt")
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_unknown_preset_and_key_suggest_the_nearest(capsys, small_text_file):
+    code, _, err = run_cli(capsys, "train", "--preset", "tinny", "--data", small_text_file)
+    assert_one_line_error(code, err, "unknown preset 'tinny'", "'tiny'")
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--train.max_step", "5", "--data", small_text_file)
+    assert_one_line_error(code, err, "train.max_step", "did you mean 'train.max_steps'")
+
+
+def test_absurd_value_names_the_flag(capsys, small_text_file):
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--model.n_head", "3", "--data", small_text_file)
+    assert_one_line_error(code, err, "--model.n_embd", "--model.n_head")
+
+
+def test_run_directory_without_a_model(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sample", tmp_path)
+    assert_one_line_error(code, err, "no config.yaml", "lmforge train --out")
+    code, _, err = run_cli(capsys, "eval", tmp_path / "missing", "--data", tmp_path)
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_corrupt_model_file_is_named(capsys, tmp_path, tiny_run):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    code, _, err = run_cli(capsys, "sample", broken)
+    assert_one_line_error(code, err, "model.safetensors", "corrupt or truncated")
+
+
+def test_refuses_to_overwrite_a_finished_run(capsys, tiny_run, small_text_file):
+    before = (tiny_run / "model.safetensors").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", small_text_file, "--out", tiny_run)
+    assert_one_line_error(code, err, "already holds a run")
+    assert (tiny_run / "model.safetensors").read_bytes() == before
+
+
+def test_console_script_runs_as_a_process(tmp_path, small_text_file):
+    """The installed `lmforge` entry point, as a user runs it: exit codes and output."""
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "lmforge", "train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(out),
+         "--train.max_steps", "4", "--train.eval_interval", "4"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "val perplexity" in done.stdout and "--- sample ---" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "lmforge", "sample", str(tmp_path / "none")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_help_has_examples(capsys):
+    for command in ("train", "sample", "eval"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "examples:" in capsys.readouterr().out
