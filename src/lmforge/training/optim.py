@@ -30,7 +30,9 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    fused = device.type == "cuda"  # one kernel for all parameters instead of one per tensor
+    # One fused kernel for all parameters instead of a chain of small per-tensor ops:
+    # several times faster on CPU, where each small op pays thread start-up costs.
+    fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(
         decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None
     )
