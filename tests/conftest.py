@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# The test models are tiny: a second thread buys nothing, and on a busy shared machine an OpenMP
+# thread that waits for its sibling spins, making each step many times slower.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"

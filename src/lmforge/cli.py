@@ -19,7 +19,10 @@ EXAMPLES = {
   lmforge train                                    # default preset on the built-in corpus
   lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare
   lmforge train --data my.txt --train.max_steps 2000 --model.n_layer 6
-  lmforge train --config my_config.yaml --train.lr 3e-4""",
+  lmforge train --config my_config.yaml --train.lr 3e-4
+  lmforge train --resume runs/shakespeare                     # continue from the newest checkpoint
+  lmforge train --resume runs/shakespeare --train.max_steps 4000
+  torchrun --nproc_per_node=4 -m lmforge train --preset default --out runs/ddp   # 4 processes (GPUs or CPUs)""",
     "sample": """examples:
   lmforge sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
   lmforge sample runs/shakespeare --greedy
@@ -44,6 +47,9 @@ def add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--preset", metavar="NAME", help="a named preset (default: 'default'); see `lmforge presets`")
     p.add_argument("--data", metavar="PATH", help="a UTF-8 text file to train on (default: the built-in corpus)")
     p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/PRESET-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR exactly where its newest checkpoint left off, with its config.yaml "
+                   "(--train.* and --sample.* overrides allowed, e.g. a larger --train.max_steps)")
     return p
 
 
@@ -78,18 +84,53 @@ def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
     return cfg.validate(), preset
 
 
+def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
+    """The run's own config.yaml, with the overrides that leave its model and data alone."""
+    from lmforge.config import Config
+    from lmforge.training.run_dir import CONFIG_FILE
+
+    run = Path(args.resume)
+    if args.preset or args.config:
+        raise LmforgeError("--resume continues a run with its own config.yaml; drop --preset and --config "
+                           "(change single keys with e.g. --train.max_steps N)")
+    if args.out and Path(args.out).resolve() != run.resolve():
+        raise LmforgeError(f"--out {args.out} and --resume {run} differ; a resumed run continues in its own folder, "
+                           "so drop --out")
+    if not (run / CONFIG_FILE).is_file():
+        raise LmforgeError(f"'{run}' has no {CONFIG_FILE}, so it is not a run directory; "
+                           f"pass --resume with a folder written by `lmforge train --out`")
+    cfg = Config.from_file(run / CONFIG_FILE)
+    for key, value in overrides:
+        if key.split(".")[0] in ("model", "data") or key == "train.seed":
+            raise LmforgeError(f"--{key} cannot change when resuming: the checkpoint holds a model trained with the "
+                               "saved value; start a new run with --out to change it")
+        cfg.set(key, value)
+    if args.data:
+        cfg.data.path = args.data  # the same text, moved; the checkpoint checks that it is the same
+    return cfg.validate()
+
+
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    cfg, preset = build_config(args, parse_overrides(extra))
-    out = Path(args.out) if args.out else Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume:
+        cfg, out = build_resume_config(args, parse_overrides(extra)), Path(args.resume)
+    else:
+        cfg, preset = build_config(args, parse_overrides(extra))
+        out = Path(args.out) if args.out else Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     from lmforge.training import Trainer
 
-    trainer = Trainer(cfg, out)  # reads and checks the data before anything is printed or written
+    trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
+    main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone prints
     m = cfg.model
-    print(f"training a {m.family} ({m.n_layer} layers, {m.n_embd} wide, context {m.block_size}, "
-          f"{trainer.model.num_params():,} parameters) on {cfg.data.path or 'the built-in corpus'} "
-          f"for {cfg.train.max_steps} steps on {trainer.device} → {out}", file=sys.stderr)
+    if args.resume and main_rank:
+        print(f"resuming {out} at step {trainer.step} of {cfg.train.max_steps} on {trainer.device}", file=sys.stderr)
+    elif main_rank:
+        print(f"training a {m.family} ({m.n_layer} layers, {m.n_embd} wide, context {m.block_size}, "
+              f"{trainer.model.num_params():,} parameters) on {cfg.data.path or 'the built-in corpus'} "
+              f"for {cfg.train.max_steps} steps on {trainer.device} → {out}", file=sys.stderr)
     result = trainer.fit()
+    if not main_rank:
+        return 0
     print(f"run saved to {result.out_dir}")
     print(f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}: "
           f"val perplexity {result.best_val_ppl:.3f}, {result.best_val_bpb:.4f} bits/byte")

@@ -50,21 +50,35 @@ class TrainConfig:
     batch_size: int = 32
     max_steps: int = 1000
     max_seconds: float = 0.0  # stop after this much training time; 0: no limit
+    grad_accum: int = 1  # micro-batches per optimizer step; batch_size is split over them (and over ranks)
     lr: float = 1e-3
     min_lr: float = 1e-4
+    schedule: str = "cosine"  # constant | cosine | linear | wsd (warmup, stable, decay)
     warmup_steps: int = 100
-    decay_steps: int = 0  # cosine decay ends here; 0: at max_steps
+    decay_steps: int = 0  # the decay ends here; 0: at max_steps
+    decay_fraction: float = 0.2  # wsd only: the last fraction of the steps before decay_steps decays
+    optimizer: str = "adamw"  # adamw | muon (Muon for hidden matrices, AdamW for the rest)
+    muon_lr: float = 0.02  # peak lr of the Muon matrices (follows the same schedule shape)
+    muon_momentum: float = 0.95
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    max_bad_steps: int = 5  # non-finite losses in a row that stop the run
+    patience: int = 0  # evals without a new best val loss before stopping early; 0: never
     eval_interval: int = 250
     eval_batch_size: int = 64
     eval_train_tokens: int = 65536  # train loss at eval is measured on this many tokens
     log_interval: int = 10
+    checkpoint_interval: int = 0  # steps between resumable checkpoints; 0: at every eval
+    keep_checkpoints: int = 3  # the newest K checkpoints are kept, plus the one of the best step
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    compile: bool = False
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (float16 adds a gradient scaler)
+    tf32: bool = True  # TensorFloat-32 matmuls on CUDA GPUs that have them; no effect elsewhere
+    compile: str = "auto"  # auto | true | false; auto: torch.compile on CUDA only
+    parallel: str = "ddp"  # ddp | fsdp: how several processes (torchrun) share the model
+    tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
+    peak_flops: float = 0.0  # peak FLOP/s of one device for MFU; 0: from the built-in GPU table
     progress: bool = True  # show a progress bar on stderr
 
 
@@ -82,6 +96,10 @@ class SampleConfig:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+SCHEDULES = ("constant", "cosine", "linear", "wsd")
+OPTIMIZERS = ("adamw", "muon")
+PARALLEL = ("ddp", "fsdp")
+COMPILE = ("auto", "true", "false")
 FAMILIES = ("transformer",)
 TOKENIZERS = ("char",)
 
@@ -168,6 +186,7 @@ class Config:
             _check(getattr(t, name) >= 1, f"--train.{name} must be at least 1, not {getattr(t, name)}")
         _check(t.device.split(":")[0] in DEVICES, f"--train.device must be one of {', '.join(DEVICES)}, not '{t.device}'")
         _check(t.dtype in DTYPES, f"--train.dtype must be one of {', '.join(DTYPES)}, not '{t.dtype}'")
+        _check_training_extras(t)
         _check(s.max_new_tokens >= 0, f"--sample.max_new_tokens must be 0 or more, not {s.max_new_tokens}")
         _check(s.temperature >= 0, f"--sample.temperature must be 0 (greedy) or positive, not {s.temperature}")
         _check(s.top_k >= 0, f"--sample.top_k must be 0 (off) or positive, not {s.top_k}")
@@ -181,6 +200,29 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _check_training_extras(t: TrainConfig) -> None:
+    """Checks of the schedule, optimizer, stability, checkpoint and scale-out keys."""
+    t.compile = str(t.compile).lower()  # YAML may give a bool
+    _check(t.grad_accum >= 1, f"--train.grad_accum must be at least 1, not {t.grad_accum}")
+    _check(t.batch_size % t.grad_accum == 0,
+           f"--train.batch_size ({t.batch_size}) must be divisible by --train.grad_accum ({t.grad_accum})")
+    _check(t.schedule in SCHEDULES, f"--train.schedule must be one of {', '.join(SCHEDULES)}, not '{t.schedule}'")
+    _check(0.0 <= t.decay_fraction <= 1.0, f"--train.decay_fraction must be in [0, 1], not {t.decay_fraction}")
+    _check(t.optimizer in OPTIMIZERS, f"--train.optimizer must be one of {', '.join(OPTIMIZERS)}, not '{t.optimizer}'")
+    _check(0.0 < t.muon_lr < 10.0, f"--train.muon_lr must be positive and below 10, not {t.muon_lr}")
+    _check(0.0 <= t.muon_momentum < 1.0, f"--train.muon_momentum must be in [0, 1), not {t.muon_momentum}")
+    _check(t.max_bad_steps >= 1, f"--train.max_bad_steps must be at least 1, not {t.max_bad_steps}")
+    _check(t.patience >= 0, f"--train.patience must be 0 (off) or positive, not {t.patience}")
+    _check(t.checkpoint_interval >= 0,
+           f"--train.checkpoint_interval must be 0 (at every eval) or positive, not {t.checkpoint_interval}")
+    _check(t.keep_checkpoints >= 1, f"--train.keep_checkpoints must be at least 1, not {t.keep_checkpoints}")
+    _check(t.compile in COMPILE, f"--train.compile must be one of {', '.join(COMPILE)}, not '{t.compile}'")
+    _check(t.parallel in PARALLEL, f"--train.parallel must be one of {', '.join(PARALLEL)}, not '{t.parallel}'")
+    _check(not (t.parallel == "fsdp" and t.optimizer == "muon"),
+           "--train.optimizer muon needs whole matrices, which --train.parallel fsdp shards; use one of them")
+    _check(t.peak_flops >= 0, f"--train.peak_flops must be 0 (from the GPU table) or positive, not {t.peak_flops}")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -1,3 +1,5 @@
+import pytest
+
 from lmforge.config import ModelConfig
 from lmforge.models import build_model
 from lmforge.training.optim import decay_groups
@@ -12,3 +14,57 @@ def test_only_hidden_matrices_are_decayed():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert "tok_emb.weight" in {names[id(p)] for p in no_decay["params"]}
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_orthogonalize_flattens_the_singular_values():
+    import torch
+
+    from lmforge.training.muon import orthogonalize
+
+    torch.manual_seed(0)
+    for rows, cols in ((32, 8), (8, 32), (16, 16)):
+        k = min(rows, cols)
+        u, _ = torch.linalg.qr(torch.randn(rows, k))
+        v, _ = torch.linalg.qr(torch.randn(cols, k))
+        g = u @ torch.diag(torch.logspace(-1.5, 0.5, k)) @ v.T  # singular values spread 100×
+        s = torch.linalg.svdvals(orthogonalize(g))
+        assert s.min() > 0.5 and s.max() < 1.3, (rows, cols, s)  # the quintic lands in about [0.7, 1.2]
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    import torch
+
+    from lmforge.config import TrainConfig
+    from lmforge.training.muon import Muon
+    from lmforge.training.optim import build_optimizers, set_lr
+
+    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=10, bias=True))
+    muon, adam = build_optimizers(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02), torch.device("cpu"))
+    assert isinstance(muon, Muon) and isinstance(adam, torch.optim.AdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for g in muon.param_groups for p in g["params"]} == {
+        f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
+    assert "tok_emb.weight" in {names[id(p)] for g in adam.param_groups for p in g["params"]}
+    set_lr([muon, adam], 5e-4)  # half the peak: both follow the schedule's shape
+    assert muon.param_groups[0]["lr"] == pytest.approx(0.01) and adam.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_muon_lowers_the_loss():
+    import torch
+
+    from lmforge.config import TrainConfig
+    from lmforge.models import next_token_loss
+    from lmforge.training.optim import build_optimizers
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=12))
+    optimizers = build_optimizers(model, TrainConfig(optimizer="muon", lr=3e-3), torch.device("cpu"))
+    x = torch.randint(12, (4, 17))
+    losses = []
+    for _ in range(15):
+        loss = next_token_loss(model(x[:, :-1]), x[:, 1:])
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]

@@ -1,4 +1,4 @@
-"""Training: the loop, optimizer, schedule, run directory and metrics."""
+"""Training: the loop, optimizers, schedules, checkpoints, distributed training and logging."""
 
 from lmforge.training.schedule import lr_at
 from lmforge.training.trainer import Trainer, TrainResult, train

@@ -51,3 +51,30 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rewind_metrics(path: Path, step: int) -> int:
+    """Drop what a crashed process logged after the checkpoint at `step`, before a resumed run logs it again.
+
+    Keeps records up to and including `step` (a resumed run starts at step + 1), drops
+    earlier `end` records (the run did not end there) and a torn last line from a
+    process killed mid-write. Rewritten through a temporary file and a rename, so a
+    kill during the rewind leaves the old file whole. Returns how many records were dropped.
+    """
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if record.get("event") == "end" or record.get("step", 0) > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return dropped

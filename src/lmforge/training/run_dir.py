@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 
 from lmforge.errors import LmforgeError
@@ -23,6 +24,25 @@ TOKENIZER_FILE = "tokenizer.json"
 def save_weights(model: nn.Module, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_model(model, str(tmp))  # drops the duplicate of a tied weight
+    _commit(tmp, path)
+
+
+def save_state_dict(state: dict[str, torch.Tensor], model: nn.Module, path: Path) -> None:
+    """Like `save_weights`, from a full state dict of `model` (gathered from shards under FSDP).
+
+    A tied weight appears under each of its names; only the first is kept, as
+    `save_weights` does, and `load_weights` ties it back.
+    """
+    first = {name for name, _ in model.named_parameters()}  # one name per distinct parameter
+    tied = {name for name, _ in model.named_parameters(remove_duplicate=False)} - first
+    tensors = {k: v.contiguous() for k, v in state.items() if k not in tied}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    _commit(tmp, path)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Flush a finished temporary file to disk, then rename it over `path` in one step."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -1,20 +1,28 @@
-"""The training loop: next-token cross-entropy, AdamW, warmup + cosine, clipping, evals.
+"""The training loop: next-token cross-entropy, AdamW (or Muon), a schedule, clipping, evals, checkpoints.
 
 `train(cfg, out_dir)` is the whole story:
 
     text ─► tokenizer ─► ids ─► train/val split
-    repeat: random windows ─► logits ─► loss ─► backward ─► clip ─► AdamW step
+    repeat: random windows ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
     every eval_interval steps: loss over the whole val split, a sample, and the
-    best model so far (by val loss) saved to the run directory.
+    best model so far (by val loss) saved to the run directory;
+    every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
+
+The same loop runs in one process or in many under torchrun (see distributed.py):
+every rank draws the same global batch and keeps its own rows of it, so N ranks
+compute what one process would, and only rank 0 writes anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,20 +31,25 @@ from tqdm import tqdm
 from lmforge.config import Config
 from lmforge.corpus import load_corpus
 from lmforge.data.windows import check_long_enough, random_batch, split_ids
-from lmforge.device import autocast, resolve_device, resolve_dtype
+from lmforge.device import autocast, resolve_dtype
 from lmforge.errors import LmforgeError
 from lmforge.evaluation.perplexity import evaluate_ids, scored_bytes
 from lmforge.generation.decode import generate_ids
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
-from lmforge.tokenizers import Tokenizer, train_tokenizer
-from lmforge.training.metrics import MetricsLog, elapsed_s, read_metrics
-from lmforge.training.optim import build_optimizer
+from lmforge.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
+from lmforge.training import checkpoint, distributed, flops
+from lmforge.training.guards import EarlyStopping, OverfitWatch
+from lmforge.training.metrics import MetricsLog, elapsed_s, read_metrics, rewind_metrics
+from lmforge.training.optim import build_optimizers, set_lr
 from lmforge.training.plots import draw_curves
-from lmforge.training.run_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, load_weights, save_weights
+from lmforge.training.precision import grad_scaler, set_tf32, should_compile
+from lmforge.training.run_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, load_weights, save_state_dict, save_weights
+from lmforge.training.samples import append_sample, rewind_samples
 from lmforge.training.schedule import lr_at
 
-MAX_BAD_STEPS = 5  # non-finite losses in a row before the run stops
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.txt"
 
 
 @dataclass
@@ -48,6 +61,7 @@ class TrainResult:
     best_val_ppl: float
     best_val_bpb: float
     sample: str
+    stop_reason: str = "max_steps"
 
 
 def seed_everything(seed: int) -> None:
@@ -58,17 +72,33 @@ def seed_everything(seed: int) -> None:
 
 def check_out_dir(out_dir: Path) -> None:
     """Refuse to train over an earlier run: its model would be overwritten."""
-    if (out_dir / MODEL_FILE).exists() or (out_dir / "metrics.jsonl").exists():
-        raise LmforgeError(f"'{out_dir}' already holds a run; choose a new --out (or delete that folder)")
+    if (out_dir / MODEL_FILE).exists() or (out_dir / METRICS_FILE).exists():
+        raise LmforgeError(f"'{out_dir}' already holds a run; choose a new --out (or delete that folder), "
+                           f"or continue it with --resume {out_dir}")
+
+
+def data_fingerprint(ids: np.ndarray) -> dict[str, Any]:
+    """Enough to notice that a resumed run was given different text: the length and a hash of the first tokens."""
+    head = np.ascontiguousarray(ids[: 1 << 20])
+    return {"tokens": int(len(ids)), "head_blake2b": hashlib.blake2b(head.tobytes(), digest_size=16).hexdigest()}
 
 
 class Trainer:
-    """Owns the model, optimizer and data of one run; `fit` runs the loop."""
+    """Owns the model, optimizers and data of one run; `fit` runs the loop.
 
-    def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None):
+    `resume=True` continues the run in `out_dir` from its newest checkpoint: the
+    weights, optimizer moments, scaler, every RNG and the data position come back
+    exactly, so the run ends bitwise where an uninterrupted one would.
+    """
+
+    def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
+                 resume: bool = False):
         cfg.validate()
-        self.cfg, self.out_dir = cfg, Path(out_dir)
-        check_out_dir(self.out_dir)
+        self.cfg, self.out_dir, self.resuming = cfg, Path(out_dir), resume
+        if not resume:
+            check_out_dir(self.out_dir)
+        elif tokenizer is None:
+            tokenizer = load_tokenizer(self.out_dir / TOKENIZER_FILE)  # the run's own, not one retrained
         if text is None:
             text, _ = load_corpus(cfg.data.path)
         self.tokenizer = tokenizer or train_tokenizer(cfg.data.tokenizer, text)
@@ -79,41 +109,98 @@ class Trainer:
         self.val_bytes = scored_bytes(self.tokenizer, self.val_ids)
         cfg.model.vocab_size = self.tokenizer.vocab_size
 
-        seed_everything(cfg.train.seed)
-        self.device = resolve_device(cfg.train.device)
-        self.dtype = resolve_dtype(cfg.train.dtype, self.device)
+        t = cfg.train
+        self.dist = distributed.from_env()
+        if t.batch_size % (t.grad_accum * self.dist.world_size):
+            raise LmforgeError(f"--train.batch_size ({t.batch_size}) must be divisible by --train.grad_accum "
+                               f"({t.grad_accum}) × the number of processes ({self.dist.world_size})")
+        seed_everything(t.seed)
+        self.device = distributed.init(self.dist, t.device)
+        self.dtype = resolve_dtype(t.dtype, self.device)
+        set_tf32(t.tf32)
         self.model: LanguageModel = build_model(cfg.model).to(self.device)
-        self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
-        self.optimizer = build_optimizer(self.model, cfg.train, self.device)
-        self.batch_gen = torch.Generator().manual_seed(cfg.train.seed)
-        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
+        if self.dist.enabled:
+            torch.manual_seed(t.seed + self.dist.rank)  # the same initial weights, but each rank its own dropout
+        self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
+        self.step_model = torch.compile(self.parallel_model) if should_compile(t.compile, self.device) else self.parallel_model
+        self.optimizers = build_optimizers(self.model, t, self.device)
+        self.scaler = grad_scaler(self.device, self.dtype)
+        self.batch_gen = torch.Generator().manual_seed(t.seed)
+        self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.step = 0
         self.best_val_loss, self.best_step = math.inf, -1
-        self.best = None  # the eval record of the best step
+        self.best: dict[str, Any] | None = None  # the eval record of the best step
+        self.early_stopping = EarlyStopping(t.patience)
+        self.overfit_watch = OverfitWatch()
+        self.elapsed_before = 0.0  # seconds spent by earlier processes of a resumed run
+        self.log: MetricsLog | None = None
+        self.tensorboard = None
+        if resume:
+            self.restore(checkpoint.latest(self.out_dir))
+            if self.step >= t.max_steps:
+                raise LmforgeError(f"'{self.out_dir}' is already trained to step {self.step} (--train.max_steps "
+                                   f"{t.max_steps}); raise --train.max_steps to train it further")
 
     # ------------------------------------------------------------------ steps
 
     def train_step(self) -> tuple[float, float, float]:
-        """One optimizer step; returns (loss, gradient norm before clipping, lr)."""
+        """One optimizer step over `batch_size` sequences, split into `grad_accum` micro-batches (and across ranks).
+
+        Returns (mean loss, gradient norm before clipping, lr). A non-finite loss or
+        gradient norm skips the update; the caller logs it and counts it.
+        """
         t = self.cfg.train
         lr = lr_at(self.step, t)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        x, y = random_batch(self.train_ids, t.batch_size, self.cfg.model.block_size, self.batch_gen, self.device)
-        with autocast(self.device, self.dtype):
-            loss = next_token_loss(self.step_model(x), y)
-        loss.backward()
+        set_lr(self.optimizers, lr)
+        x, y = self._next_batch()
+        micro = x.size(0) // t.grad_accum
+        loss_sum = torch.zeros((), device=self.device)
+        for i in range(t.grad_accum):
+            rows = slice(i * micro, (i + 1) * micro)
+            with distributed.grad_sync(self.parallel_model, sync=i == t.grad_accum - 1):
+                with autocast(self.device, self.dtype):
+                    loss = next_token_loss(self.step_model(x[rows]), y[rows])
+                # the mean over micro-batches: accumulating loss / n gives the gradient of the full batch's mean
+                self.scaler.scale(loss / t.grad_accum).backward()
+            loss_sum += loss.detach()
+        loss_value = distributed.mean(loss_sum / t.grad_accum, self.dist)
+        for optimizer in self.optimizers:
+            self.scaler.unscale_(optimizer)  # true gradients before clipping (a no-op without float16)
         max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        loss_value, norm_value = loss.item(), grad_norm.item()
-        if math.isfinite(loss_value) and math.isfinite(norm_value):
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        norm_value = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # FSDP: DTensor
+        if self.scaler.is_enabled():
+            for optimizer in self.optimizers:
+                self.scaler.step(optimizer)  # skips the step by itself when a gradient overflowed
+            self.scaler.update()
+        elif math.isfinite(loss_value) and math.isfinite(norm_value):
+            for optimizer in self.optimizers:
+                optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return loss_value, norm_value, lr
 
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's rows of the next global batch.
+
+        Every rank draws the same `batch_size` windows from the same generator and keeps
+        its own contiguous share, so the data a step sees does not depend on how many
+        processes share it, and the generator's state is the whole data position.
+        """
+        t, share = self.cfg.train, self.cfg.train.batch_size // self.dist.world_size
+        x, y = random_batch(self.train_ids, t.batch_size, self.cfg.model.block_size, self.batch_gen, torch.device("cpu"))
+        rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
+        x, y = x[rows], y[rows]
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
+
     def evaluate(self) -> dict[str, float]:
-        """Val loss over the whole val split; train loss over a fixed set of train windows."""
+        """Val loss over the whole val split; train loss over a fixed set of train windows.
+
+        Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward).
+        """
         t, block = self.cfg.train, self.cfg.model.block_size
         amp = autocast(self.device, self.dtype)
         val = evaluate_ids(self.model, self.tokenizer, self.val_ids, block, t.eval_batch_size, self.device, amp,
@@ -132,14 +219,14 @@ class Trainer:
         self.model.train()
         return {"train_loss": nats / count, "val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte}
 
-    def sample(self, max_new_tokens: int | None = None) -> str:
+    def sample(self, max_new_tokens: int | None = None, model: LanguageModel | None = None) -> str:
         s = self.cfg.sample
         prompt = self.tokenizer.encode(s.prompt) or [0]
         ids = torch.tensor([prompt], device=self.device)
         n = s.max_new_tokens if max_new_tokens is None else max_new_tokens
         out = [
             int(t)
-            for t in generate_ids(self.model, ids, n, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+            for t in generate_ids(model or self.model, ids, n, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                   greedy=s.temperature == 0, generator=self.sample_gen)
         ]
         return self.tokenizer.decode(prompt + out)
@@ -148,18 +235,16 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         cfg, t = self.cfg, self.cfg.train
-        check_out_dir(self.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.out_dir / CONFIG_FILE)
-        self.tokenizer.save(self.out_dir / TOKENIZER_FILE)
-        log = MetricsLog(self.out_dir / "metrics.jsonl")
+        self._open_logs()
         tokens_per_step = t.batch_size * cfg.model.block_size
-        log.write(
-            "start", elapsed_s=round(elapsed_s(), 3), params=self.model.num_params(), device=str(self.device),
-            dtype=str(self.dtype).removeprefix("torch."), vocab_size=self.tokenizer.vocab_size,
-            train_tokens=len(self.train_ids), val_tokens=len(self.val_ids),
-        )
-        bar = tqdm(total=t.max_steps, disable=not t.progress, unit="step", dynamic_ncols=True, leave=False)
+        per_token = flops.flops_per_token(self.model)
+        peak = t.peak_flops or flops.peak_flops(self.device, self.dtype, t.tf32)
+        self._log("resume" if self.resuming else "start", step=self.step, elapsed_s=self._elapsed(),
+                  params=self.model.num_params(), device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+                  world_size=self.dist.world_size, vocab_size=self.tokenizer.vocab_size,
+                  train_tokens=len(self.train_ids), val_tokens=len(self.val_ids), flops_per_token=per_token)
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (t.progress and self.dist.is_main), unit="step",
+                   dynamic_ncols=True, leave=False)
         loop_start = time.perf_counter()
         window_start, window_steps = loop_start, 0
         bad_in_row = 0
@@ -168,64 +253,194 @@ class Trainer:
             while self.step < t.max_steps:
                 loss, grad_norm, lr = self.train_step()
                 window_steps += 1
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    bad_in_row += 1
-                    log.write("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm),
-                              elapsed_s=round(elapsed_s(), 3))
-                    if bad_in_row >= MAX_BAD_STEPS:
-                        raise LmforgeError(
-                            f"the loss was not finite for {MAX_BAD_STEPS} steps in a row (step {self.step}); "
-                            f"the best model so far is kept in {self.out_dir}. Lower --train.lr (now {t.lr})"
-                        )
-                else:
+                if math.isfinite(loss) and math.isfinite(grad_norm):
                     bad_in_row = 0
+                else:
+                    # a float16 overflow with a finite loss is the scaler's business, not a sign of divergence
+                    bad_in_row += 1 if not (self.scaler.is_enabled() and math.isfinite(loss)) else 0
+                    self._log("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm),
+                              reason="non-finite loss" if not math.isfinite(loss) else "non-finite gradient",
+                              elapsed_s=self._elapsed())
+                    if bad_in_row >= t.max_bad_steps:
+                        stop_reason = "non_finite"
+                        last = checkpoint.list_checkpoints(self.out_dir)
+                        kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
+                        raise LmforgeError(
+                            f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
+                            f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
                 bar.update(1)
                 if self.step % t.log_interval == 0 or self.step == t.max_steps:
                     now = time.perf_counter()
                     tok_s = window_steps * tokens_per_step / max(now - window_start, 1e-9)
                     window_start, window_steps = now, 0
-                    log.write("train", step=self.step, elapsed_s=round(elapsed_s(), 3),
-                              tokens_seen=self.step * tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm,
-                              tokens_per_s=round(tok_s, 1))
+                    utilization = flops.mfu(tok_s, per_token, peak, self.dist.world_size)
+                    self._log("train", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.step * tokens_per_step,
+                              loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(tok_s, 1),
+                              mfu=None if utilization is None else round(utilization, 4))
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{self.best_val_loss:.3f}")
-                out_of_time = t.max_seconds > 0 and time.perf_counter() - loop_start >= t.max_seconds
-                if out_of_time:
-                    stop_reason = "max_seconds"
-                if self.step % t.eval_interval == 0 or self.step == t.max_steps or out_of_time:
-                    self._eval_event(log, lr, tokens_per_step)
-                if out_of_time:
+                out_of_time = distributed.any_rank(
+                    t.max_seconds > 0 and time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
+                is_eval = self.step % t.eval_interval == 0 or self.step == t.max_steps or out_of_time
+                stop_early = self._eval_event(lr, tokens_per_step) if is_eval else False
+                if out_of_time or stop_early:
+                    stop_reason = "max_seconds" if out_of_time else "early_stop"
+                due = is_eval if t.checkpoint_interval == 0 else self.step % t.checkpoint_interval == 0
+                stopping = self.step == t.max_steps or stop_reason != "max_steps"
+                if bad_in_row == 0 and (due or stopping):  # never checkpoint in the middle of a run of bad steps
+                    self.save_checkpoint()
+                if stop_reason != "max_steps":
                     break
         except KeyboardInterrupt:
             stop_reason = "interrupted"
         finally:
             bar.close()
-            log.write("end", step=self.step, elapsed_s=round(elapsed_s(), 3), reason=stop_reason,
-                      best_step=self.best_step, best_val_loss=self.best_val_loss)
-            log.close()
+            self._log("end", step=self.step, elapsed_s=self._elapsed(), reason=stop_reason, best_step=self.best_step,
+                      best_val_loss=self.best_val_loss)
+            self._close_logs()
+            distributed.close(self.dist)
         if self.best is None:
             raise LmforgeError(f"training stopped at step {self.step} before its first eval, so no model was saved; "
                                "train longer or lower --train.eval_interval")
-        load_weights(self.model, self.out_dir / MODEL_FILE)  # the best model writes the final sample
-        sample = self.sample()
+        sample = self._final_sample()
         return TrainResult(self.out_dir, self.step, self.best_step, self.best["val_loss"], self.best["val_ppl"],
-                           self.best["val_bpb"], sample)
+                           self.best["val_bpb"], sample, stop_reason)
 
-    def _eval_event(self, log: MetricsLog, lr: float, tokens_per_step: int) -> None:
+    def _eval_event(self, lr: float, tokens_per_step: int) -> bool:
+        """Evaluate, keep the best model, sample, redraw the curves; True when early stopping says stop."""
         losses = self.evaluate()
         improved = losses["val_loss"] < self.best_val_loss
         if improved:
             self.best_val_loss, self.best_step = losses["val_loss"], self.step
-            save_weights(self.model, self.out_dir / MODEL_FILE)
-        record = log.write("eval", step=self.step, elapsed_s=round(elapsed_s(), 3),
-                           tokens_seen=self.step * tokens_per_step, **losses, lr=lr, best=improved)
+            self._save_best()
+        record = self._log("eval", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.step * tokens_per_step,
+                           **losses, lr=lr, best=improved)
         if improved:
             self.best = record
+        warning = self.overfit_watch.update(losses["train_loss"], losses["val_loss"], self.best_step, self.best_val_loss)
+        if warning:
+            self._log("warning", step=self.step, message=warning)
+            if self.dist.is_main:
+                tqdm.write(f"warning: {warning}", file=sys.stderr)
         if self.cfg.sample.max_new_tokens > 0:
-            with open(self.out_dir / "samples.txt", "a", encoding="utf-8") as f:
-                f.write(f"=== step {self.step} · val loss {losses['val_loss']:.4f}\n{self.sample()}\n\n")
-        draw_curves(read_metrics(self.out_dir / "metrics.jsonl"), self.out_dir / "curves.png")
+            text = self.sample()  # every rank samples: under FSDP each forward needs them all
+            if self.dist.is_main:
+                append_sample(self.out_dir / SAMPLES_FILE, self.step, losses["val_loss"], text)
+        if self.dist.is_main:
+            draw_curves(read_metrics(self.out_dir / METRICS_FILE), self.out_dir / "curves.png")
+        return self.early_stopping.update(improved)
+
+    def _final_sample(self) -> str:
+        """A sample from the best model (model.safetensors); rank 0 only, from a plain copy when distributed."""
+        if not self.dist.is_main:
+            return ""
+        model = self.model
+        if self.dist.enabled:  # the training model may be sharded, and its ranks have stopped
+            model = build_model(self.cfg.model).to(self.device)
+        load_weights(model, self.out_dir / MODEL_FILE)
+        return self.sample(model=model)
+
+    # ------------------------------------------------------------------ run directory and logs
+
+    def _elapsed(self) -> float:
+        return round(self.elapsed_before + elapsed_s(), 3)
+
+    def _open_logs(self) -> None:
+        if not self.dist.is_main:
+            return
+        if self.resuming:  # forget what a crashed process logged after the checkpoint it will redo
+            rewind_metrics(self.out_dir / METRICS_FILE, self.step)
+            rewind_samples(self.out_dir / SAMPLES_FILE, self.step)
+        else:
+            check_out_dir(self.out_dir)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.tokenizer.save(self.out_dir / TOKENIZER_FILE)
+        self.cfg.save(self.out_dir / CONFIG_FILE)
+        self.log = MetricsLog(self.out_dir / METRICS_FILE)
+        if self.cfg.train.tensorboard:
+            from lmforge.training.tensorboard_log import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(self.out_dir / "tensorboard", purge_step=self.step + 1 if self.resuming else None)
+
+    def _log(self, event: str, **values: Any) -> dict[str, Any]:
+        """The record of one event; written (to metrics.jsonl and TensorBoard) by rank 0 only."""
+        record = {"event": event, **values}
+        if self.log is not None:
+            self.log.write(event, **values)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
+        return record
+
+    def _close_logs(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        self.log = self.tensorboard = None
+
+    def _save_best(self) -> None:
+        if not self.dist.enabled:
+            save_weights(self.model, self.out_dir / MODEL_FILE)
+            return
+        state = distributed.model_state(self.model)  # a collective under FSDP; the full weights land on rank 0
+        if self.dist.is_main:
+            save_state_dict(state, self.model, self.out_dir / MODEL_FILE)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's own state: step, best so far, guards, the data position and the sampling generator."""
+        return {
+            "step": self.step, "elapsed_s": self.elapsed_before + elapsed_s(), "best_val_loss": self.best_val_loss,
+            "best_step": self.best_step, "best": self.best, "early_stopping": self.early_stopping.state_dict(),
+            "overfit_watch": self.overfit_watch.state_dict(), "batch_gen": self.batch_gen.get_state(),
+            "sample_gen": self.sample_gen.get_state(), "data": data_fingerprint(self.train_ids),
+            "world_size": self.dist.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["data"] != data_fingerprint(self.train_ids):
+            raise LmforgeError(f"the training text differs from the one the checkpoint in {self.out_dir} was trained on "
+                               f"({state['data']['tokens']:,} train tokens then, {len(self.train_ids):,} now); "
+                               "resume with the same --data")
+        self.step, self.elapsed_before = state["step"], state["elapsed_s"]
+        self.best_val_loss, self.best_step, self.best = state["best_val_loss"], state["best_step"], state["best"]
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        self.overfit_watch.load_state_dict(state["overfit_watch"])
+        self.batch_gen.set_state(state["batch_gen"])
+        self.sample_gen.set_state(state["sample_gen"])
+
+    def save_checkpoint(self) -> None:
+        """Write the whole resumable state; collectives on every rank, the file by rank 0."""
+        state = {
+            "format": checkpoint.FORMAT,
+            "model": distributed.model_state(self.model),
+            "optimizers": distributed.optimizer_state(self.model, self.optimizers),
+            "scaler": self.scaler.state_dict(),
+            "rng": distributed.gather(checkpoint.rng_state(), self.dist),  # each rank's, for its dropout
+            "trainer": self.state_dict(),
+        }
+        if self.dist.is_main:
+            info = {"best_step": self.best_step, "best_val_loss": self.best_val_loss if self.best else None}
+            checkpoint.save(self.out_dir, self.step, state, info)
+            checkpoint.prune(self.out_dir, self.cfg.train.keep_checkpoints, self.best_step)
+
+    def restore(self, meta_path: Path) -> None:
+        """Load a checkpoint: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
+        state: dict[str, Any] = {"model": {}, "optimizers": {}}
+        if self.dist.is_main:
+            _, state = checkpoint.load(meta_path)
+        small = distributed.broadcast({k: state.get(k) for k in ("scaler", "rng", "trainer")}, self.dist)
+        distributed.load_model_state(self.model, state["model"], self.dist)
+        distributed.load_optimizer_state(self.model, self.optimizers, state["optimizers"], self.dist)
+        if small["scaler"]:
+            self.scaler.load_state_dict(small["scaler"])
+        self.load_state_dict(small["trainer"])
+        rngs = small["rng"]
+        if self.dist.rank < len(rngs):
+            checkpoint.set_rng_state(rngs[self.dist.rank])
+        else:  # more ranks than when saved: a fresh dropout stream for the new ones
+            torch.manual_seed(self.cfg.train.seed + self.dist.rank + self.step)
 
 
-def train(cfg: Config, out_dir: str | Path) -> TrainResult:
-    return Trainer(cfg, Path(out_dir)).fit()
-
+def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult:
+    return Trainer(cfg, Path(out_dir), resume=resume).fit()

@@ -1,0 +1,222 @@
+"""Resumable checkpoints in RUN_DIR/checkpoints/: written atomically, verified on load, pruned safely.
+
+Each checkpoint is two files:
+
+    step-00000400.pt     torch.save of {model, optimizers, scaler, rng, trainer}, all
+                         tensors and plain values, so it loads with weights_only=True
+    step-00000400.json   its size and SHA-256, the step, the val loss; a person can read it
+
+Both are written to a temporary file, fsynced, then renamed over the final name,
+and the .json only after the .pt is complete: the .json is the commit mark. A
+process killed at any instant leaves either a complete checkpoint or a stray
+temporary/orphan file that is ignored and later removed, and never touches an
+earlier checkpoint. Older checkpoints are deleted only after a newer one is
+committed. On load the size and checksum are compared before unpickling, so a
+truncated or corrupted file is named in one line instead of half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+
+from lmforge.errors import LmforgeError
+
+CHECKPOINT_DIR = "checkpoints"
+FORMAT = 1
+_META = re.compile(r"^step-(\d{8})\.json$")
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+# ------------------------------------------------------------------ writing
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through a temporary file, fsync it, rename it into place, fsync the folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a crash right after it could otherwise undo it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder
+    finally:
+        os.close(fd)
+
+
+def save(run_dir: Path, step: int, state: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
+    """Commit checkpoint `step`; returns its .json path. Earlier checkpoints are untouched, even on failure."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"step-{step:08d}"
+    data_path, meta_path = folder / f"{stem}.pt", folder / f"{stem}.json"
+    hashed: dict[str, Any] = {}
+
+    def write_state(f: BinaryIO) -> None:
+        writer = _HashingWriter(f)
+        torch.save(state, writer)
+        hashed.update(size=writer.size, sha256=writer.sha.hexdigest())
+
+    try:
+        atomic_write(data_path, write_state)
+        meta = {"format": FORMAT, "step": step, "file": data_path.name, "bytes": hashed["size"],
+                "sha256": hashed["sha256"], **(info or {})}
+        atomic_write(meta_path, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
+    except OSError as exc:
+        raise LmforgeError(f"could not write checkpoint '{data_path}' ({exc.strerror or exc}); the earlier "
+                           f"checkpoints in {folder} are intact; free disk space and resume with --resume") from None
+    return meta_path
+
+
+def prune(run_dir: Path, keep: int, best_step: int) -> None:
+    """Delete all but the newest `keep` checkpoints and the one of `best_step`, and any stray files.
+
+    The .json goes first: a checkpoint without its commit mark is ignored, so a kill
+    between the two deletions leaves only an orphan that the next prune removes.
+    """
+    folder = checkpoint_dir(run_dir)
+    steps = [step for step, _ in list_checkpoints(run_dir)]
+    keep_steps = set(steps[-keep:]) | {best_step}
+    for step in steps:
+        if step not in keep_steps:
+            (folder / f"step-{step:08d}.json").unlink(missing_ok=True)
+            (folder / f"step-{step:08d}.pt").unlink(missing_ok=True)
+    committed = {f"step-{s:08d}.pt" for s in steps if s in keep_steps}
+    for path in folder.glob("step-*"):
+        if path.name.endswith(".tmp") or (path.suffix == ".pt" and path.name not in committed):
+            path.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ reading
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Committed checkpoints (those with a .json), oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _META.match(p.name))]
+    return sorted(found)
+
+
+def latest(run_dir: Path) -> Path:
+    """The .json of the newest committed checkpoint, or a one-line error saying there is none."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise LmforgeError(f"'{run_dir}' has no checkpoint to resume from ({checkpoint_dir(run_dir)} is empty or "
+                           "missing); start a new run with `lmforge train --out DIR`")
+    return found[-1][1]
+
+
+def load(meta_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata, state) of one checkpoint, checked for truncation and corruption first; tensors on the CPU."""
+    hint = _fallback_hint(meta_path)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        data_path = meta_path.with_name(meta["file"])
+        size, digest = int(meta["bytes"]), str(meta["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LmforgeError(f"checkpoint '{meta_path}' is unreadable or corrupt ({type(exc).__name__}){hint}") from None
+    if not data_path.is_file():
+        raise LmforgeError(f"checkpoint '{data_path}' is missing (its {meta_path.name} refers to it){hint}")
+    actual = data_path.stat().st_size
+    if actual != size:
+        raise LmforgeError(f"checkpoint '{data_path}' is truncated or corrupt ({actual:,} bytes, expected {size:,}){hint}")
+    if _sha256(data_path) != digest:
+        raise LmforgeError(f"checkpoint '{data_path}' is corrupt (its SHA-256 does not match {meta_path.name}){hint}")
+    try:
+        state = torch.load(data_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise LmforgeError(f"checkpoint '{data_path}' cannot be loaded ({reason}){hint}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise LmforgeError(f"checkpoint '{data_path}' is not a format-{FORMAT} lmforge checkpoint{hint}")
+    return meta, state
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _fallback_hint(meta_path: Path) -> str:
+    """How to get past a bad checkpoint without losing anything: name the one before it."""
+    earlier = [(s, p) for s, p in list_checkpoints(meta_path.parent.parent) if p != meta_path and p.name < meta_path.name]
+    if earlier:
+        return (f"; move {meta_path.stem}.* out of {meta_path.parent} to resume from the previous checkpoint "
+                f"(step {earlier[-1][0]})")
+    return "; no earlier checkpoint exists, so start a new run"
+
+
+# ------------------------------------------------------------------ random number generators
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True)."""
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

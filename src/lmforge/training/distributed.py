@@ -1,0 +1,190 @@
+"""Several processes, one model: torchrun, DDP or FSDP2, and the few collectives the trainer needs.
+
+`torchrun --nproc_per_node=N -m lmforge train ...` starts N copies of the trainer
+and tells each its place through the environment (RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT). Each copy joins one process group (NCCL between CUDA
+GPUs, gloo between CPUs) and wraps the same model:
+
+- DDP (`--train.parallel ddp`): every rank holds the whole model; gradients are
+  averaged across ranks during backward.
+- FSDP2 (`--train.parallel fsdp`): `fully_shard` splits parameters, gradients and
+  optimizer state across ranks, gathering each block's weights only while it runs,
+  for models that do not fit one device.
+
+Without torchrun (or with one process) nothing here does anything, so one code
+path serves one CPU and many machines. Checkpoints hold full (unsharded) state
+dicts, gathered to rank 0 and broadcast back from it, so a run saved with N
+processes resumes with any number of processes, including one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lmforge.device import resolve_device
+from lmforge.errors import LmforgeError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone logs, prints and writes the run directory."""
+        return self.rank == 0
+
+
+def from_env() -> DistInfo:
+    """This process's place, as torchrun describes it; one process when not started by torchrun."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
+    except ValueError:
+        raise LmforgeError("RANK, LOCAL_RANK and WORLD_SIZE must be integers; start several processes with torchrun") from None
+
+
+def init(info: DistInfo, device_name: str) -> torch.device:
+    """Join the process group (when there is one) and return this rank's device."""
+    if not info.enabled:
+        return resolve_device(device_name)
+    if device_name == "mps":
+        raise LmforgeError("--train.device mps cannot be shared by several processes; use --train.device cpu with torchrun")
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise LmforgeError(f"--train.device {device_name}: no CUDA GPU is visible; use --train.device cpu")
+        device = torch.device("cuda", info.local_rank)  # one GPU per process, chosen by torchrun's LOCAL_RANK
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return device
+
+
+def close(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, info: DistInfo, parallel: str, device: torch.device) -> nn.Module:
+    """The module the training step calls: the model itself, DDP around it, or the model sharded in place."""
+    if not info.enabled:
+        return model
+    if parallel == "fsdp":
+        fully_shard = _fully_shard()
+        for block in getattr(model, "blocks", []):  # shard block by block: one block's weights gathered at a time
+            fully_shard(block)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _fully_shard():
+    try:
+        from torch.distributed.fsdp import fully_shard  # torch ≥ 2.6
+    except ImportError:
+        from torch.distributed._composable.fsdp import fully_shard  # torch 2.4 and 2.5
+    return fully_shard
+
+
+@contextlib.contextmanager
+def grad_sync(wrapped: nn.Module, sync: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
+    if hasattr(wrapped, "no_sync") and not sync:  # DDP
+        with wrapped.no_sync():
+            yield
+    elif hasattr(wrapped, "set_requires_gradient_sync"):  # FSDP2
+        wrapped.set_requires_gradient_sync(sync)
+        yield
+    else:
+        yield
+
+
+# ------------------------------------------------------------------ collectives
+
+
+def mean(value: torch.Tensor, info: DistInfo) -> float:
+    """The mean of a scalar over all ranks, as a Python float (every rank gets the same)."""
+    if info.enabled:
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= info.world_size
+    return float(value)
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when it is true on one: ranks must agree on when to stop, or they wait forever."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor(1 if flag else 0, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def gather(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's `obj`, in rank order."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ------------------------------------------------------------------ state dicts
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The full model state dict on CPU, on rank 0 ({} on the others); a collective under FSDP."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def optimizer_state(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    """The full optimizer state keyed by parameter name (not position), so it loads into any world size."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizers, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], info: DistInfo) -> None:
+    """Load a full state dict that rank 0 holds (the others pass {}): rank 0 broadcasts it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
+    set_model_state_dict(model, state, options=options)
+
+
+def load_optimizer_state(model: nn.Module, optimizers: list[torch.optim.Optimizer], state: dict[str, Any],
+                         info: DistInfo) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
+    set_optimizer_state_dict(model, optimizers, state, options=options)

@@ -1,0 +1,67 @@
+"""Muon: momentum, then orthogonalize the update, for the hidden weight matrices.
+
+Muon (Keller Jordan, 2024) keeps SGD momentum per matrix and replaces the update
+M by the nearest semi-orthogonal matrix U Vᵀ (from M = U S Vᵀ), approximated by a
+few Newton–Schulz iterations. Every direction of the update then moves by the same
+amount, instead of a few dominant ones; for the 2-D hidden matrices of a
+transformer this trains faster per step than AdamW. Embeddings, the output head,
+norms and biases are not such matrices and stay with AdamW (see `optim.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately U Vᵀ of g = U S Vᵀ, by a quintic Newton–Schulz iteration.
+
+    The coefficients (3.4445, -4.7750, 2.0315) push singular values toward 1 fast
+    rather than exactly (they land in about [0.7, 1.2]), which works as well in
+    practice. bfloat16 on CUDA (cheap and good enough), float32 elsewhere.
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    tall = g.size(0) > g.size(1)
+    if tall:
+        x = x.T  # iterate on the wide form: X Xᵀ is then the smaller product
+    x = x / (x.norm() + 1e-7)  # spectral norm ≤ Frobenius norm ≤ 1: inside the iteration's basin
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + (b * s + c * s @ s) @ x
+    return (x.T if tall else x).to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for 2-D parameters: Nesterov momentum, orthogonalized, decoupled weight decay."""
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, weight_decay: float = 0.0, ns_steps: int = 5):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError(f"Muon takes 2-D matrices only, got a parameter of shape {tuple(p.shape)}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, mu = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - mu)  # buf = mu·buf + (1 - mu)·g
+                update = p.grad.lerp(buf, mu)  # Nesterov: look one momentum step ahead
+                # an m×n update with unit singular values has RMS 1/√max(m, n); rescale so tall
+                # and wide matrices move alike
+                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(orthogonalize(update, group["ns_steps"]), alpha=-lr * scale)
+        return loss

@@ -1,0 +1,107 @@
+"""Scale-out through torchrun: two gloo processes on the CPU compute what one process computes, and resume.
+
+The torchrun tests start real process groups (about half a minute each on two
+cores), so they are marked slow.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import records
+
+from lmforge.errors import LmforgeError
+from lmforge.training import Trainer, distributed
+
+COMMON = ["--preset", "tiny", "--train.decay_steps", "8", "--train.eval_interval", "4", "--train.log_interval", "1",
+          "--sample.max_new_tokens", "5", "--train.tensorboard", "false"]
+
+
+def _env():
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def lmforge(*args: str, nproc: int = 1) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 \
+        else [sys.executable]
+    done = subprocess.run([*launcher, "-m", "lmforge", "train", *args], env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def one_process_losses(tmp_path_factory, small_text_file):
+    """The loss at each of 8 steps of one process with the same global batch (8 sequences)."""
+    from lmforge.config import Config
+
+    cfg = Config.from_preset("tiny")
+    cfg.data.path = str(small_text_file)
+    for key, value in dict(max_steps=8, decay_steps=8, eval_interval=4, log_interval=1, tensorboard=False).items():
+        setattr(cfg.train, key, value)
+    cfg.sample.max_new_tokens = 5
+    out = tmp_path_factory.mktemp("one") / "run"
+    Trainer(cfg, out).fit()
+    return [r["loss"] for r in records(out, "train")]
+
+
+def train_losses(run: Path) -> list[float]:
+    steps = [r["step"] for r in records(run, "train")]
+    assert steps == list(range(1, len(steps) + 1)), steps  # each step once, none missing
+    return [r["loss"] for r in records(run, "train")]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_and_resume(tmp_path, small_text_file, one_process_losses):
+    run = tmp_path / "ddp"
+    first = lmforge(*COMMON, "--data", str(small_text_file), "--out", str(run), "--train.max_steps", "4", nproc=2)
+    assert first.stdout.count("run saved to") == 1  # rank 0 alone prints
+    lmforge("--resume", str(run), "--train.max_steps", "8", nproc=2)
+    assert records(run, "start")[0]["world_size"] == 2
+    assert train_losses(run) == pytest.approx(one_process_losses, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_fsdp_across_two_processes_resumes_in_one(tmp_path, small_text_file, one_process_losses):
+    """Checkpoints hold full state dicts, so a sharded run resumes with a different number of processes."""
+    run = tmp_path / "fsdp"
+    lmforge(*COMMON, "--data", str(small_text_file), "--out", str(run), "--train.max_steps", "4",
+            "--train.parallel", "fsdp", nproc=2)
+    lmforge("--resume", str(run), "--train.max_steps", "8")
+    assert [r["world_size"] for r in records(run) if r["event"] in ("start", "resume")] == [2, 1]
+    assert train_losses(run) == pytest.approx(one_process_losses, abs=1e-5)
+
+
+# ---------------------------------------------------------------------- one process: the helpers do nothing
+
+
+def test_without_torchrun_there_is_one_process(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    info = distributed.from_env()
+    assert (info.rank, info.world_size, info.enabled, info.is_main) == (0, 1, False, True)
+    assert distributed.mean(torch.tensor(2.5), info) == 2.5
+    assert distributed.gather({"a": 1}, info) == [{"a": 1}] and distributed.broadcast(3, info) == 3
+    model = torch.nn.Linear(2, 2)
+    assert distributed.wrap(model, info, "fsdp", torch.device("cpu")) is model
+
+
+def test_torchrun_environment_is_read(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    info = distributed.from_env()
+    assert (info.rank, info.local_rank, info.world_size, info.is_main) == (3, 1, 4, False)
+    monkeypatch.setenv("WORLD_SIZE", "four")
+    with pytest.raises(LmforgeError, match="WORLD_SIZE"):
+        distributed.from_env()
+
+
+def test_global_batch_must_split_over_the_processes(monkeypatch, tiny_cfg, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(LmforgeError, match=r"--train.batch_size \(8\).*number of processes \(3\)"):
+        Trainer(tiny_cfg(), tmp_path / "run")

@@ -1,0 +1,135 @@
+"""The loop's behaviour: gradient accumulation, the non-finite guard, early stopping, the overfitting warning,
+and what it logs (metrics.jsonl, TensorBoard, tokens/s)."""
+
+import math
+
+import pytest
+import torch
+from training_helpers import checkpoint_state, records
+
+from lmforge.errors import LmforgeError
+from lmforge.training import Trainer, checkpoint
+
+
+class Recorder(torch.nn.Module):
+    """The model, recording the batch shape of every forward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.shapes = model, []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.model(x)
+
+
+def test_accumulating_4_micro_batches_of_8_matches_one_batch_of_32(tmp_path, tiny_cfg):
+    whole = Trainer(tiny_cfg(batch_size=32, grad_accum=1), tmp_path / "whole")
+    accumulated = Trainer(tiny_cfg(batch_size=32, grad_accum=4), tmp_path / "accum")
+    accumulated.step_model = Recorder(accumulated.model)
+    for _ in range(3):
+        loss_a, norm_a, _ = whole.train_step()
+        loss_b, norm_b, _ = accumulated.train_step()
+        assert loss_b == pytest.approx(loss_a, abs=1e-5) and norm_b == pytest.approx(norm_a, abs=1e-5)
+    assert accumulated.step_model.shapes == [(8, 32)] * 12  # 4 forwards of 8 sequences per step
+    for (name, a), b in zip(whole.model.named_parameters(), accumulated.model.parameters()):
+        assert (a - b).abs().max().item() < 1e-5, name
+
+
+class NaNAt(torch.nn.Module):
+    """The model, but with NaN logits at the chosen optimizer steps."""
+
+    def __init__(self, trainer: Trainer, steps):
+        super().__init__()
+        self.trainer, self.steps = trainer, steps
+
+    def forward(self, x):
+        logits = self.trainer.model(x)
+        return logits * math.nan if self.trainer.step + 1 in self.steps else logits
+
+
+def test_an_injected_nan_is_skipped_and_logged(tmp_path, tiny_cfg):
+    trainer = Trainer(tiny_cfg(max_steps=6, eval_interval=6), tmp_path / "run")
+    trainer.step_model = NaNAt(trainer, {3})
+    seen = {}
+    step = trainer.train_step
+
+    def spy():
+        before = [p.detach().clone() for p in trainer.model.parameters()]
+        out = step()
+        seen[trainer.step] = all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+        return out
+
+    trainer.train_step = spy
+    trainer.fit()
+    assert seen == {1: False, 2: False, 3: True, 4: False, 5: False, 6: False}  # step 3 left the weights alone
+    skips = records(tmp_path / "run", "skip")
+    assert [(r["step"], r["loss"], r["reason"]) for r in skips] == [(3, "nan", "non-finite loss")]
+    assert records(tmp_path / "run", "end")[0]["reason"] == "max_steps"
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_a_persistent_nan_stops_cleanly_with_the_last_good_checkpoint_intact(tmp_path, tiny_cfg):
+    trainer = Trainer(tiny_cfg(max_steps=20, eval_interval=4, max_bad_steps=3), tmp_path / "run")
+    trainer.step_model = NaNAt(trainer, set(range(6, 100)))
+    with pytest.raises(LmforgeError, match=r"not finite for 3 steps in a row \(step 8\).*checkpoint \(step 4\) is intact"):
+        trainer.fit()
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path / "run")] == [4]
+    assert [r["step"] for r in records(tmp_path / "run", "skip")] == [6, 7, 8]
+    assert records(tmp_path / "run", "end")[0]["reason"] == "non_finite"
+    state = checkpoint_state(tmp_path / "run", 4)
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    resumed = Trainer(tiny_cfg(max_steps=20, eval_interval=4, max_bad_steps=3), tmp_path / "run", resume=True)
+    assert resumed.step == 4
+
+
+def scripted_evals(trainer: Trainer, losses):
+    """Replace the real eval by a script of (train_loss, val_loss) pairs."""
+    script = iter(losses)
+
+    def evaluate():
+        train, val = next(script)
+        return {"train_loss": train, "val_loss": val, "val_ppl": math.exp(val), "val_bpb": val / math.log(2)}
+
+    trainer.evaluate = evaluate
+
+
+def test_early_stopping_and_the_overfitting_warning(tmp_path, tiny_cfg, capsys):
+    trainer = Trainer(tiny_cfg(max_steps=100, eval_interval=2, patience=2), tmp_path / "run")
+    scripted_evals(trainer, [(3.0, 3.0), (2.5, 2.6), (2.2, 2.7), (2.0, 2.8), (1.0, 1.0)])
+    result = trainer.fit()
+    assert (result.steps, result.stop_reason, result.best_step) == (8, "early_stop", 4)
+    warnings = records(tmp_path / "run", "warning")
+    assert [w["step"] for w in warnings] == [6, 8]
+    assert "best model (val loss 2.6000) is from step 4" in warnings[0]["message"]
+    assert "warning: val loss rose from 2.6000 to 2.7000" in capsys.readouterr().err
+    assert records(tmp_path / "run", "end")[0]["reason"] == "early_stop"
+    assert checkpoint.latest(tmp_path / "run").name == "step-00000008.json"  # the stop is resumable
+
+
+def test_tensorboard_events_and_throughput_are_logged(tmp_path, tiny_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(tiny_cfg(max_steps=4, eval_interval=2, tensorboard=True), tmp_path / "run").fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("eval/val_loss")] == [2, 4]
+    train = records(tmp_path / "run", "train")
+    assert all(r["tokens_per_s"] > 0 for r in train)
+    assert all(r["mfu"] is None for r in train)  # a CPU has no peak in the table: no MFU rather than a guess
+    start = records(tmp_path / "run", "start")[0]
+    assert start["flops_per_token"] > 6 * 1000 and start["world_size"] == 1
+
+
+def test_mfu_is_reported_when_a_peak_is_given(tmp_path, tiny_cfg):
+    Trainer(tiny_cfg(max_steps=2, eval_interval=2, peak_flops=1e12), tmp_path / "run").fit()
+    train = records(tmp_path / "run", "train")
+    per_token = records(tmp_path / "run", "start")[0]["flops_per_token"]
+    for r in train:
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * per_token / 1e12, abs=1e-4)
+
+
+def test_batch_that_does_not_split_over_accumulation_names_both_flags(tiny_cfg):
+    with pytest.raises(LmforgeError, match=r"--train.batch_size \(8\).*--train.grad_accum \(3\)"):
+        tiny_cfg(grad_accum=3)

@@ -1,0 +1,33 @@
+"""Plain helpers shared by the training tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def records(run_dir: Path, event: str | None = None) -> list[dict]:
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if event is None or r["event"] == event]
+
+
+def checkpoint_state(run_dir: Path, step: int) -> dict:
+    return torch.load(Path(run_dir) / "checkpoints" / f"step-{step:08d}.pt", weights_only=True)
+
+
+def assert_same_tensors(a, b, path="state"):
+    """Bitwise equality of two nested structures of tensors and plain values."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
