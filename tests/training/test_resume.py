@@ -42,7 +42,8 @@ def test_crash_and_resume_is_bitwise_identical(tmp_path, tiny_cfg, variant):
     optimizer, dtype = {"adamw-fp32": ("adamw", "float32"), "muon-fp16": ("muon", "float16")}[variant]
 
     def cfg():  # checkpoints at 3, 6, 8 and evals at 5, 8: the crash after step 5's eval goes back to step 3
-        return tiny_cfg(max_steps=8, eval_interval=5, checkpoint_interval=3, optimizer=optimizer, dtype=dtype)
+        return tiny_cfg(max_steps=8, eval_interval=5, checkpoint_interval=3, optimizer=optimizer, dtype=dtype,
+                        tensorboard=variant == "adamw-fp32")
 
     Trainer(cfg(), tmp_path / "ref").fit()
     trainer = Trainer(cfg(), tmp_path / "run")
@@ -64,6 +65,13 @@ def test_crash_and_resume_is_bitwise_identical(tmp_path, tiny_cfg, variant):
     assert [r["loss"] for r in records(tmp_path / "run", "train")] == ref_losses
     assert [r["event"] for r in records(tmp_path / "run")].count("end") == 1
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == (tmp_path / "ref" / "model.safetensors").read_bytes()
+    if variant == "adamw-fp32":  # TensorBoard forgets the crashed process's steps 4 and 5 too
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+        events.Reload()
+        assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 9))
+        assert [e.step for e in events.Scalars("eval/val_loss")] == [5, 8]
 
 
 def test_resume_from_the_cli_continues_with_a_larger_max_steps(capsys, tmp_path, small_text_file):

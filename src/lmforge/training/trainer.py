@@ -278,8 +278,8 @@ class Trainer:
                               loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(tok_s, 1),
                               mfu=None if utilization is None else round(utilization, 4))
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{self.best_val_loss:.3f}")
-                out_of_time = distributed.any_rank(
-                    t.max_seconds > 0 and time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
+                out_of_time = t.max_seconds > 0 and distributed.any_rank(  # ranks must agree on when to stop
+                    time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
                 is_eval = self.step % t.eval_interval == 0 or self.step == t.max_steps or out_of_time
                 stop_early = self._eval_event(lr, tokens_per_step) if is_eval else False
                 if out_of_time or stop_early:
