@@ -20,9 +20,9 @@ EXAMPLES = {
   lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare
   lmforge train --data my.txt --train.max_steps 2000 --model.n_layer 6
   lmforge train --config my_config.yaml --train.lr 3e-4
-  lmforge train --resume runs/shakespeare                     # continue from the newest checkpoint
+  lmforge train --resume runs/shakespeare          # continue from the newest checkpoint
   lmforge train --resume runs/shakespeare --train.max_steps 4000
-  torchrun --nproc_per_node=4 -m lmforge train --preset default --out runs/ddp   # 4 processes (GPUs or CPUs)""",
+  torchrun --nproc_per_node=4 -m lmforge train --out runs/ddp   # 4 processes (GPUs, or CPUs with gloo)""",
     "sample": """examples:
   lmforge sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
   lmforge sample runs/shakespeare --greedy

@@ -47,6 +47,26 @@ def test_a_failed_write_leaves_earlier_checkpoints_intact(tmp_path, monkeypatch)
     assert checkpoint.latest(tmp_path).name == "step-00000002.json"
 
 
+def test_a_real_short_write_leaves_earlier_checkpoints_intact(tmp_path):
+    """The file-size limit makes the operating system refuse the write halfway, as a full disk would."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    saved(tmp_path, 1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    big = {"format": checkpoint.FORMAT, "model": {"w": torch.zeros(200_000)}}
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get an error from write() instead of a signal
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, limits[1]))
+    try:
+        with pytest.raises(LmforgeError, match=r"could not write checkpoint '.*step-00000002\.pt'.*intact"):
+            checkpoint.save(tmp_path, 2, big)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == before
+
+
 def test_a_pt_without_its_json_is_not_a_checkpoint(tmp_path):
     saved(tmp_path, 1, 2)
     (tmp_path / "checkpoints" / "step-00000002.json").unlink()  # killed between the two renames

@@ -105,9 +105,10 @@ def save(run_dir: Path, step: int, state: dict[str, Any], info: dict[str, Any] |
         meta = {"format": FORMAT, "step": step, "file": data_path.name, "bytes": hashed["size"],
                 "sha256": hashed["sha256"], **(info or {})}
         atomic_write(meta_path, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
-    except OSError as exc:
-        raise LmforgeError(f"could not write checkpoint '{data_path}' ({exc.strerror or exc}); the earlier "
-                           f"checkpoints in {folder} are intact; free disk space and resume with --resume") from None
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a failed write as a RuntimeError
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0][:100]
+        raise LmforgeError(f"could not write checkpoint '{data_path}' ({reason}); the earlier checkpoints in "
+                           f"{folder} are intact; free disk space and continue with --resume") from None
     return meta_path
 
 

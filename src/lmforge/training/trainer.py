@@ -253,21 +253,10 @@ class Trainer:
             while self.step < t.max_steps:
                 loss, grad_norm, lr = self.train_step()
                 window_steps += 1
-                if math.isfinite(loss) and math.isfinite(grad_norm):
-                    bad_in_row = 0
-                else:
-                    # a float16 overflow with a finite loss is the scaler's business, not a sign of divergence
-                    bad_in_row += 1 if not (self.scaler.is_enabled() and math.isfinite(loss)) else 0
-                    self._log("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm),
-                              reason="non-finite loss" if not math.isfinite(loss) else "non-finite gradient",
-                              elapsed_s=self._elapsed())
-                    if bad_in_row >= t.max_bad_steps:
-                        stop_reason = "non_finite"
-                        last = checkpoint.list_checkpoints(self.out_dir)
-                        kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
-                        raise LmforgeError(
-                            f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
-                            f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
+                bad_in_row = self._count_bad_steps(loss, grad_norm, bad_in_row)
+                if bad_in_row >= t.max_bad_steps:
+                    stop_reason = "non_finite"
+                    raise self._diverged()
                 bar.update(1)
                 if self.step % t.log_interval == 0 or self.step == t.max_steps:
                     now = time.perf_counter()
@@ -304,6 +293,23 @@ class Trainer:
         sample = self._final_sample()
         return TrainResult(self.out_dir, self.step, self.best_step, self.best["val_loss"], self.best["val_ppl"],
                            self.best["val_bpb"], sample, stop_reason)
+
+    def _count_bad_steps(self, loss: float, grad_norm: float, bad_in_row: int) -> int:
+        """Log a skipped step; return how many bad steps have come in a row."""
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            return 0
+        self._log("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm), elapsed_s=self._elapsed(),
+                  reason="non-finite loss" if not math.isfinite(loss) else "non-finite gradient")
+        if self.scaler.is_enabled() and math.isfinite(loss):
+            return bad_in_row  # a float16 overflow: the scaler lowers its scale; not a sign of divergence
+        return bad_in_row + 1
+
+    def _diverged(self) -> LmforgeError:
+        t = self.cfg.train
+        last = checkpoint.list_checkpoints(self.out_dir)
+        kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
+        return LmforgeError(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
+                            f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
 
     def _eval_event(self, lr: float, tokens_per_step: int) -> bool:
         """Evaluate, keep the best model, sample, redraw the curves; True when early stopping says stop."""
