@@ -198,8 +198,12 @@ def _fallback_hint(meta_path: Path) -> str:
 # ------------------------------------------------------------------ random number generators
 
 
-def rng_state() -> dict[str, Any]:
-    """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True)."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True).
+
+    On CUDA, the generator of this process's GPU (`device`) only: asking for all of them
+    would open a context on each GPU from every rank.
+    """
     np_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -207,17 +211,17 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     n = state["numpy"]
     np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

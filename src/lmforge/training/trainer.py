@@ -422,7 +422,7 @@ class Trainer:
             "model": distributed.model_state(self.model),
             "optimizers": distributed.optimizer_state(self.model, self.optimizers),
             "scaler": self.scaler.state_dict(),
-            "rng": distributed.gather(checkpoint.rng_state(), self.dist),  # each rank's, for its dropout
+            "rng": distributed.gather(checkpoint.rng_state(self.device), self.dist),  # each rank's, for its dropout
             "trainer": self.state_dict(),
         }
         if self.dist.is_main:
@@ -443,7 +443,7 @@ class Trainer:
         self.load_state_dict(small["trainer"])
         rngs = small["rng"]
         if self.dist.rank < len(rngs):
-            checkpoint.set_rng_state(rngs[self.dist.rank])
+            checkpoint.set_rng_state(rngs[self.dist.rank], self.device)
         else:  # more ranks than when saved: a fresh dropout stream for the new ones
             torch.manual_seed(self.cfg.train.seed + self.dist.rank + self.step)
 
