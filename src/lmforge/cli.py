@@ -29,7 +29,33 @@ EXAMPLES = {
   lmforge sample runs/shakespeare --temperature 0.9 --top-k 40 --top-p 0.95 --seed 1 --stream""",
     "eval": """examples:
   lmforge eval runs/shakespeare --data held_out.txt
-  lmforge eval runs/shakespeare --data held_out.txt --json""",
+  lmforge eval runs/shakespeare --data held_out.txt --stride 32     # overlapping windows: more context per token
+  lmforge eval runs/shakespeare --data held_out.txt --json > base.json
+  lmforge eval runs/shakespeare --data held_out.txt --save          # kept in RUN_DIR/evals/ for `lmforge report`""",
+    "probe": """examples:
+  lmforge probe runs/demo --suite sotu                              # the example suite for the built-in corpus
+  lmforge probe runs/mine --suite my_probes.jsonl --min-pass 0.8    # exit 1 when under 80% of checks pass
+  lmforge probe runs/mine --suite my_probes.jsonl --json
+
+suite lines (JSONL, one probe per line):
+  {"id": "us", "prompt": "the United", "contains": " States"}
+  {"id": "no-loop", "prompt": "The", "not_contains": ["the the"], "temperature": 0.8, "seed": 1}
+  {"id": "year", "prompt": "In the year 18", "regex": "^\\\\d\\\\d"}
+  {"id": "mc", "prompt": "the United", "choices": [" States", " Kingdom"], "answer": " States"}
+  {"id": "same", "prompts": ["Fellow-Citizens of the", "Fellow Citizens of the"], "agree_on": "first_word"}""",
+    "study": """examples:
+  lmforge study runs/shakespeare --prompts prompts.txt              # one prompt per line
+  lmforge study runs/shakespeare --prompts prompts.txt --strategies greedy,t=0.8,k=40,p=0.9,t=0.8+p=0.95
+  lmforge study runs/shakespeare --prompts prompts.txt --samples 8 --max-new-tokens 200 --json""",
+    "regress": """examples:
+  lmforge regress runs/new --baseline runs/old                      # best val loss and bits/byte from metrics.jsonl
+  lmforge eval runs/old --data held_out.txt --json > base.json
+  lmforge regress runs/new --baseline base.json --tolerance 0.005   # runs/new is evaluated on the same file
+  lmforge regress runs/new --baseline runs/old --data held_out.txt --abs-tolerance 0.02""",
+    "report": """examples:
+  lmforge report runs/shakespeare                                   # runs/shakespeare/report.html and report.md
+  lmforge report runs/demo --data held_out.txt --suite sotu         # also evaluate a file and run a probe suite
+  lmforge report runs/demo --out reports/demo.html""",
 }
 
 
@@ -194,7 +220,12 @@ def add_eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Score every token of a text file with a trained model.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data", required=True, metavar="PATH", help="a UTF-8 text file")
+    p.add_argument("--stride", type=int, default=None, metavar="S",
+                   help="start a window every S tokens, scoring only its last S (default: the context size, "
+                        "non-overlapping windows, as val_loss in training; smaller S: more context per token, "
+                        "lower loss, context/S times the work)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", action="store_true", help="also write RUN_DIR/evals/eval-NAME.json for `lmforge report`")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="windows per forward pass")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     return p
@@ -202,28 +233,193 @@ def add_eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
     import lmforge
-    from lmforge.corpus import read_text
-    from lmforge.device import autocast, resolve_dtype
-    from lmforge.evaluation import evaluate_ids
+    from lmforge.evaluation.evaluate import eval_save_path, evaluate_run
 
-    if args.batch_size < 1:
-        raise LmforgeError(f"--batch-size must be at least 1, not {args.batch_size}")
     run = lmforge.load(args.run_dir, device=args.device)
-    text = read_text(args.data)
-    unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(text)
-    if unknown:
-        print(f"warning: {unknown:,} character(s) of {args.data} are not in the vocabulary and were replaced",
-              file=sys.stderr)
-    ids = run.tokenizer.encode_array(text)
-    amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
-    result = evaluate_ids(run.model, run.tokenizer, ids, run.config.model.block_size, args.batch_size, run.device, amp)
+    result = evaluate_run(run, args.data, stride=args.stride, batch_size=args.batch_size)
+    if result["unknown_chars"]:
+        print(f"warning: {result['unknown_chars']:,} character(s) of {args.data} are not in the vocabulary and were "
+              "replaced", file=sys.stderr)
+    if args.save:
+        write_json(eval_save_path(args.run_dir, args.data), result)
     if args.json:
-        print(json.dumps({"run": str(args.run_dir), "data": str(args.data), **result.to_dict()}))
+        print(json.dumps(result))
     else:
-        print(f"{args.data}: {result.tokens:,} tokens, {result.bytes:,} bytes")
-        print(f"loss        {result.loss:.4f} nats/token")
-        print(f"perplexity  {result.perplexity:.3f}")
-        print(f"bits/byte   {result.bits_per_byte:.4f}")
+        print(f"{args.data}: {result['tokens']:,} tokens, {result['bytes']:,} bytes, "
+              f"windows of {result['block_size']} every {result['stride']} tokens")
+        print(f"loss        {result['loss']:.4f} nats/token")
+        print(f"perplexity  {result['perplexity']:.3f}")
+        print(f"bits/byte   {result['bits_per_byte']:.4f}")
+    return 0
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"saved {path}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- probe
+
+
+def add_probe(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("probe", help="run a suite of prompt probes and summarize by check type",
+                       description="Check what a model does with prompts: contains / not_contains / regex on a "
+                       "greedy or sampled continuation, multiple choice ranked by log-likelihood, and groups of "
+                       "paraphrased prompts that must agree. Exit status 1 when the pass rate is under --min-pass.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--suite", required=True, metavar="FILE.jsonl",
+                   help="a JSONL file, one probe per line, or the name of a shipped suite (sotu)")
+    p.add_argument("--min-pass", type=float, default=0.0, metavar="F",
+                   help="exit with status 1 when fewer than this fraction of checks pass (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="list every check, not only the failures")
+    p.add_argument("--save", action="store_true", help="also write RUN_DIR/evals/probe-NAME.json for `lmforge report`")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_probe(args: argparse.Namespace, extra: list[str]) -> int:
+    import lmforge
+    from lmforge.evaluation.probes import format_report, load_suite, resolve_suite, run_suite
+
+    if not 0.0 <= args.min_pass <= 1.0:
+        raise LmforgeError(f"--min-pass is a fraction between 0 and 1, not {args.min_pass}")
+    suite = resolve_suite(args.suite)
+    probes = load_suite(suite)  # read and checked before the model is loaded
+    run = lmforge.load(args.run_dir, device=args.device)
+    report = run_suite(run, probes, suite.stem)
+    result = {"run": str(args.run_dir), "min_pass": args.min_pass, **report.to_dict()}
+    if args.save:
+        write_json(Path(args.run_dir) / "evals" / f"probe-{suite.stem}.json", result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(format_report(report, verbose=args.verbose))
+    if report.pass_rate < args.min_pass:
+        print(f"lmforge probe: {report.pass_rate:.1%} of checks passed, under --min-pass {args.min_pass:.1%}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------- study
+
+
+def add_study(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from lmforge.evaluation.decoding_study import DEFAULT_STRATEGIES
+
+    p = sub.add_parser("study", help="compare decoding strategies on a set of prompts",
+                       description="Decode the same prompts with several strategies and score each on distinct-1/"
+                       "distinct-2, rep-4 (repeated word 4-grams), mean log-probability under the model and length. "
+                       "Prints a table; writes study.json, study.md and study.png to --out.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--prompts", required=True, metavar="FILE",
+                   help="one prompt per line (\\n for a newline), or JSONL with a \"prompt\" per line")
+    p.add_argument("--strategies", default=DEFAULT_STRATEGIES, metavar="LIST",
+                   help=f"comma-separated: greedy, temperature=T, top_k=K, top_p=P, joined with + (default {DEFAULT_STRATEGIES})")
+    p.add_argument("--samples", type=int, default=4, metavar="N", help="continuations per prompt and strategy")
+    p.add_argument("--max-new-tokens", type=int, default=100, metavar="N", help="tokens per continuation")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (each strategy starts from it)")
+    p.add_argument("--out", metavar="DIR", help="where to write the results (default RUN_DIR/evals)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
+    import lmforge
+    from lmforge.evaluation.decoding_study import format_table, parse_strategies, read_prompts, run_study, save_study
+
+    strategies = parse_strategies(args.strategies)
+    prompts = read_prompts(args.prompts)
+    run = lmforge.load(args.run_dir, device=args.device)
+    results = run_study(run, prompts, strategies, args.max_new_tokens, args.samples, args.seed)
+    settings = {"prompts": len(prompts), "samples": args.samples, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
+    paths = save_study(results, Path(args.out) if args.out else Path(args.run_dir) / "evals", settings)
+    if args.json:
+        print(json.dumps({"run": str(args.run_dir), "settings": settings, "strategies": [r.to_dict() for r in results]},
+                         ensure_ascii=False))
+    else:
+        print(format_table(results))
+        print(f"\nwrote {paths['json']}, {paths['markdown']} and {paths['plot']}")
+    return 0
+
+
+# ---------------------------------------------------------------------- regress
+
+
+def add_regress(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("regress", help="fail (exit 1) when a run is worse than a baseline beyond a tolerance",
+                       description="Compare a run (or eval JSON) with a baseline run (or eval JSON) on loss and bits "
+                       "per byte. A metric regresses when it is worse than the baseline by more than "
+                       "max(--tolerance × baseline, --abs-tolerance). Exit status: 0 no regression, 1 regression, "
+                       "2 bad input; for CI.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run to check (or an eval JSON)")
+    p.add_argument("--baseline", required=True, metavar="RUN_DIR_OR_EVAL_JSON",
+                   help="a run directory or the output of `lmforge eval ... --json`")
+    p.add_argument("--tolerance", type=float, default=0.01, metavar="F",
+                   help="allowed relative worsening (default 0.01: 1%%)")
+    p.add_argument("--abs-tolerance", type=float, default=0.0, metavar="X",
+                   help="allowed absolute worsening in the metric's units (default 0)")
+    p.add_argument("--data", metavar="PATH", help="evaluate every run directory on this file instead of its val split")
+    p.add_argument("--stride", type=int, default=None, metavar="S", help="sliding-window stride for --data (see eval)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_regress(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.evaluation.regression import format_result, regress
+
+    result = regress(args.run_dir, args.baseline, tolerance=args.tolerance, abs_tolerance=args.abs_tolerance,
+                     data=args.data, stride=args.stride, device=args.device)
+    print(json.dumps(result.to_dict()) if args.json else format_result(result))
+    return 1 if result.regressed else 0
+
+
+# ---------------------------------------------------------------------- report
+
+
+def add_report(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("report", help="one HTML page (and Markdown): curves, verdict, evals, probes, samples",
+                       description="Write RUN_DIR/report.html (self-contained) and report.md: the curves, the best "
+                       "step, an under-/overfitting verdict with its evidence, the eval history, results saved in "
+                       "RUN_DIR/evals/ by eval --save, probe --save and study, and samples.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="FILE.html", help="where to write the HTML (default RUN_DIR/report.html; "
+                   "the Markdown goes beside it)")
+    p.add_argument("--data", action="append", default=[], metavar="PATH",
+                   help="also evaluate the run on this text file (repeatable); saved in RUN_DIR/evals/")
+    p.add_argument("--suite", action="append", default=[], metavar="FILE.jsonl",
+                   help="also run this probe suite (repeatable); saved in RUN_DIR/evals/")
+    p.add_argument("--stride", type=int, default=None, metavar="S", help="sliding-window stride for --data")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.evaluation.report import build_report
+
+    if args.data or args.suite:
+        import lmforge
+        from lmforge.evaluation.evaluate import eval_save_path, evaluate_run
+        from lmforge.evaluation.probes import load_suite, resolve_suite, run_suite
+
+        suites = [(resolve_suite(s), load_suite(s)) for s in args.suite]  # checked before any work
+        run = lmforge.load(args.run_dir, device=args.device)
+        for data in args.data:
+            write_json(eval_save_path(args.run_dir, data), evaluate_run(run, data, stride=args.stride))
+        for path, probes in suites:
+            result = {"run": str(args.run_dir), **run_suite(run, probes, path.stem).to_dict()}
+            write_json(Path(args.run_dir) / "evals" / f"probe-{path.stem}.json", result)
+    result = build_report(args.run_dir, args.out)
+    v = result.verdict
+    print(f"verdict: {v.label}" + (f"; best step {v.best_step} (val loss {v.best_val_loss:.4f})"
+                                   if v.best_step is not None else ""))
+    for line in v.evidence:
+        print(f"  - {line}")
+    print(f"wrote {result.html_path} and {result.markdown_path}")
     return 0
 
 
@@ -245,6 +441,10 @@ COMMANDS = {
     "train": (add_train, cmd_train),
     "sample": (add_sample, cmd_sample),
     "eval": (add_eval, cmd_eval),
+    "probe": (add_probe, cmd_probe),
+    "study": (add_study, cmd_study),
+    "regress": (add_regress, cmd_regress),
+    "report": (add_report, cmd_report),
     "presets": (add_presets, cmd_presets),
 }
 ACCEPTS_OVERRIDES = {"train"}

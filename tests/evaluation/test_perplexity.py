@@ -1,9 +1,14 @@
 import math
 
 import numpy as np
+import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
+from lmforge.errors import LmforgeError
 from lmforge.evaluation import evaluate_ids
+from lmforge.evaluation.perplexity import scored_bytes, sliding_windows, token_nats
 from lmforge.models.base import LanguageModel
 from lmforge.tokenizers import CharTokenizer
 
@@ -42,3 +47,168 @@ def test_uniform_model_has_perplexity_equal_to_vocab_size():
     result = evaluate_ids(FixedDistribution([0.25] * 4), tok, ids, 16, 4, torch.device("cpu"))
     assert math.isclose(result.perplexity, 4.0, rel_tol=1e-5)
     assert math.isclose(result.bits_per_byte, 2.0, rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------------- sliding windows
+
+
+class PositionalConfidence(LanguageModel):
+    """Predicts the next id as (x + 1) % V with logit t + 1 at window position t: more context, more confidence.
+
+    On ids 0, 1, 2, … every prediction is right, so the nats of a target depend
+    only on its position t in the window that scored it: -log(e^(t+1) / (e^(t+1) + V - 1)).
+    """
+
+    family = "positional"
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def forward(self, ids):
+        t = torch.arange(ids.size(1), dtype=torch.float32)[None, :, None]  # (1, T, 1)
+        return (t + 1) * torch.nn.functional.one_hot((ids + 1) % self.vocab_size, self.vocab_size).float()
+
+
+def positional_nats(t: int, vocab: int) -> float:
+    return -math.log(math.exp(t + 1) / (math.exp(t + 1) + vocab - 1))
+
+
+@pytest.mark.parametrize("stride, positions", [
+    # 7 ids, windows of 4: which window position scores each of the targets 1..6
+    (4, [0, 1, 2, 3, 0, 1]),  # windows at 0 and 4: targets 5, 6 start a fresh window
+    (2, [0, 1, 2, 3, 2, 3]),  # windows at 0 and 2: targets 5, 6 keep 3 and 4 tokens of context
+    (1, [0, 1, 2, 3, 3, 3]),  # windows at 0, 1, 2: every later target has the full context
+])
+def test_sliding_window_loss_equals_a_hand_computation(stride, positions):
+    vocab = 8
+    ids = np.arange(7, dtype=np.uint16)
+    model = PositionalConfidence(vocab)
+    expected = [positional_nats(t, vocab) for t in positions]
+    nats = token_nats(model, ids, block_size=4, batch_size=2, device=torch.device("cpu"), stride=stride)
+    assert np.allclose(nats, expected, rtol=1e-5)
+    result = evaluate_ids(model, CharTokenizer([chr(65 + i) for i in range(vocab)]), ids, 4, 2, torch.device("cpu"),
+                          stride=stride)
+    assert result.tokens == 6 and result.stride == stride
+    assert math.isclose(result.loss, sum(expected) / 6, rel_tol=1e-6)
+
+
+def test_loss_falls_as_the_stride_shrinks():
+    ids = (np.arange(300) % 8).astype(np.uint16)
+    model = PositionalConfidence(8)
+    losses = [evaluate_ids(model, CharTokenizer(list("abcdefgh")), ids, 16, 8, torch.device("cpu"), stride=s).loss
+              for s in (16, 8, 4, 2, 1)]
+    assert all(a > b for a, b in zip(losses, losses[1:])), losses
+
+
+def test_stride_equal_to_the_context_is_the_non_overlapping_eval():
+    """The default (stride = context) is what training's val_loss measures: non-overlapping windows."""
+    from lmforge.data import eval_batches
+
+    ids = np.random.default_rng(1).integers(0, 8, 103).astype(np.uint16)
+    model = PositionalConfidence(8)
+    expected = torch.cat([torch.nn.functional.cross_entropy(model(x).transpose(1, 2), y, reduction="none").flatten()
+                          for x, y in eval_batches(ids, 10, 4, torch.device("cpu"))])
+    assert np.allclose(token_nats(model, ids, 10, 4, torch.device("cpu")), expected.numpy(), rtol=1e-6)
+
+
+@given(n=st.integers(2, 60), block=st.integers(1, 12), data=st.data())
+def test_windows_score_every_token_but_the_first_exactly_once(n, block, data):
+    stride = data.draw(st.integers(1, block))
+    windows = sliding_windows(n, block, stride)
+    scored = [w.begin + w.length - k + 1 for w in windows for k in range(w.n_scored, 0, -1)]
+    assert scored == list(range(1, n))
+    for w in windows:
+        assert 1 <= w.n_scored <= w.length <= block
+    # every scored target (but those of the first window) has at least block - stride + 1 tokens of context
+    for w in windows[1:]:
+        if w.length == block:
+            assert w.length - w.n_scored + 1 >= block - stride + 1
+
+
+def test_bad_stride_names_the_flag():
+    with pytest.raises(LmforgeError, match="--stride must be between 1 and the context size 4"):
+        sliding_windows(10, 4, 5)
+    with pytest.raises(LmforgeError, match="--stride"):
+        sliding_windows(10, 4, 0)
+
+
+# ---------------------------------------------------------------------- bits per byte for any tokenizer
+
+
+class MultiCharTokenizer:
+    """A fake subword tokenizer: greedy longest match over pieces of several characters, decode = concatenation."""
+
+    kind = "test-multichar"
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    @property
+    def vocab_size(self):
+        return len(self.pieces)
+
+    def encode(self, text):
+        ids, i = [], 0
+        while i < len(text):
+            best = max((p for p in self.pieces if text.startswith(p, i)), key=len)
+            ids.append(self.pieces.index(best))
+            i += len(best)
+        return ids
+
+    def decode(self, ids):
+        return "".join(self.pieces[i] for i in ids)
+
+
+class WordTokenizer(MultiCharTokenizer):
+    """A fake word tokenizer: decode joins words with spaces, so decode(ids) is not the concatenation of tokens."""
+
+    def encode(self, text):
+        return [self.pieces.index(w) for w in text.split()]
+
+    def decode(self, ids):
+        return " ".join(self.pieces[i] for i in ids)
+
+
+def direct_bits_per_byte(probs, ids, scored_text):
+    bits = -sum(math.log2(probs[i]) for i in ids[1:])
+    return bits / len(scored_text.encode("utf-8"))
+
+
+def test_bits_per_byte_with_multi_character_tokens():
+    pieces = ["the ", "th", "e", "é", "café ", "a", "b", " ", "t", "h", "c", "f"]
+    tok = MultiCharTokenizer(pieces)
+    text = "the café thé bat the cafe"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text and len(ids) < len(text)  # tokens span several characters and bytes
+    probs = np.linspace(1, 2, len(pieces))
+    probs /= probs.sum()
+    result = evaluate_ids(FixedDistribution(probs.tolist()), tok, np.array(ids), 4, 3, torch.device("cpu"))
+    scored_text = text[len(pieces[ids[0]]):]  # everything after the first token
+    assert result.bytes == len(scored_text.encode())
+    assert math.isclose(result.bits_per_byte, direct_bits_per_byte(probs, ids, scored_text), rel_tol=1e-5)
+
+
+def test_bits_per_byte_with_a_word_tokenizer_counts_the_joining_spaces():
+    tok = WordTokenizer(["the", "cat", "sat", "mat", "on"])
+    text = "the cat sat on the mat"
+    ids = tok.encode(text)
+    probs = [0.4, 0.1, 0.2, 0.1, 0.2]
+    result = evaluate_ids(FixedDistribution(probs), tok, np.array(ids), 3, 2, torch.device("cpu"))
+    assert result.bytes == len(" cat sat on the mat") == scored_bytes(tok, np.array(ids))
+    assert math.isclose(result.bits_per_byte, direct_bits_per_byte(probs, ids, " cat sat on the mat"), rel_tol=1e-5)
+
+
+def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):
+    import json
+
+    from lmforge.cli import main
+
+    results = {}
+    for stride in (32, 8):  # the tiny preset's context is 32
+        assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--stride", str(stride), "--json"]) == 0
+        results[stride] = json.loads(capsys.readouterr().out)
+    assert results[32]["tokens"] == results[8]["tokens"] == len(small_text_file.read_text()) - 1
+    assert results[8]["loss"] < results[32]["loss"]  # more context per token
+    assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--stride", "33"]) == 2
+    assert "--stride must be between 1 and the context size 32" in capsys.readouterr().err

@@ -1,0 +1,260 @@
+"""The decoding study: the same model and prompts under several decoding strategies.
+
+A model's text depends on how it is decoded as much as on the model: greedy
+decoding loops, high temperatures ramble. The study separates the two by
+holding the model and prompts fixed and varying only the strategy. For each
+strategy it reports, over `samples` continuations of every prompt:
+
+- distinct-1 / distinct-2: unique words (word pairs) over all words (pairs) of
+  all its continuations together (Li et al., 2016). Higher is more varied.
+  Greedy decoding is deterministic, so its samples repeat and it scores low.
+- rep-4: within one continuation, the fraction of word 4-grams that repeat an
+  earlier one, averaged over continuations (Welleck et al., 2019's seq-rep-4).
+  High means loops.
+- mean log-prob: the mean log-probability (nats per token) of the generated
+  tokens under the model itself at temperature 1, unfiltered. High means the
+  text is what the model finds likely; greedy is highest, high temperatures low.
+- length: characters and words per continuation.
+
+Words are whitespace-separated pieces of the decoded text, so the numbers mean
+the same for character, word and BPE tokenizers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from lmforge.errors import LmforgeError
+
+if TYPE_CHECKING:
+    from lmforge.run import Run
+
+DEFAULT_STRATEGIES = "greedy,temperature=0.7,temperature=1.0,temperature=1.3,top_k=10,top_p=0.9"
+KEY_ALIASES = {"temperature": "temperature", "t": "temperature", "top_k": "top_k", "k": "top_k", "top_p": "top_p", "p": "top_p"}
+REP_N = 4
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+def parse_strategies(spec: str) -> list[Strategy]:
+    """Strategies from "greedy,temperature=0.7,top_k=40,top_p=0.9,t=0.8+p=0.95" ('+' combines settings)."""
+    strategies = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == "greedy":
+            strategies.append(Strategy("greedy", greedy=True))
+            continue
+        settings: dict[str, Any] = {}
+        for part in item.split("+"):
+            key, eq, value = part.partition("=")
+            key = KEY_ALIASES.get(key.strip())
+            if not eq or key is None:
+                raise LmforgeError(f"--strategies: cannot read {part!r}; write e.g. greedy,temperature=0.8,top_k=40,top_p=0.9"
+                                   " (join settings with '+': t=0.8+p=0.95)")
+            try:
+                settings[key] = int(value) if key == "top_k" else float(value)
+            except ValueError:
+                raise LmforgeError(f"--strategies: {part!r} needs a number after '='") from None
+        s = Strategy(item, **settings)
+        if s.temperature <= 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
+            raise LmforgeError(f"--strategies: {item!r} needs temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 (use 'greedy' for temperature 0)")
+        strategies.append(s)
+    if not strategies:
+        raise LmforgeError("--strategies is empty; e.g. --strategies greedy,temperature=0.8,top_p=0.9")
+    if len({s.name for s in strategies}) != len(strategies):
+        raise LmforgeError("--strategies names a strategy twice; list each once")
+    return strategies
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per line (blank lines skipped; a literal \\n stands for a newline), or JSONL with "prompt" keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise LmforgeError(f"--prompts '{path}' does not exist; pass a text file with one prompt per line")
+    prompts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                raise LmforgeError(f"{path}:{number}: not valid JSON; write one {{\"prompt\": \"...\"}} per line") from None
+            prompt = data.get("prompt") if isinstance(data, dict) else data
+            if not isinstance(prompt, str) or not prompt:
+                raise LmforgeError(f"{path}:{number}: needs a non-empty \"prompt\" string")
+        else:
+            prompt = line.replace("\\n", "\n")
+        prompts.append(prompt)
+    if not prompts:
+        raise LmforgeError(f"--prompts '{path}' holds no prompts; write one prompt per line")
+    return prompts
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique n-grams over all n-grams, pooled across `texts` (0 when there are none)."""
+    grams = [g for t in texts for g in ngrams(t.split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(text: str, n: int = REP_N) -> float:
+    """Fraction of the n-grams of one text that repeat an earlier n-gram of it."""
+    grams = ngrams(text.split(), n)
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+@dataclass
+class StrategyResult:
+    strategy: str
+    distinct_1: float
+    distinct_2: float
+    rep_4: float
+    mean_logprob: float  # nats per generated token under the model
+    length_chars: float
+    length_words: float
+    continuations: int
+    example: str  # the first prompt's first continuation
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COLUMNS = [("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"), ("rep_4", "rep-4"),
+           ("mean_logprob", "mean log-prob"), ("length_chars", "chars"), ("length_words", "words")]
+
+
+# ---------------------------------------------------------------------- running
+
+
+def sample_continuations(run: Run, prompt_ids: list[int], strategy: Strategy, max_new_tokens: int, samples: int,
+                         generator: torch.Generator) -> list[list[int]]:
+    """`samples` continuations (token ids) of one prompt, in one batch; greedy is computed once and repeated."""
+    from lmforge.generation.decode import generate_ids
+
+    batch = 1 if strategy.greedy else samples
+    x = torch.tensor([prompt_ids] * batch, device=run.device)
+    steps = [t.tolist() for t in generate_ids(run.model, x, max_new_tokens, greedy=strategy.greedy,
+                                              temperature=strategy.temperature, top_k=strategy.top_k,
+                                              top_p=strategy.top_p, generator=generator)]
+    rows = [[step[b] for step in steps] for b in range(batch)]
+    return rows * samples if strategy.greedy else rows
+
+
+def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_tokens: int = 100,
+              samples: int = 4, seed: int = 0) -> list[StrategyResult]:
+    from lmforge.evaluation.scoring import continuation_logprobs
+
+    if max_new_tokens < 1 or samples < 1:
+        raise LmforgeError("--max-new-tokens and --samples must be at least 1")
+    block = run.model.context_size or run.config.model.block_size
+    encoded = []
+    for prompt in prompts:
+        ids = run.tokenizer.encode(prompt)
+        if not ids:
+            raise LmforgeError(f"the prompt {prompt!r} encodes to no tokens; give every prompt some text")
+        encoded.append(ids)
+    results = []
+    for strategy in strategies:
+        generator = torch.Generator(device=run.device).manual_seed(seed)  # every strategy starts from the same seed
+        texts, logprobs, lengths = [], [], []
+        for ids in encoded:
+            rows = sample_continuations(run, ids, strategy, max_new_tokens, samples, generator)
+            scored: dict[tuple[int, ...], float] = {}  # greedy repeats one row: score it once
+            for row in rows:
+                key = tuple(row)
+                if key not in scored:
+                    scored[key] = float(continuation_logprobs(run.model, ids, row, block, run.device).mean())
+                logprobs.append(scored[key])
+                text = run.tokenizer.decode(ids + row)[len(run.tokenizer.decode(ids)):]
+                texts.append(text)
+                lengths.append(len(text))
+        results.append(StrategyResult(
+            strategy=strategy.name,
+            distinct_1=distinct_n(texts, 1),
+            distinct_2=distinct_n(texts, 2),
+            rep_4=float(np.mean([repetition_rate(t) for t in texts])),
+            mean_logprob=float(np.mean(logprobs)),
+            length_chars=float(np.mean(lengths)),
+            length_words=float(np.mean([len(t.split()) for t in texts])),
+            continuations=len(texts),
+            example=texts[0],
+        ))
+    return results
+
+
+# ---------------------------------------------------------------------- output
+
+
+def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
+    header = ["strategy"] + [title for _, title in COLUMNS]
+    rows = [[r.strategy] + [f"{getattr(r, key):.3f}" if key != "length_chars" and key != "length_words"
+                            else f"{getattr(r, key):.1f}" for key, _ in COLUMNS] for r in results]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    width = max(len(header[0]), *(len(r[0]) for r in rows)) + 2
+    lines = [header[0].ljust(width) + "".join(h.rjust(15) for h in header[1:])]
+    lines += [row[0].ljust(width) + "".join(c.rjust(15) for c in row[1:]) for row in rows]
+    return "\n".join(lines)
+
+
+def plot_study(results: list[StrategyResult], path: Path) -> None:
+    """Bars per metric, and the diversity/likelihood trade-off as a scatter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.strategy for r in results]
+    x = np.arange(len(results))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    axes[0].bar(x - 0.2, [r.distinct_1 for r in results], 0.4, label="distinct-1")
+    axes[0].bar(x + 0.2, [r.distinct_2 for r in results], 0.4, label="distinct-2")
+    axes[0].set(title="diversity (higher: more varied)", ylim=(0, 1))
+    axes[0].legend()
+    axes[1].bar(x, [r.rep_4 for r in results], color="tab:red")
+    axes[1].set(title="rep-4 (higher: more loops)", ylim=(0, 1))
+    axes[2].bar(x, [r.mean_logprob for r in results], color="tab:green")
+    axes[2].set(title="mean log-prob under the model (nats/token)")
+    for ax in axes[:3]:
+        ax.set_xticks(x, names, rotation=30, ha="right")
+    ax = axes[3]
+    ax.scatter([r.distinct_2 for r in results], [r.mean_logprob for r in results])
+    for r in results:
+        ax.annotate(r.strategy, (r.distinct_2, r.mean_logprob), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set(title="trade-off", xlabel="distinct-2", ylabel="mean log-prob")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def save_study(results: list[StrategyResult], out_dir: Path, settings: dict[str, Any]) -> dict[str, Path]:
+    """study.json, study.md (the table) and study.png in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "study.json", "markdown": out_dir / "study.md", "plot": out_dir / "study.png"}
+    paths["json"].write_text(json.dumps({"settings": settings, "strategies": [r.to_dict() for r in results]}, indent=1),
+                             encoding="utf-8")
+    paths["markdown"].write_text(format_table(results, markdown=True) + "\n", encoding="utf-8")
+    plot_study(results, paths["plot"])
+    return paths

@@ -1,0 +1,199 @@
+"""Regression checks: is a run worse than a baseline, beyond what noise allows?
+
+Both sides are a run directory or a saved eval JSON (`lmforge eval --json >
+base.json`). The metrics compared are lower-is-better: `loss` (nats/token) and
+`bits_per_byte`. A metric regresses when
+
+    candidate > baseline + max(tolerance × |baseline|, abs_tolerance)
+
+Numbers only compare when they measure the same text, so the source of each
+side's numbers is chosen to match:
+
+- with `data` given, every run directory is evaluated on that file (same
+  stride for both);
+- else, a run directory compared with an eval JSON is evaluated on the file
+  that JSON names, with its stride;
+- else (two run directories) each side's best eval in metrics.jsonl is used:
+  its val split, which is the same text when both trained on the same data.
+
+Loss per token only compares across runs with the same tokenizer; bits per
+byte compares any two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import LmforgeError
+
+METRICS = ("loss", "bits_per_byte")  # lower is better
+
+
+@dataclass
+class Side:
+    """The numbers for one side of the comparison, and where they came from."""
+
+    label: str
+    metrics: dict[str, float]
+    source: str  # e.g. "best eval in metrics.jsonl (step 400)" or "eval of data.txt"
+    data: str | None = None  # the text measured, when known
+    tokenizer: str | None = None
+
+
+@dataclass
+class MetricCheck:
+    metric: str
+    baseline: float
+    candidate: float
+    delta: float
+    allowed: float
+    regressed: bool
+
+
+@dataclass
+class RegressionResult:
+    baseline: Side
+    candidate: Side
+    checks: list[MetricCheck]
+    notes: list[str]
+
+    @property
+    def regressed(self) -> bool:
+        return any(c.regressed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"regressed": self.regressed, "baseline": asdict(self.baseline), "candidate": asdict(self.candidate),
+                "checks": [asdict(c) for c in self.checks], "notes": self.notes}
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir()
+
+
+def read_eval_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise LmforgeError(f"'{path}' is neither a run directory nor an eval JSON file; pass a run directory or "
+                           "the output of `lmforge eval RUN --data PATH --json`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LmforgeError(f"'{path}' is not JSON; save a baseline with `lmforge eval RUN --data PATH --json > {path.name}`") from None
+    if not isinstance(data, dict) or not any(k in data for k in METRICS):
+        raise LmforgeError(f"'{path}' holds no 'loss' or 'bits_per_byte'; save a baseline with "
+                           f"`lmforge eval RUN --data PATH --json > {path.name}`")
+    return data
+
+
+def side_from_json(path: Path, label: str) -> Side:
+    data = read_eval_json(path)
+    metrics = {k: float(data[k]) for k in METRICS if isinstance(data.get(k), (int, float))}
+    return Side(label, metrics, f"eval JSON {path}", data=data.get("data"), tokenizer=data.get("tokenizer"))
+
+
+def _run_tokenizer(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "tokenizer.json").read_text(encoding="utf-8")).get("type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def side_from_metrics(run_dir: Path, label: str) -> Side:
+    from lmforge.training.metrics import read_metrics
+
+    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("event") == "eval"
+             and math.isfinite(r.get("val_loss", math.nan))]
+    if not evals:
+        raise LmforgeError(f"'{run_dir}' has no eval records in metrics.jsonl; compare on a file instead with --data PATH")
+    best = min(evals, key=lambda r: r["val_loss"])
+    metrics = {"loss": float(best["val_loss"])}
+    if "val_bpb" in best:
+        metrics["bits_per_byte"] = float(best["val_bpb"])
+    data = _config_data(run_dir)
+    return Side(label, metrics, f"best eval in metrics.jsonl (step {best['step']})",
+                data=f"val split of {data}", tokenizer=_run_tokenizer(run_dir))
+
+
+def _config_data(run_dir: Path) -> str:
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        return str((cfg.get("data") or {}).get("path") or "the built-in corpus")
+    except (OSError, yaml.YAMLError):
+        return "unknown data"
+
+
+def side_from_eval(run_dir: Path, label: str, data: str, stride: int | None, device: str) -> Side:
+    from lmforge.evaluation.evaluate import evaluate_file
+
+    result = evaluate_file(run_dir, data, stride=stride, device=device)
+    return Side(label, {k: result[k] for k in METRICS}, f"eval of {data} (stride {result['stride']})", data=data,
+                tokenizer=result.get("tokenizer"))
+
+
+def compare(baseline: Side, candidate: Side, tolerance: float, abs_tolerance: float) -> RegressionResult:
+    if tolerance < 0 or abs_tolerance < 0:
+        raise LmforgeError("--tolerance and --abs-tolerance must be 0 or more")
+    checks, notes = [], []
+    for metric in METRICS:
+        if metric not in baseline.metrics or metric not in candidate.metrics:
+            continue
+        if metric == "loss" and baseline.tokenizer and candidate.tokenizer and baseline.tokenizer != candidate.tokenizer:
+            notes.append(f"loss per token not compared: the tokenizers differ ({baseline.tokenizer} vs {candidate.tokenizer})")
+            continue
+        b, c = baseline.metrics[metric], candidate.metrics[metric]
+        allowed = max(tolerance * abs(b), abs_tolerance)
+        checks.append(MetricCheck(metric, b, c, c - b, allowed, c - b > allowed))
+    if not checks:
+        raise LmforgeError("the two sides share no metric to compare (loss or bits_per_byte); "
+                           "evaluate both on the same file with --data PATH")
+    if baseline.data and candidate.data and baseline.data != candidate.data:
+        notes.append(f"the two sides measure different text ({baseline.data} vs {candidate.data}); "
+                     "pass --data PATH to evaluate both on one file")
+    return RegressionResult(baseline, candidate, checks, notes)
+
+
+def regress(candidate: str | Path, baseline: str | Path, *, tolerance: float = 0.01, abs_tolerance: float = 0.0,
+            data: str | None = None, stride: int | None = None, device: str = "auto") -> RegressionResult:
+    """Compare `candidate` with `baseline` (each a run directory or an eval JSON); see the module docstring."""
+    cand_path, base_path = Path(candidate), Path(baseline)
+    base_json = None if is_run_dir(base_path) else side_from_json(base_path, "baseline")
+    cand_json = None if is_run_dir(cand_path) else side_from_json(cand_path, "candidate")
+    if data is None and base_json is not None and cand_json is None:
+        data = base_json.data  # measure the run on the text the baseline measured
+        if data is None or not Path(data).is_file():
+            raise LmforgeError(f"the baseline '{base_path}' does not name a readable data file; pass --data PATH "
+                               "(the file the baseline was evaluated on)")
+        if stride is None:
+            stride = json.loads(base_path.read_text(encoding="utf-8")).get("stride")
+    if data is None and cand_json is not None and base_json is None:
+        data = cand_json.data
+        if data is None or not Path(data).is_file():
+            raise LmforgeError(f"the candidate '{cand_path}' does not name a readable data file; pass --data PATH")
+
+    def side(path: Path, as_json: Side | None, label: str) -> Side:
+        if as_json is not None:
+            return as_json
+        if data is not None:
+            return side_from_eval(path, label, data, stride, device)
+        return side_from_metrics(path, label)
+
+    return compare(side(base_path, base_json, "baseline"), side(cand_path, cand_json, "candidate"),
+                   tolerance, abs_tolerance)
+
+
+def format_result(result: RegressionResult) -> str:
+    lines = [f"baseline:  {result.baseline.source}", f"candidate: {result.candidate.source}", "",
+             f"{'metric':<15}{'baseline':>10}{'candidate':>11}{'change':>10}{'allowed':>10}  verdict"]
+    for c in result.checks:
+        lines.append(f"{c.metric:<15}{c.baseline:>10.4f}{c.candidate:>11.4f}{c.delta:>+10.4f}{c.allowed:>10.4f}  "
+                     f"{'REGRESSED' if c.regressed else 'ok'}")
+    lines += [f"note: {n}" for n in result.notes]
+    lines.append("")
+    lines.append("regression: " + ", ".join(c.metric for c in result.checks if c.regressed) if result.regressed
+                 else "no regression")
+    return "\n".join(lines)

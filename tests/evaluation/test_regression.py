@@ -1,0 +1,81 @@
+"""Regression checks: worse than the baseline beyond the tolerance exits 1, otherwise 0."""
+
+import json
+
+import pytest
+
+from lmforge.cli import main
+from lmforge.errors import LmforgeError
+from lmforge.evaluation.regression import Side, compare
+
+
+def sides(base_loss, cand_loss, **extra):
+    return Side("baseline", {"loss": base_loss}, "b", **extra), Side("candidate", {"loss": cand_loss}, "c", **extra)
+
+
+@pytest.mark.parametrize("base, cand, tol, abs_tol, regressed", [
+    (1.50, 1.52, 0.01, 0.0, True),    # +0.02 > 1% of 1.50 = 0.015
+    (1.50, 1.51, 0.01, 0.0, False),   # +0.01 is within it
+    (1.50, 1.40, 0.0, 0.0, False),    # better is never a regression
+    (1.50, 1.52, 0.0, 0.03, False),   # an absolute tolerance
+    (1.50, 1.50, 0.0, 0.0, False),    # equal is not worse
+])
+def test_compare_applies_the_tolerance(base, cand, tol, abs_tol, regressed):
+    result = compare(*sides(base, cand), tol, abs_tol)
+    assert result.regressed is regressed
+    assert result.checks[0].allowed == pytest.approx(max(tol * base, abs_tol))
+
+
+def test_loss_per_token_is_not_compared_across_tokenizers():
+    base = Side("baseline", {"loss": 1.0, "bits_per_byte": 1.2}, "b", tokenizer="char")
+    cand = Side("candidate", {"loss": 3.0, "bits_per_byte": 1.1}, "c", tokenizer="bpe")
+    result = compare(base, cand, 0.01, 0.0)
+    assert [c.metric for c in result.checks] == ["bits_per_byte"] and not result.regressed
+    assert "tokenizers differ" in result.notes[0]
+
+
+def test_nothing_to_compare_is_an_error():
+    with pytest.raises(LmforgeError, match="no metric"):
+        compare(Side("b", {}, "b"), Side("c", {"loss": 1.0}, "c"), 0.01, 0.0)
+
+
+def curve(best_val):
+    return [(10, best_val + 0.5, best_val + 0.5), (20, best_val, best_val)]
+
+
+def test_cli_regress_between_run_directories(capsys, synthetic_run):
+    base = synthetic_run("base", curve(1.50))
+    worse = synthetic_run("worse", curve(1.60))
+    same = synthetic_run("same", curve(1.505))
+    assert main(["regress", str(worse), "--baseline", str(base)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED" in out and "regression: loss" in out
+    assert main(["regress", str(same), "--baseline", str(base)]) == 0
+    assert "no regression" in capsys.readouterr().out
+    assert main(["regress", str(worse), "--baseline", str(base), "--abs-tolerance", "0.2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["regressed"] is False
+
+
+def test_cli_regress_against_a_saved_eval_json(capsys, tmp_path, tiny_run, small_text_file):
+    assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--json"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    baseline = tmp_path / "base.json"
+    baseline.write_text(json.dumps(saved))
+    # the run is evaluated on the file the baseline names: the same model measures the same
+    assert main(["regress", str(tiny_run), "--baseline", str(baseline)]) == 0
+    assert "eval of" in capsys.readouterr().out
+    saved["loss"] *= 0.9  # a baseline 10% better than the run
+    saved["bits_per_byte"] *= 0.9
+    baseline.write_text(json.dumps(saved))
+    assert main(["regress", str(tiny_run), "--baseline", str(baseline)]) == 1
+    assert main(["regress", str(tiny_run), "--baseline", str(baseline), "--tolerance", "0.2"]) == 0
+
+
+def test_cli_regress_bad_baseline_is_one_line(capsys, tmp_path, tiny_run):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["regress", str(tiny_run), "--baseline", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "lmforge eval RUN --data PATH --json" in err
+    assert main(["regress", str(tiny_run), "--baseline", str(tmp_path / "none")]) == 2
+    assert "neither a run directory nor an eval JSON" in capsys.readouterr().err
