@@ -52,8 +52,12 @@ def test_read_prompts(tmp_path):
     plain.write_text("ROMEO:\\nBut\n\n  \nJULIET:\n")
     assert read_prompts(plain) == ["ROMEO:\nBut", "JULIET:"]
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text('{"prompt": "a\\nb"}\n"c"\n')
-    assert read_prompts(jsonl) == ["a\nb", "c"]
+    jsonl.write_text('{"prompt": "a\\nb"}\n"c"\n# comment\n{"prompts": ["c", "d"]}\n')
+    assert read_prompts(jsonl) == ["a\nb", "c", "d"]
+    assert "Fellow-Citizens of the Senate and House of " in read_prompts("sotu")  # the shipped probe suite
+    jsonl.write_text('{"text": "a"}\n')
+    with pytest.raises(LmforgeError, match="p.jsonl:1: needs a non-empty"):
+        read_prompts(jsonl)
     with pytest.raises(LmforgeError, match="does not exist"):
         read_prompts(tmp_path / "none.txt")
 

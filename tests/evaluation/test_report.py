@@ -52,6 +52,18 @@ def test_verdict_with_one_eval_is_inconclusive():
     assert diagnose([]).label == "inconclusive"
 
 
+def batch_losses(losses):
+    return [{"event": "train", "step": 10 * (i + 1), "loss": loss} for i, loss in enumerate(losses)]
+
+
+def test_verdict_with_one_eval_reads_the_batch_train_loss():
+    one_eval = evals([(200, 2.0, 2.05)])
+    falling = diagnose(batch_losses([3.0 - 0.05 * i for i in range(20)]) + one_eval)
+    assert falling.label == "underfitting" and "still falling" in falling.evidence[1]
+    flat = diagnose(batch_losses([2.0 + 0.01 * (-1) ** i for i in range(20)]) + one_eval)
+    assert flat.label == "inconclusive" and "flattened" in flat.evidence[1]
+
+
 def test_verdict_keeps_the_latest_record_of_a_step_after_a_resume():
     records = evals([(100, 2.0, 2.0), (200, 1.0, 9.0)]) + evals([(200, 1.5, 1.5)])  # step 200 re-run
     v = diagnose(records)

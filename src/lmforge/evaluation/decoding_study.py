@@ -12,8 +12,10 @@ strategy it reports, over `samples` continuations of every prompt:
   earlier one, averaged over continuations (Welleck et al., 2019's seq-rep-4).
   High means loops.
 - mean log-prob: the mean log-probability (nats per token) of the generated
-  tokens under the model itself at temperature 1, unfiltered. High means the
-  text is what the model finds likely; greedy is highest, high temperatures low.
+  tokens under the model itself at temperature 1, unfiltered, each token seen
+  with at least 3/4 of the context (windows every block_size/4 tokens: exact
+  context would cost one forward pass per token). High means the text is what
+  the model finds likely; greedy is highest, high temperatures low.
 - length: characters and words per continuation.
 
 Words are whitespace-separated pieces of the decoded text, so the numbers mean
@@ -80,29 +82,46 @@ def parse_strategies(spec: str) -> list[Strategy]:
     return strategies
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line (blank lines skipped; a literal \\n stands for a newline), or JSONL with "prompt" keys."""
-    path = Path(path)
+def read_prompts(spec: str | Path) -> list[str]:
+    """Prompts from a text file (one per line, blank lines skipped, a literal \\n stands for a newline), or from
+    JSONL: a probe suite, or any lines with a "prompt" (or "prompts") key; a shipped suite's name (sotu) works too."""
+    from lmforge.evaluation.probes import shipped_suites
+
+    path = Path(spec)
+    if not path.is_file() and str(spec) in shipped_suites():
+        path = shipped_suites()[str(spec)]
     if not path.is_file():
-        raise LmforgeError(f"--prompts '{path}' does not exist; pass a text file with one prompt per line")
-    prompts = []
+        raise LmforgeError(f"--prompts '{spec}' does not exist; pass a text file with one prompt per line")
+    prompts: list[str] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        if path.suffix == ".jsonl":
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                raise LmforgeError(f"{path}:{number}: not valid JSON; write one {{\"prompt\": \"...\"}} per line") from None
-            prompt = data.get("prompt") if isinstance(data, dict) else data
-            if not isinstance(prompt, str) or not prompt:
-                raise LmforgeError(f"{path}:{number}: needs a non-empty \"prompt\" string")
+        if path.suffix != ".jsonl":
+            found = [line.replace("\\n", "\n")]
+        elif line.lstrip().startswith("#"):
+            continue
         else:
-            prompt = line.replace("\\n", "\n")
-        prompts.append(prompt)
+            found = _jsonl_prompts(line, f"{path}:{number}")
+        prompts.extend(p for p in found if p not in prompts)  # a suite may use one prompt in several probes
     if not prompts:
-        raise LmforgeError(f"--prompts '{path}' holds no prompts; write one prompt per line")
+        raise LmforgeError(f"--prompts '{spec}' holds no prompts; write one prompt per line")
     return prompts
+
+
+def _jsonl_prompts(line: str, where: str) -> list[str]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        raise LmforgeError(f"{where}: not valid JSON; write one {{\"prompt\": \"...\"}} per line") from None
+    if isinstance(data, str):
+        found = [data]
+    elif isinstance(data, dict) and ("prompt" in data or "prompts" in data):
+        found = [data["prompt"]] if "prompt" in data else data["prompts"]
+    else:
+        found = None
+    if not isinstance(found, list) or not found or not all(isinstance(p, str) and p for p in found):
+        raise LmforgeError(f"{where}: needs a non-empty \"prompt\" string")
+    return found
 
 
 # ---------------------------------------------------------------------- metrics
@@ -184,7 +203,8 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
             for row in rows:
                 key = tuple(row)
                 if key not in scored:
-                    scored[key] = float(continuation_logprobs(run.model, ids, row, block, run.device).mean())
+                    scored[key] = float(continuation_logprobs(run.model, ids, row, block, run.device,
+                                                              stride=max(1, block // 4)).mean())
                 logprobs.append(scored[key])
                 text = run.tokenizer.decode(ids + row)[len(run.tokenizer.decode(ids)):]
                 texts.append(text)

@@ -1,10 +1,11 @@
 """How likely a model finds a continuation of a prompt: the log-likelihood that
 multiple-choice probes rank by and that the decoding study averages.
 
-Each continuation token is scored with as much context as the model can see
-(the last `block_size` tokens, exactly what generation feeds it), at
-temperature 1 with no filtering: the model's own distribution, not the one a
-decoding strategy sampled from.
+Each continuation token is scored at temperature 1 with no filtering: the
+model's own distribution, not the one a decoding strategy sampled from. With
+`stride=1` (the default) every token sees the last `block_size` tokens, exactly
+what generation fed the model; a larger stride scores long continuations in
+fewer windows, each token with at least `block_size - stride + 1` of context.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def continuation_logprobs(
     block_size: int,
     device: torch.device,
     batch_size: int = 64,
+    stride: int = 1,
 ) -> np.ndarray:
-    """log p(token | everything before it, up to `block_size` tokens) for each continuation token."""
+    """log p(token | the tokens before it, up to `block_size` of them) for each continuation token."""
     if not prompt_ids:
         raise LmforgeError("the prompt is empty; give at least one character of prompt")
     if not continuation_ids:
@@ -34,5 +36,5 @@ def continuation_logprobs(
     first = len(prompt_ids)  # position of the first continuation token
     keep = full[max(0, first - block_size) :]  # enough context for the first continuation token, no more
     ids = np.asarray(keep, dtype=np.int64)
-    nats = token_nats(model, ids, block_size, batch_size, device, stride=1)  # every token with the most context
+    nats = token_nats(model, ids, block_size, batch_size, device, stride=stride)
     return -nats[-len(continuation_ids) :]

@@ -11,7 +11,10 @@ The rules read the val curve first, then the gap between train and val:
   last quarter of the run: training stopped before the model fit the data;
   train longer or use a bigger model.
 - good fit: val loss has flattened near its best and is not rising.
-- inconclusive: fewer than two evals.
+- with a single eval there is no val trend; the batch train loss logged
+  between evals stands in for it: still falling by more than twice
+  `tolerance` (batch losses are noisier) reads as underfitting, else
+  inconclusive.
 
 `tolerance` (1% by default) keeps a flat curve with tiny wiggles from reading
 as a trend; val loss is measured over the whole val split, so it is not noisy.
@@ -61,6 +64,31 @@ def _pct(delta: float, base: float) -> str:
     return f"{delta / abs(base):+.1%}" if base else "n/a"
 
 
+def _from_train_records(verdict: Verdict, only: dict[str, Any], records: list[dict[str, Any]],
+                        tolerance: float) -> Verdict:
+    """The verdict of a run with one eval: the trend of the batch train loss, last 10% of steps against 65-75%."""
+    verdict.evidence = [f"only one eval (step {only['step']}, val loss {only['val_loss']:.4f}), so no val trend"]
+    train = [r for r in records if r.get("event") == "train" and isinstance(r.get("loss"), (int, float))
+             and math.isfinite(r["loss"])]
+    end = max((r["step"] for r in train), default=0)
+    late = [r["loss"] for r in train if r["step"] > 0.9 * end]
+    ref = [r["loss"] for r in train if 0.65 * end < r["step"] <= 0.75 * end]
+    if late and ref:
+        before, after = sum(ref) / len(ref), sum(late) / len(late)
+        falling = before - after > tolerance * after
+        verdict.evidence.append(f"batch train loss {'was still falling' if falling else 'had flattened'}: mean "
+                                f"{before:.4f} over steps {0.65 * end:.0f}-{0.75 * end:.0f} → {after:.4f} over the "
+                                f"last 10% of steps ({after - before:+.4f}, {_pct(after - before, before)})")
+        if isinstance(only.get("train_loss"), (int, float)):
+            verdict.evidence.append(f"at step {only['step']} train loss {only['train_loss']:.4f}, val loss "
+                                    f"{only['val_loss']:.4f}: a gap of {only['val_loss'] - only['train_loss']:+.4f}")
+        if falling:
+            verdict.label = "underfitting"
+    verdict.advice = ADVICE[verdict.label] + ("" if verdict.label == "inconclusive" else
+                                              "; evaluate more often (--train.eval_interval) to see the val trend")
+    return verdict
+
+
 def diagnose(records: list[dict[str, Any]], tolerance: float = TOLERANCE) -> Verdict:
     evals = eval_records(records)
     if not evals:
@@ -69,9 +97,7 @@ def diagnose(records: list[dict[str, Any]], tolerance: float = TOLERANCE) -> Ver
     last = evals[-1]
     verdict = Verdict("inconclusive", int(best["step"]), float(best["val_loss"]))
     if len(evals) < 2:
-        verdict.evidence = [f"only one eval (step {last['step']}, val loss {last['val_loss']:.4f})"]
-        verdict.advice = ADVICE["inconclusive"]
-        return verdict
+        return _from_train_records(verdict, last, records, 2 * tolerance)
 
     def gap(r: dict[str, Any]) -> float | None:
         return r["val_loss"] - r["train_loss"] if isinstance(r.get("train_loss"), (int, float)) else None
