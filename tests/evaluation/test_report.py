@@ -4,6 +4,8 @@ import json
 import re
 import shutil
 
+import pytest
+
 from lmforge.cli import main
 from lmforge.evaluation.verdict import diagnose
 
@@ -129,3 +131,11 @@ def test_report_without_metrics_is_one_line(capsys, tmp_path):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no metrics.jsonl" in err
+
+
+def test_every_evaluation_command_has_help_with_examples(capsys):
+    for command in ("eval", "probe", "study", "regress", "report"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "examples:" in capsys.readouterr().out, command

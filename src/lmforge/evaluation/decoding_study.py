@@ -226,10 +226,16 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
 # ---------------------------------------------------------------------- output
 
 
-def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
+def table_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The header and formatted rows of the study table, from results as dicts (as saved in study.json)."""
     header = ["strategy"] + [title for _, title in COLUMNS]
-    rows = [[r.strategy] + [f"{getattr(r, key):.3f}" if key != "length_chars" and key != "length_words"
-                            else f"{getattr(r, key):.1f}" for key, _ in COLUMNS] for r in results]
+    rows = [[str(r["strategy"])] + [f"{r[key]:.1f}" if key.startswith("length") else f"{r[key]:.3f}"
+                                    for key, _ in COLUMNS] for r in results]
+    return header, rows
+
+
+def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
+    header, rows = table_rows([r.to_dict() for r in results])
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

@@ -303,6 +303,11 @@ def choice_scores(run: Run, prompt: str, probe: Probe) -> list[float]:
     return scores
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """A continuation quoted for a one-line detail, cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def _norm(text: str, ignore_case: bool) -> str:
     return text.lower() if ignore_case else text
 
@@ -329,15 +334,15 @@ def run_probe(run: Run, probe: Probe) -> list[CheckResult]:
         shown = {"continuation": text}
         if probe.contains:
             hits = [s for s in probe.contains if _norm(s, probe.ignore_case) in seen]
-            detail = f"found {hits[0]!r}" if hits else f"none of {probe.contains} in {text!r}"
+            detail = f"found {hits[0]!r}" if hits else f"none of {probe.contains} in {_short(text)}"
             results.append(CheckResult(probe.id, "contains", bool(hits), detail, shown))
         if probe.not_contains:
             hits = [s for s in probe.not_contains if _norm(s, probe.ignore_case) in seen]
-            detail = f"found {hits[0]!r} in {text!r}" if hits else f"none of {probe.not_contains}"
+            detail = f"found {hits[0]!r} in {_short(text)}" if hits else f"none of {probe.not_contains}"
             results.append(CheckResult(probe.id, "not_contains", not hits, detail, shown))
         if probe.regex is not None:
             match = re.search(probe.regex, text, re.IGNORECASE if probe.ignore_case else 0)
-            detail = f"matched {match.group(0)!r}" if match else f"/{probe.regex}/ not in {text!r}"
+            detail = f"matched {match.group(0)!r}" if match else f"/{probe.regex}/ not in {_short(text)}"
             results.append(CheckResult(probe.id, "regex", match is not None, detail, shown))
     if probe.choices:
         scores = choice_scores(run, prompt, probe)

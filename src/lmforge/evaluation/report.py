@@ -168,16 +168,19 @@ def probes_section(results: list[tuple[Path, dict[str, Any]]]) -> Section:
 
 
 def study_section(results: list[tuple[Path, dict[str, Any]]]) -> Section:
-    from lmforge.evaluation.decoding_study import COLUMNS
+    from lmforge.evaluation.decoding_study import table_rows
 
     s = Section("Decoding study")
     for path, d in results:
-        rows = d.get("strategies", [])
         settings = d.get("settings", {})
         if settings:
             s.p(", ".join(f"{k} {v}" for k, v in settings.items()))
-        s.table(["strategy"] + [title for _, title in COLUMNS],
-                [[r["strategy"]] + [_fmt(r.get(k), 3) for k, _ in COLUMNS] for r in rows])
+        try:
+            s.table(*table_rows(d.get("strategies", [])))
+        except (KeyError, TypeError, ValueError):
+            s.p(f"{path.name} is not a study result this version can read; rerun `lmforge study`")
+            continue
+        s.bullets([f"{r['strategy']}: {r.get('example', '')!r}" for r in d.get("strategies", [])])
         plot = path.with_suffix(".png")
         if plot.is_file():
             s.image(plot, "decoding study")
