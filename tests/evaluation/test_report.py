@@ -95,6 +95,14 @@ def test_report_on_an_overfitted_run(capsys, synthetic_run):
     assert (run / image).read_bytes()[:4] == b"\x89PNG"  # the Markdown's picture is a file beside it
 
 
+def test_report_lists_the_warnings_logged_in_training(capsys, synthetic_run):
+    run = synthetic_run("warned", OVERFIT)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"event": "warning", "step": 500, "message": "val loss rose from 1.70 to 1.75"}) + "\n")
+    assert main(["report", str(run)]) == 0
+    assert "step 500: val loss rose from 1.70 to 1.75" in (run / "report.md").read_text()
+
+
 def test_report_on_an_underfitted_run(capsys, synthetic_run):
     run = synthetic_run("underfit", UNDERFIT)
     assert main(["report", str(run)]) == 0

@@ -319,6 +319,10 @@ def build_report(run_dir: str | Path, html_path: str | Path | None = None) -> Re
             kept.write_bytes(curves.read_bytes())
             curves = kept
         sections = [overview_section(run_dir, records, config), verdict_section(verdict, evals)]
+        warnings = [r for r in records if r.get("event") == "warning" and r.get("message")]
+        if warnings:
+            sections.append(Section("Warnings during training").bullets(
+                [f"step {r.get('step', '?')}: {r['message']}" for r in warnings]))
         curve_section = Section("Curves")
         if curves is not None:
             curve_section.image(curves, "train/val loss, learning rate, gradient norm")
