@@ -56,6 +56,17 @@ suite lines (JSONL, one probe per line):
   lmforge report runs/shakespeare                                   # runs/shakespeare/report.html and report.md
   lmforge report runs/demo --data held_out.txt --suite sotu         # also evaluate a file and run a probe suite
   lmforge report runs/demo --out reports/demo.html""",
+    "prepare": """examples:
+  lmforge prepare --data speeches/ --tokenizer bpe --vocab-size 8000 --out data/speeches
+  lmforge prepare --data 'books/**/*.txt' --tokenizer my_bpe.json --out data/books
+  lmforge prepare --data corpus.jsonl --text-field body --tokenizer gpt2-files/ --out data/corpus
+  lmforge prepare --data plays.txt --separator '\n\n' --tokenizer char --out data/plays
+  lmforge train --data data/speeches --out runs/speeches          # train on the prepared shards""",
+    "tokenizer": """examples:
+  lmforge tokenizer train --kind bpe --data speeches/ --vocab-size 8000 --out bpe.json
+  lmforge tokenizer train --kind word --data plays.txt --vocab-size 5000 --out word.json
+  lmforge tokenizer inspect bpe.json --data held_out.txt
+  lmforge tokenizer inspect gpt2-files/ --data held_out.txt --json""",
 }
 
 
@@ -71,11 +82,16 @@ def add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config applied on top of the preset")
     p.add_argument("--preset", metavar="NAME", help="a named preset (default: 'default'); see `lmforge presets`")
-    p.add_argument("--data", metavar="PATH", help="a UTF-8 text file to train on (default: the built-in corpus)")
+    p.add_argument("--data", metavar="PATH",
+                   help="a UTF-8 text file, or a directory from `lmforge prepare` (default: the built-in corpus)")
     p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/PRESET-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR exactly where its newest checkpoint left off, with its config.yaml "
                    "(--train.* and --sample.* overrides allowed, e.g. a larger --train.max_steps)")
+    p.add_argument("--tokenizer", metavar="KIND", help="char | word | bpe (= --data.tokenizer; a prepared --data "
+                   "brings its own)")
+    p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
+                   "default 8192)")
     return p
 
 
@@ -107,6 +123,10 @@ def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
         cfg.set(key, value)
     if args.data:
         cfg.data.path = args.data
+    if args.tokenizer is not None:
+        cfg.data.tokenizer = args.tokenizer
+    if args.vocab_size is not None:
+        cfg.data.vocab_size = args.vocab_size
     return cfg.validate(), preset
 
 
@@ -125,6 +145,9 @@ def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str
     if not (run / CONFIG_FILE).is_file():
         raise LmforgeError(f"'{run}' has no {CONFIG_FILE}, so it is not a run directory; "
                            f"pass --resume with a folder written by `lmforge train --out`")
+    if args.tokenizer is not None or args.vocab_size is not None:
+        raise LmforgeError("--tokenizer and --vocab-size cannot change when resuming: the run keeps its "
+                           "tokenizer.json; start a new run with --out to change them")
     cfg = Config.from_file(run / CONFIG_FILE)
     for key, value in overrides:
         if key.split(".")[0] in ("model", "data") or key == "train.seed":
@@ -423,6 +446,135 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- prepare
+
+
+def add_prepare(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "prepare", help="tokenize a corpus into train/val token shards for `lmforge train --data DIR`",
+        description="Tokenize every document of a file, folder, glob or JSONL into memory-mapped train/val shards "
+        "plus an index.json. Each document ends with EOS and goes to train or val by a hash of its number and --seed.",
+    )
+    p.add_argument("--data", metavar="PATH", help="a text file, a folder, a glob ('data/*.txt') or a JSONL file")
+    p.add_argument("--tokenizer", metavar="SPEC", help="char | word | bpe (trained on --data), a tokenizer JSON, "
+                   "a run or prepared directory, or a folder with GPT-2's encoder.json and vocab.bpe")
+    p.add_argument("--out", metavar="DIR", help="the directory to write")
+    p.add_argument("--vocab-size", type=int, default=0, metavar="N", help="when --tokenizer is word or bpe (default 8192)")
+    p.add_argument("--text-field", metavar="FIELD", help="read the inputs as JSONL, text in FIELD (.jsonl files: 'text')")
+    p.add_argument("--separator", metavar="TEXT", help=r"cut plain text files into documents at TEXT, e.g. '\n\n' "
+                   "(escapes allowed; default: one file, one document)")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of documents for val (0.1)")
+    p.add_argument("--seed", type=int, default=1337, metavar="S", help="seed of the train/val split (1337)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="encoding processes (default: one per core; 1 for char)")
+    p.add_argument("--shard-tokens", type=int, default=100_000_000, metavar="N", help="tokens per shard (100,000,000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def need(args: argparse.Namespace, command: str, *flags: str) -> None:
+    """One-line errors for missing flags (argparse's own say it in two lines, with the usage)."""
+    for flag in flags:
+        if getattr(args, flag.lstrip("-").replace("-", "_")) is None:
+            raise LmforgeError(f"{flag} is required; see `lmforge {command} --help`")
+
+
+def unescape(text: str | None) -> str | None:
+    """'\\n\\n' typed in a shell means two newlines."""
+    if text is None:
+        return None
+    try:
+        return text.encode("utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        raise LmforgeError(f"--separator {text!r} has a broken escape; write e.g. '\\n\\n' or '---'") from None
+
+
+def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.data.prepare import PrepareOptions, prepare
+    from lmforge.data.sources import find_files, iter_texts
+    from lmforge.tokenizers import KINDS, tokenizer_from_spec
+
+    need(args, "prepare", "--data", "--tokenizer", "--out")
+    options = PrepareOptions(text_field=args.text_field, separator=unescape(args.separator),
+                             val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+                             shard_tokens=args.shard_tokens, progress=not args.no_progress).validate()
+    files = find_files(args.data)
+    if args.tokenizer in KINDS and sys.stderr.isatty() and not args.no_progress:  # like the progress bar
+        print(f"training a {args.tokenizer} tokenizer on {args.data} first", file=sys.stderr)
+    tokenizer = tokenizer_from_spec(args.tokenizer, lambda: iter_texts(files, args.text_field, options.separator),
+                                    args.vocab_size)
+    result = prepare(args.data, tokenizer, args.out, options)
+    print(result.summary())
+    return 0
+
+
+# ---------------------------------------------------------------------- tokenizer
+
+
+def add_tokenizer(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("tokenizer", help="train or inspect a tokenizer",
+                       description="Train a tokenizer (char, word or byte-level BPE) or see what one does to a text.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    t = actions.add_parser("train", help="train a tokenizer and save it as one JSON file",
+                           description="Train a tokenizer on a file, folder, glob or JSONL and save it as JSON.")
+    t.add_argument("--kind", metavar="KIND", help="char | word | bpe")
+    t.add_argument("--data", metavar="PATH", help="a text file, a folder, a glob or a JSONL file")
+    t.add_argument("--vocab-size", type=int, default=0, metavar="N", help="word and bpe (default 8192)")
+    t.add_argument("--out", metavar="FILE", help="the JSON file to write")
+    t.add_argument("--text-field", metavar="FIELD", help="read the inputs as JSONL, text in FIELD")
+    t.add_argument("--unknown", default="replace", metavar="POLICY", help="char only: what unseen characters "
+                   "become: replace (a space), error, or bytes (their UTF-8 bytes: every string round-trips)")
+    i = actions.add_parser("inspect", help="tokens per byte, unknown rate, coverage, longest and frequent tokens",
+                           description="Encode a text with a tokenizer and report what the vocabulary does to it.")
+    i.add_argument("file", metavar="FILE", help="a tokenizer JSON, a run or prepared directory, or GPT-2's files")
+    i.add_argument("--data", metavar="PATH", help="a text file, a folder, a glob or a JSONL file")
+    i.add_argument("--text-field", metavar="FIELD", help="read the inputs as JSONL, text in FIELD")
+    i.add_argument("--top", type=int, default=10, metavar="N", help="how many longest and most frequent tokens (10)")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    for child in (t, i):
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
+        child.epilog = EXAMPLES["tokenizer"]
+    return p
+
+
+def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.data.sources import find_files, iter_texts
+    from lmforge.tokenizers import tokenizer_from_spec
+
+    if args.action is None:
+        raise LmforgeError("say what to do: `lmforge tokenizer train ...` or `lmforge tokenizer inspect ...`")
+    if args.action == "train":
+        from lmforge.tokenizers import CharTokenizer, train_tokenizer
+        from lmforge.tokenizers.char import default_char_specials
+
+        need(args, "tokenizer train", "--kind", "--data", "--out")
+        files = find_files(args.data)
+        start = time.perf_counter()
+        texts = iter_texts(files, args.text_field)
+        if args.unknown != "replace" and args.kind != "char":
+            raise LmforgeError(f"--unknown applies to --kind char only ({args.kind} needs no policy); leave it out")
+        if args.kind == "char" and args.unknown != "replace":
+            tok = CharTokenizer.train(texts, unknown=args.unknown, specials=default_char_specials())
+        else:
+            tok = train_tokenizer(args.kind, texts, args.vocab_size, documents=True)
+        tok.save(args.out)
+        specials = ", ".join(f"{r}={i}" for r, i in tok.specials.items()) or "none"
+        print(f"trained a {tok.kind} tokenizer: {tok.vocab_size:,} tokens (specials: {specials}) in "
+              f"{time.perf_counter() - start:.1f} s → {args.out}")
+        return 0
+    need(args, "tokenizer inspect", "--data")
+    if args.top < 1:
+        raise LmforgeError(f"--top must be at least 1, not {args.top}")
+    from lmforge.tokenizers.inspect import inspect_tokenizer
+
+    tok = tokenizer_from_spec(args.file, flag="FILE")
+    report = inspect_tokenizer(tok, iter_texts(find_files(args.data), args.text_field), top=args.top)
+    if report.bytes == 0:
+        raise LmforgeError(f"--data '{args.data}' holds no text; pass a file with text in it")
+    print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.format())
+    return 0
+
+
 # ---------------------------------------------------------------------- presets
 
 
@@ -445,6 +597,8 @@ COMMANDS = {
     "study": (add_study, cmd_study),
     "regress": (add_regress, cmd_regress),
     "report": (add_report, cmd_report),
+    "prepare": (add_prepare, cmd_prepare),
+    "tokenizer": (add_tokenizer, cmd_tokenizer),
     "presets": (add_presets, cmd_presets),
 }
 ACCEPTS_OVERRIDES = {"train"}

@@ -39,9 +39,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str | None = None  # a UTF-8 text file; None: the built-in corpus
-    tokenizer: str = "char"
+    path: str | None = None  # a UTF-8 text file or a `lmforge prepare` directory; None: the built-in corpus
+    tokenizer: str = "char"  # char | word | bpe (a prepared directory brings its own)
     val_fraction: float = 0.1  # the last fraction of the text is the val split
+    vocab_size: int = 0  # word and bpe vocabulary size; 0: 8192 (char: always every character of the text)
 
 
 @dataclass
@@ -101,7 +102,7 @@ OPTIMIZERS = ("adamw", "muon")
 PARALLEL = ("ddp", "fsdp")
 COMPILE = ("auto", "true", "false")
 FAMILIES = ("transformer",)
-TOKENIZERS = ("char",)
+TOKENIZERS = ("char", "word", "bpe")
 
 
 @dataclass
@@ -172,6 +173,10 @@ class Config:
         _check(0.0 <= m.dropout < 1.0, f"--model.dropout must be in [0, 1), not {m.dropout}")
         _check(m.vocab_size >= 0, f"--model.vocab_size must be 0 (from the tokenizer) or positive, not {m.vocab_size}")
         _check(0.0 < d.val_fraction < 1.0, f"--data.val_fraction must be between 0 and 1, not {d.val_fraction}")
+        _check(0 <= d.vocab_size <= 2**24,
+               f"--vocab-size (--data.vocab_size) must be 0 (the default) up to 16,777,216, not {d.vocab_size}")
+        _check(d.vocab_size == 0 or d.tokenizer != "char", "--vocab-size (--data.vocab_size) does not apply to the "
+               "char tokenizer (its vocabulary is every character); leave it out")
         _check(t.batch_size >= 1, f"--train.batch_size must be at least 1, not {t.batch_size}")
         _check(t.max_steps >= 1, f"--train.max_steps must be at least 1, not {t.max_steps}")
         _check(t.max_seconds >= 0, f"--train.max_seconds must be 0 (no limit) or positive, not {t.max_seconds}")

@@ -51,8 +51,11 @@ class Run:
         for next_ids in generate_ids(self.model, prompt_ids, max_new_tokens, greedy=greedy, temperature=temperature,
                                      top_k=top_k, top_p=top_p, generator=generator):
             new_ids.append(int(next_ids[0]))
-            # decode the whole continuation, not the last token alone: a token may end mid-character
+            # decode the whole continuation, not the last token alone: a token may end mid-character,
+            # and then the text waits (a trailing U+FFFD) until the character's other bytes arrive
             now = self.tokenizer.decode(new_ids)
+            if now.endswith("\ufffd") and len(new_ids) < max_new_tokens:
+                continue
             yield now[len(text):]
             text = now
 

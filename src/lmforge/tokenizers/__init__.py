@@ -1,15 +1,66 @@
-"""Tokenizers: text to token ids and back, behind one interface."""
+"""Tokenizers: text to token ids and back, behind one interface.
 
-from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import Tokenizer, load_tokenizer
-from lmforge.tokenizers.char import CharTokenizer
+Three kinds: `char` (one token per character), `word` (frequency-capped words
+and punctuation, with an unknown token) and `bpe` (byte-level BPE; GPT-2's
+vocabulary loads as one). `tokenizer_from_spec` turns what a user types after
+`--tokenizer` (a kind, a tokenizer JSON, a run or prepared directory, or a
+folder with GPT-2's files) into a tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from lmforge.errors import LmforgeError, did_you_mean
+from lmforge.tokenizers.base import Tokenizer, check_text, load_tokenizer
+from lmforge.tokenizers.bpe import BpeTokenizer
+from lmforge.tokenizers.char import CharTokenizer, default_char_specials
+from lmforge.tokenizers.gpt2 import is_gpt2_folder, load_gpt2
+from lmforge.tokenizers.word import WordTokenizer
+
+KINDS = ("char", "word", "bpe")
+DEFAULT_VOCAB_SIZE = 8192  # word and bpe, when --vocab-size is 0
 
 
-def train_tokenizer(kind: str, text: str) -> Tokenizer:
-    """Build a tokenizer of `kind` from training text."""
+def train_tokenizer(kind: str, texts: str | Iterable[str], vocab_size: int = 0, documents: bool = False) -> Tokenizer:
+    """Build a tokenizer of `kind` from training text (one string, or an iterable of documents or parts of them).
+
+    `documents`: the tokenizer will separate documents, so give `char` an EOS too
+    (word and bpe always have one). Plain `lmforge train` on one text leaves it
+    out, so a character vocabulary is exactly the text's characters.
+    """
     if kind == "char":
-        return CharTokenizer.train(text)
-    raise LmforgeError(f"unknown tokenizer kind '{kind}'; known: {', '.join(Tokenizer.registry)}")
+        if vocab_size:
+            raise LmforgeError("--vocab-size does not apply to the char tokenizer: its vocabulary is every character "
+                               "of the text; leave --vocab-size out")
+        return CharTokenizer.train(texts, specials=default_char_specials() if documents else None)
+    if kind == "word":
+        return WordTokenizer.train(texts, vocab_size or DEFAULT_VOCAB_SIZE)
+    if kind == "bpe":
+        return BpeTokenizer.train(texts, vocab_size or DEFAULT_VOCAB_SIZE)
+    raise LmforgeError(f"unknown tokenizer kind '{kind}'{did_you_mean(kind, KINDS)}; kinds are {', '.join(KINDS)}")
 
 
-__all__ = ["CharTokenizer", "Tokenizer", "load_tokenizer", "train_tokenizer"]
+def tokenizer_from_spec(spec: str, texts: Callable[[], Iterable[str]] | None = None, vocab_size: int = 0,
+                        flag: str = "--tokenizer") -> Tokenizer:
+    """A tokenizer from a kind (trained on `texts()`), a JSON file, a folder holding tokenizer.json, or GPT-2's files."""
+    if spec in KINDS:
+        if texts is None:
+            raise LmforgeError(f"{flag} {spec} needs text to train on; pass a trained tokenizer file instead")
+        return train_tokenizer(spec, texts(), vocab_size, documents=True)
+    path = Path(spec)
+    if path.is_dir() and is_gpt2_folder(path):
+        return load_gpt2(path)
+    if path.is_dir() and (path / "tokenizer.json").is_file():
+        return load_tokenizer(path / "tokenizer.json")
+    if path.is_file():
+        return load_tokenizer(path)
+    raise LmforgeError(
+        f"{flag} '{spec}' is not a kind ({', '.join(KINDS)}){did_you_mean(spec, KINDS)}, a tokenizer JSON file, a "
+        "run or prepared directory, or a folder with GPT-2's encoder.json and vocab.bpe"
+    )
+
+
+__all__ = ["KINDS", "BpeTokenizer", "CharTokenizer", "Tokenizer", "WordTokenizer", "check_text", "load_gpt2",
+           "load_tokenizer", "tokenizer_from_spec", "train_tokenizer"]

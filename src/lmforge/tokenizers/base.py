@@ -3,12 +3,21 @@
 A tokenizer is saved as one JSON object whose `"type"` names its class, so a run
 directory's `tokenizer.json` is all that `sample` and `eval` need to turn text
 into ids and back.
+
+Special tokens (BOS, EOS, PAD, UNK) are named by role. They have ids and a text
+form for display, but `encode` never produces them from text: the string
+"<|endoftext|>" inside a document is ordinary text, so `decode(encode(s)) == s`
+holds for it too. Code that needs a separator adds the id itself (`prepare`
+ends every document with EOS).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,10 +25,42 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 
+SPECIAL_ROLES = ("bos", "eos", "pad", "unk")
+SPECIAL_TEXT = {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "pad": "<|pad|>", "unk": "<|unk|>"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def id_dtype(vocab_size: int) -> type[np.unsignedinteger]:
     """uint16 when every id fits (half the memory and disk), else uint32."""
     return np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+def check_text(text: str) -> str:
+    """Refuse lone surrogates: they are not characters, have no UTF-8 bytes, and cannot round-trip."""
+    bad = _SURROGATE.search(text)
+    if bad:
+        raise LmforgeError(
+            f"the text holds an invalid lone surrogate U+{ord(bad.group()):04X} at character {bad.start():,}; "
+            "pass valid Unicode (decode files as UTF-8 with errors='strict', or remove the surrogate)"
+        )
+    return text
+
+
+def check_specials(specials: dict[str, str]) -> dict[str, str]:
+    """Special tokens by role; roles are bos, eos, pad, unk and texts must be distinct."""
+    for role, text in specials.items():
+        if role not in SPECIAL_ROLES:
+            raise LmforgeError(f"unknown special-token role '{role}'; roles are {', '.join(SPECIAL_ROLES)}")
+        if not isinstance(text, str) or not text:
+            raise LmforgeError(f"special token '{role}' needs a non-empty text, e.g. {SPECIAL_TEXT[role]!r}")
+    if len(set(specials.values())) != len(specials):
+        raise LmforgeError("two special tokens share one text; give each role its own")
+    return dict(specials)
+
+
+def as_texts(texts: str | Iterable[str]) -> Iterable[str]:
+    """Training accepts one string or an iterable of strings (documents, or pieces of them)."""
+    return [texts] if isinstance(texts, str) else texts
 
 
 class Tokenizer(ABC):
@@ -44,9 +85,26 @@ class Tokenizer(ABC):
     @abstractmethod
     def decode(self, ids: list[int]) -> str: ...
 
+    @property
+    def specials(self) -> dict[str, int]:
+        """Special-token ids by role ("eos", "pad", ...); empty when the kind needs none."""
+        return {}
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.specials.get("eos")
+
     def encode_array(self, text: str) -> np.ndarray:
         """Encode a whole corpus to the smallest unsigned integer array that holds its ids."""
         return np.asarray(self.encode(text), dtype=id_dtype(self.vocab_size))
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes one token stands for (for BPE, possibly part of a character)."""
+        return self.decode([token_id]).encode("utf-8")
+
+    def unknown_count(self, text: str) -> int:
+        """How many characters or words of `text` encoding would lose (replace by a fallback or unknown token)."""
+        return 0
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -57,7 +115,11 @@ class Tokenizer(ABC):
     def from_dict(cls, data: dict[str, Any]) -> Tokenizer: ...
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        """Write the JSON atomically: a reader never sees half a file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
@@ -71,4 +133,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         raise LmforgeError(f"tokenizer file '{path}' is corrupt (not a tokenizer JSON); retrain or restore it") from None
     if kind not in Tokenizer.registry:
         raise LmforgeError(f"tokenizer file '{path}' has unknown type '{kind}'; known: {', '.join(Tokenizer.registry)}")
-    return Tokenizer.registry[kind].from_dict(data)
+    try:
+        return Tokenizer.registry[kind].from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LmforgeError(f"tokenizer file '{path}' is corrupt ({type(exc).__name__}: {exc}); retrain or restore it") from None

@@ -29,15 +29,15 @@ import torch
 from tqdm import tqdm
 
 from lmforge.config import Config
-from lmforge.corpus import load_corpus
-from lmforge.data.windows import check_long_enough, random_batch, split_ids
+from lmforge.data.training import load_training_data
+from lmforge.data.windows import random_batch
 from lmforge.device import autocast, resolve_dtype
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.perplexity import evaluate_ids, scored_bytes
+from lmforge.evaluation.perplexity import evaluate_ids
 from lmforge.generation.decode import generate_ids
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
-from lmforge.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
+from lmforge.tokenizers import Tokenizer, load_tokenizer
 from lmforge.training import checkpoint, distributed, flops
 from lmforge.training.guards import EarlyStopping, OverfitWatch
 from lmforge.training.metrics import MetricsLog, elapsed_s, read_metrics, rewind_metrics
@@ -99,14 +99,9 @@ class Trainer:
             check_out_dir(self.out_dir)
         elif tokenizer is None:
             tokenizer = load_tokenizer(self.out_dir / TOKENIZER_FILE)  # the run's own, not one retrained
-        if text is None:
-            text, _ = load_corpus(cfg.data.path)
-        self.tokenizer = tokenizer or train_tokenizer(cfg.data.tokenizer, text)
-        ids = self.tokenizer.encode_array(text)
-        self.train_ids, self.val_ids = split_ids(ids, cfg.data.val_fraction)
-        check_long_enough(self.val_ids, cfg.model.block_size, "val split")
-        check_long_enough(self.train_ids, cfg.model.block_size, "train split")
-        self.val_bytes = scored_bytes(self.tokenizer, self.val_ids)
+        data = load_training_data(cfg, text, tokenizer)  # a text or a prepared directory → tokenizer, train/val ids
+        self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
+            data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
         cfg.model.vocab_size = self.tokenizer.vocab_size
 
         t = cfg.train

@@ -1,0 +1,86 @@
+"""Document batches: whole documents padded to the longest, with masks.
+
+Contiguous windows (`windows.py`) ignore where documents begin and end. Here
+each row of a batch is one document (or a piece of a long one), so a model
+never sees two documents in one context. Rows are padded on the right to the
+longest row, and two masks keep the padding out of training:
+
+- `attention_mask` (B, T): True at real positions. With right padding and a
+  causal model no real position can attend to a later padded one, so a causal
+  transformer needs no mask; a model that looks both ways, or left padding, does.
+- targets are `ignore_index` (-100) at padded positions, so they add nothing to
+  the cross-entropy (`models.base.next_token_loss`) and nothing to any gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lmforge.errors import LmforgeError
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class DocumentBatch:
+    inputs: torch.Tensor  # (B, T) int64, padded with pad_id
+    targets: torch.Tensor  # (B, T) int64, IGNORE_INDEX where padded
+    attention_mask: torch.Tensor  # (B, T) bool, True at real positions
+
+    def to(self, device: torch.device) -> DocumentBatch:
+        return DocumentBatch(self.inputs.to(device), self.targets.to(device), self.attention_mask.to(device))
+
+
+def split_documents(ids: np.ndarray, eos_id: int, block: int = 1 << 22) -> Iterator[np.ndarray]:
+    """Each document of a prepared split, its EOS included; `ids` is scanned in blocks, never copied whole."""
+    start, n = 0, len(ids)
+    for lo in range(0, n, block):
+        ends = np.flatnonzero(np.asarray(ids[lo : min(lo + block, n)]) == eos_id) + lo
+        for end in ends:
+            yield np.asarray(ids[start : end + 1])
+            start = end + 1
+    if start < n:
+        yield np.asarray(ids[start:n])
+
+
+def pieces_of(doc: np.ndarray, max_len: int) -> Iterator[np.ndarray]:
+    """A document as rows of at most max_len + 1 ids; consecutive rows share one id, so every target is scored once."""
+    for start in range(0, max(len(doc) - 1, 1), max_len):
+        yield doc[start : start + max_len + 1]
+
+
+def pad_batch(docs: list[np.ndarray], pad_id: int = 0, ignore_index: int = IGNORE_INDEX) -> DocumentBatch:
+    """Rows `doc[:-1]` → targets `doc[1:]`, right-padded to the longest row."""
+    if not docs:
+        raise LmforgeError("a document batch needs at least one document")
+    if any(len(d) < 2 for d in docs):
+        raise LmforgeError("every document in a batch needs at least 2 tokens (an input and its target)")
+    T = max(len(d) for d in docs) - 1
+    inputs = torch.full((len(docs), T), pad_id, dtype=torch.int64)
+    targets = torch.full((len(docs), T), ignore_index, dtype=torch.int64)
+    mask = torch.zeros((len(docs), T), dtype=torch.bool)
+    for row, doc in enumerate(docs):
+        t = torch.from_numpy(np.asarray(doc, dtype=np.int64))
+        n = len(doc) - 1
+        inputs[row, :n], targets[row, :n], mask[row, :n] = t[:-1], t[1:], True
+    return DocumentBatch(inputs, targets, mask)
+
+
+def document_batches(ids: np.ndarray, eos_id: int, batch_size: int, max_len: int, pad_id: int = 0,
+                     seed: int | None = None) -> Iterator[DocumentBatch]:
+    """One pass over the documents of `ids` as padded batches; shuffled by `seed` (None: in order).
+
+    Documents longer than `max_len` + 1 are cut into rows (`pieces_of`). The
+    rows are gathered first (views into the memmap, not copies), so one pass
+    costs memory per document, not per token.
+    """
+    if batch_size < 1 or max_len < 1:
+        raise LmforgeError(f"need batch_size ≥ 1 and max_len ≥ 1, not {batch_size} and {max_len}")
+    rows = [p for doc in split_documents(ids, eos_id) for p in pieces_of(doc, max_len) if len(p) >= 2]
+    order = np.arange(len(rows)) if seed is None else np.random.default_rng(seed).permutation(len(rows))
+    for start in range(0, len(rows), batch_size):
+        yield pad_batch([rows[i] for i in order[start : start + batch_size]], pad_id)

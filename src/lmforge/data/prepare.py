@@ -1,0 +1,227 @@
+"""`lmforge prepare`: text in, token shards out, for corpora of any size.
+
+    files ─► documents, in parts (main process) ─► encode (worker processes) ─► shards (main process)
+
+- Each document goes to train or val by a hash of (seed, its number), so the
+  split is the same on every run with the same seed, whatever the worker count.
+- Every document ends with EOS; a shard holds whole documents (`shards.py`).
+- Memory is bounded by the parts in flight (2 per worker, each about
+  `chunk_chars` characters) and the writers' buffers, never by the corpus.
+- Workers encode parts in order, so the ids do not depend on how many there are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from lmforge.data.shards import INDEX_FILE, FORMAT, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial, write_json_atomic
+from lmforge.data.sources import Part, find_files, iter_parts, total_bytes
+from lmforge.errors import LmforgeError
+from lmforge.tokenizers import Tokenizer
+from lmforge.tokenizers.base import id_dtype
+from lmforge.tokenizers.parallel import cores, process_pool
+
+DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard
+
+
+@dataclass
+class PrepareOptions:
+    text_field: str | None = None  # JSONL field holding the text (default "text" for .jsonl files)
+    separator: str | None = None  # cut plain text files into documents here; None: one file, one document
+    val_fraction: float = 0.1  # chance that a document goes to val
+    seed: int = 1337
+    workers: int = 0  # encoding processes; 0: one per core (char: 1, see `default_workers`)
+    shard_tokens: int = DEFAULT_SHARD_TOKENS
+    chunk_chars: int = 1 << 20  # characters per part sent to a worker
+    progress: bool = True
+
+    def validate(self) -> PrepareOptions:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise LmforgeError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
+        if self.workers < 0:
+            raise LmforgeError(f"--workers must be 0 (one per core) or more, not {self.workers}")
+        if self.shard_tokens < 1:
+            raise LmforgeError(f"--shard-tokens must be at least 1, not {self.shard_tokens}")
+        if self.chunk_chars < 1:
+            raise LmforgeError(f"chunk_chars must be at least 1, not {self.chunk_chars}")
+        return self
+
+
+@dataclass
+class PrepareResult:
+    out_dir: Path
+    splits: dict[str, dict[str, Any]]
+    input_bytes: int
+    seconds: float
+    workers: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.input_bytes / 1e6 / max(self.seconds, 1e-9)
+
+    def summary(self) -> str:
+        t, v = self.splits["train"], self.splits["val"]
+        return (f"prepared {t['documents'] + v['documents']:,} documents: train {t['documents']:,} docs / "
+                f"{t['tokens']:,} tokens in {len(t['shards'])} shard(s), val {v['documents']:,} docs / "
+                f"{v['tokens']:,} tokens; {self.input_bytes / 1e6:,.1f} MB in {self.seconds:.1f} s "
+                f"({self.mb_per_s:,.1f} MB/s, {self.workers} worker(s)) → {self.out_dir}")
+
+
+def in_val(seed: int, document: int, val_fraction: float) -> bool:
+    """Whether document number `document` is in val: a uniform draw from a hash of (seed, number)."""
+    digest = hashlib.blake2b(f"{seed}:{document}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < val_fraction
+
+
+# ---------------------------------------------------------------------- workers
+
+
+def default_workers(tokenizer: Tokenizer) -> int:
+    """One per core, except for characters: a table lookup per character costs less than sending the text to
+    another process and the ids back (measured: 52 MB/s in-process against 25 MB/s with 2 workers on 2 cores)."""
+    return 1 if tokenizer.kind == "char" else cores()
+
+_TOKENIZER: Tokenizer | None = None
+
+
+def _init_worker(tokenizer: Tokenizer) -> None:
+    global _TOKENIZER
+    _TOKENIZER = tokenizer
+
+
+def encode_parts(texts: list[str], tokenizer: Tokenizer | None = None) -> list[tuple[np.ndarray, int]]:
+    """Each part's ids and UTF-8 byte count (runs in a worker, or inline with one worker)."""
+    tok = tokenizer or _TOKENIZER
+    return [(tok.encode_array(t), len(t.encode("utf-8"))) for t in texts]
+
+
+def _tasks(parts: Iterator[Part], chunk_chars: int, bar: tqdm) -> Iterator[list[Part]]:
+    """Consecutive parts grouped into tasks of about `chunk_chars` characters."""
+    task, size = [], 0
+    for part in parts:
+        bar.update(part.nbytes)
+        task.append(part)
+        size += len(part.text)
+        if size >= chunk_chars:
+            yield task
+            task, size = [], 0
+    if task:
+        yield task
+
+
+class _Pool:
+    """`workers` processes fed at most 2 tasks each at a time; results come back in order."""
+
+    def __init__(self, tokenizer: Tokenizer, workers: int):
+        self.tokenizer, self.workers = tokenizer, workers
+        self.pool = None
+        if workers > 1:
+            self.pool = process_pool(workers, _init_worker, (tokenizer,))
+
+    def map(self, tasks: Iterator[list[Part]]) -> Iterator[tuple[list[Part], list[tuple[np.ndarray, int]]]]:
+        if self.pool is None:
+            for task in tasks:
+                yield task, encode_parts([p.text for p in task], self.tokenizer)
+            return
+        pending: deque = deque()
+        for task in tasks:
+            pending.append((task, self.pool.apply_async(encode_parts, ([p.text for p in task],))))
+            if len(pending) >= 2 * self.workers:
+                task, result = pending.popleft()
+                yield task, result.get()
+        while pending:
+            task, result = pending.popleft()
+            yield task, result.get()
+
+    def close(self, ok: bool) -> None:
+        if self.pool is not None:
+            if ok:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+
+
+# ---------------------------------------------------------------------- prepare
+
+
+def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
+            options: PrepareOptions | None = None) -> PrepareResult:
+    """Tokenize every document under `data` into train/val shards in `out_dir`."""
+    opts = (options or PrepareOptions()).validate()
+    if tokenizer.eos_id is None:
+        raise LmforgeError("the tokenizer has no EOS token to end documents with; train one with "
+                           "`lmforge tokenizer train` (which adds it) or pass --tokenizer char|word|bpe")
+    out = Path(out_dir)
+    if (out / INDEX_FILE).exists():
+        raise LmforgeError(f"'{out}' already holds prepared data; choose a new --out (or delete that folder)")
+    files = find_files(data)
+    out.mkdir(parents=True, exist_ok=True)
+    clear_partial(out)
+    dtype = id_dtype(tokenizer.vocab_size)
+    writers = {s: ShardWriter(out, s, dtype, opts.shard_tokens) for s in SPLITS}
+    workers = opts.workers or default_workers(tokenizer)
+    eos = tokenizer.eos_id
+    start = time.perf_counter()
+    n_bytes = total_bytes(files)
+    bar = tqdm(total=n_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare",
+               disable=None if opts.progress else True,  # None: only on a terminal
+               dynamic_ncols=True, leave=False)
+    pool = _Pool(tokenizer, workers)
+    ok = False
+    try:
+        parts = iter_parts(files, opts.text_field, opts.separator, opts.chunk_chars)
+        document, writer = -1, writers["train"]
+        for task, encoded in pool.map(_tasks(parts, opts.chunk_chars, bar)):
+            for part, (ids, nbytes) in zip(task, encoded):
+                if part.first:
+                    document += 1
+                    writer = writers["val" if in_val(opts.seed, document, opts.val_fraction) else "train"]
+                    writer.begin_document()
+                writer.write(ids, nbytes)
+                if part.last:
+                    writer.end_document(eos)
+        splits = {s: w.close() for s, w in writers.items()}
+        ok = True
+    finally:
+        pool.close(ok)
+        bar.close()
+        if not ok:
+            for w in writers.values():
+                w.abort()
+    _check_splits(splits, document + 1, opts)
+    seconds = time.perf_counter() - start
+    tokenizer.save(out / TOKENIZER_FILE)
+    from lmforge import __version__
+
+    write_json_atomic(out / INDEX_FILE, {
+        "format": FORMAT, "version": 1, "lmforge_version": __version__,
+        "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.vocab_size, "eos_id": eos,
+        "tokenizer": TOKENIZER_FILE, "tokenizer_kind": tokenizer.kind,
+        "source": str(data), "files": len(files), "text_field": opts.text_field, "separator": opts.separator,
+        "seed": opts.seed, "val_fraction": opts.val_fraction, "input_bytes": n_bytes, "seconds": round(seconds, 3),
+        "splits": splits,
+    })  # last: only now is the directory complete
+    return PrepareResult(out, splits, n_bytes, seconds, workers)
+
+
+def _check_splits(splits: dict[str, dict[str, Any]], documents: int, opts: PrepareOptions) -> None:
+    if documents <= 0:
+        raise LmforgeError("--data holds no text (every document is empty); pass files with text in them")
+    if documents == 1:
+        raise LmforgeError("--data is a single document, so train and val cannot be split by document; pass a folder, "
+                           "a glob or JSONL with several documents, or cut the file with --separator (e.g. '\\n\\n')")
+    for name in SPLITS:
+        if splits[name]["documents"] == 0:
+            raise LmforgeError(f"none of the {documents} documents fell in the {name} split (--val-fraction "
+                               f"{opts.val_fraction}, --seed {opts.seed}); change --val-fraction or --seed, or add documents")

@@ -1,0 +1,194 @@
+"""Token shards on disk: flat arrays of ids, one file per shard, and a JSON index.
+
+A prepared directory:
+
+    DIR/
+      index.json          what is where: splits, shards, token and document counts, dtype
+      tokenizer.json      the tokenizer that made the ids
+      train-00000.bin     raw little-endian uint16 (or uint32) ids, np.memmap-able, no header
+      val-00000.bin
+
+Every document ends with the EOS id, and a shard holds whole documents only.
+Shards are written under a `.tmp` name and renamed when complete, and the
+index is written last, so an interrupted run leaves no half shard that looks
+whole and no index that points at one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmforge.errors import LmforgeError
+from lmforge.tokenizers import Tokenizer, load_tokenizer
+
+INDEX_FILE = "index.json"
+TOKENIZER_FILE = "tokenizer.json"
+FORMAT = "lmforge-prepared"
+SPLITS = ("train", "val")
+SHARD_NAME = re.compile(r"^(train|val)-\d{5}\.bin(\.tmp)?$")
+
+
+def is_prepared_dir(path: str | Path | None) -> bool:
+    return path is not None and (Path(path) / INDEX_FILE).is_file()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def clear_partial(out_dir: Path) -> None:
+    """Remove shards of an earlier interrupted run (there is no index, so nothing points at them)."""
+    for p in out_dir.iterdir():
+        if SHARD_NAME.match(p.name) or p.name in (INDEX_FILE + ".tmp", TOKENIZER_FILE + ".tmp"):
+            p.unlink()
+
+
+class ShardWriter:
+    """Appends documents of one split to shards of about `shard_tokens` ids, through a bounded buffer."""
+
+    def __init__(self, out_dir: Path, split: str, dtype: type[np.unsignedinteger], shard_tokens: int,
+                 buffer_tokens: int = 1 << 22):
+        self.out_dir, self.split, self.dtype = out_dir, split, dtype
+        self.shard_tokens, self.buffer_tokens = shard_tokens, buffer_tokens
+        self.shards: list[dict[str, Any]] = []
+        self.documents = self.tokens = self.bytes = 0
+        self._file = None
+        self._buffer: list[np.ndarray] = []
+        self._buffered = 0
+        self._shard_tokens = self._shard_docs = 0
+
+    def _path(self, tmp: bool) -> Path:
+        return self.out_dir / f"{self.split}-{len(self.shards):05d}.bin{'.tmp' if tmp else ''}"
+
+    def begin_document(self) -> None:
+        if self._file is not None and self._shard_tokens >= self.shard_tokens:
+            self._close_shard()
+
+    def write(self, ids: np.ndarray, nbytes: int = 0) -> None:
+        if self._file is None:
+            self._file = open(self._path(tmp=True), "wb")
+        self._buffer.append(np.asarray(ids, dtype=self.dtype))
+        self._buffered += len(ids)
+        self._shard_tokens += len(ids)
+        self.tokens += len(ids)
+        self.bytes += nbytes
+        if self._buffered >= self.buffer_tokens:
+            self._flush()
+
+    def end_document(self, eos_id: int) -> None:
+        self.write(np.array([eos_id], dtype=self.dtype))
+        self.documents += 1
+        self._shard_docs += 1
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._file.write(np.concatenate(self._buffer).astype("<" + np.dtype(self.dtype).str[1:], copy=False).tobytes())
+            self._buffer, self._buffered = [], 0
+
+    def _close_shard(self) -> None:
+        self._flush()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        os.replace(self._path(tmp=True), self._path(tmp=False))  # only now does the shard have its real name
+        self.shards.append({"file": self._path(tmp=False).name, "tokens": self._shard_tokens,
+                            "documents": self._shard_docs})
+        self._shard_tokens = self._shard_docs = 0
+
+    def close(self) -> dict[str, Any]:
+        if self._file is not None:
+            self._close_shard()
+        return {"documents": self.documents, "tokens": self.tokens, "bytes": self.bytes, "shards": self.shards}
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._path(tmp=True).unlink(missing_ok=True)
+
+
+class ShardedTokens:
+    """Several memmapped shards read as one flat, read-only array of ids.
+
+    Supports what the loaders use: `len`, integer-array indexing of any shape
+    (random windows may straddle two shards) and slices.
+    """
+
+    def __init__(self, shards: list[np.ndarray]):
+        self.shards = [s for s in shards if len(s)]
+        self.starts = np.cumsum([0] + [len(s) for s in self.shards])  # (n_shards + 1,)
+        self.dtype = self.shards[0].dtype if self.shards else np.dtype(np.uint16)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            pieces = []
+            for k, shard in enumerate(self.shards):
+                lo, hi = max(start, self.starts[k]), min(stop, self.starts[k + 1])
+                if lo < hi:
+                    pieces.append(shard[lo - self.starts[k] : hi - self.starts[k]])
+            return np.concatenate(pieces) if pieces else np.empty(0, dtype=self.dtype)
+        index = np.asarray(index)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"ShardedTokens takes slices and integer arrays, not {index.dtype}")
+        index = np.where(index < 0, index + len(self), index)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"token index out of range for {len(self)} tokens")
+        which = np.searchsorted(self.starts, index, side="right") - 1  # the shard of each index
+        out = np.empty(index.shape, dtype=self.dtype)
+        for k in np.unique(which):
+            mask = which == k
+            out[mask] = self.shards[k][index[mask] - self.starts[k]]
+        return out
+
+
+class PreparedData:
+    """A directory written by `lmforge prepare`, opened for reading."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        index_path = self.path / INDEX_FILE
+        if not index_path.is_file():
+            raise LmforgeError(f"'{self.path}' has no {INDEX_FILE}: it is not a prepared directory, or `lmforge prepare` "
+                               "was interrupted there; run `lmforge prepare --data ... --out` again")
+        try:
+            self.index = json.loads(index_path.read_text(encoding="utf-8"))
+            ok = self.index.get("format") == FORMAT and all(s in self.index["splits"] for s in SPLITS)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise LmforgeError(f"'{index_path}' is corrupt or not lmforge's; run `lmforge prepare` again")
+        self.dtype = np.dtype(self.index["dtype"]).newbyteorder("<")
+        self.tokenizer: Tokenizer = load_tokenizer(self.path / self.index.get("tokenizer", TOKENIZER_FILE))
+
+    def split(self, name: str) -> np.ndarray | ShardedTokens:
+        """The ids of a split: the shard itself (a memmap) when there is one, else all shards as one array."""
+        arrays = []
+        for shard in self.index["splits"][name]["shards"]:
+            path = self.path / shard["file"]
+            expected = shard["tokens"] * self.dtype.itemsize
+            if not path.is_file() or path.stat().st_size != expected:
+                raise LmforgeError(f"shard '{path}' is missing or has the wrong size (expected {expected:,} bytes); "
+                                   "run `lmforge prepare` again")
+            arrays.append(np.memmap(path, dtype=self.dtype, mode="r", shape=(shard["tokens"],)))
+        return arrays[0] if len(arrays) == 1 else ShardedTokens(arrays)
+
+    def scored_bytes(self, name: str) -> int:
+        """UTF-8 bytes of a split's documents spelled by all tokens but the first (as in bits per byte)."""
+        ids = self.split(name)
+        first = self.tokenizer.token_bytes(int(ids[:1][0])) if len(ids) else b""
+        return max(self.index["splits"][name]["bytes"] - len(first), 0)

@@ -1,0 +1,246 @@
+"""Byte-level BPE: any string round-trips, with no unknown token.
+
+Text is read as UTF-8 bytes, each byte is a token to begin with, and training
+(Hugging Face `tokenizers`, in Rust) learns merges of frequent adjacent pairs
+until the vocabulary has `vocab_size` tokens. The pipeline, GPT-2's:
+
+    text ─► pieces (PATTERN: words with their leading space, numbers, punctuation runs, whitespace)
+         ─► each piece's UTF-8 bytes ─► merges, lowest rank first ─► ids
+
+Encoding runs the pieces through a cache: corpora repeat the same words, so
+each distinct piece is merged once (by Hugging Face's BPE model) and every
+later occurrence is a dictionary lookup. ASCII text is split by an equivalent
+pattern in the standard library's faster engine. Long texts are cut at safe
+points (`cuts.py`) and encoded on every core.
+
+The whole Hugging Face pipeline is stored inside lmforge's JSON, so a
+`tokenizer.json` stays one self-contained file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from itertools import chain, repeat
+from typing import Any
+
+import numpy as np
+import regex
+
+from lmforge.errors import LmforgeError
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, check_specials, check_text, id_dtype
+from lmforge.tokenizers.cuts import last_safe, next_safe, split_text
+from lmforge.tokenizers.parallel import can_fork_workers, cores, process_pool
+
+# GPT-2's pre-tokenizer, also Hugging Face's ByteLevel(use_regex=True) and tiktoken's "gpt2" pattern
+PATTERN = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+# the same pieces for ASCII text (letters, digits and whitespace spelled out), in the standard library's
+# engine, which finds them about twice as fast
+ASCII_PATTERN = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+DEFAULT_SPECIALS = {"eos": SPECIAL_TEXT["eos"]}
+MAX_CACHE = 1 << 19  # distinct pieces remembered (~60 MB); the cache is emptied when it would grow past this
+PARALLEL_CHUNK = 1 << 20  # characters per part when a long text is encoded on several cores
+PROCESS_MIN = 1 << 22  # characters from which forking worker processes pays off
+_MISSING = -(1 << 62)  # what a cache lookup gives for a piece not seen before
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from each byte to a printable character, so a token's bytes can be a JSON string."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)  # the unprintable bytes get characters past Latin-1
+            extra += 1
+    return chars
+
+
+
+_DECODER = {c: b for b, c in bytes_to_unicode().items()}
+_TO_UNICODE = str.maketrans(bytes_to_unicode())  # applied to bytes read as Latin-1: byte b → its character
+
+
+def unicode_to_bytes(token: str) -> bytes:
+    """The bytes a vocabulary entry spells (the inverse of `bytes_to_unicode`)."""
+    return bytes(_DECODER[c] for c in token)
+
+
+def split_pieces(text: str) -> list[str]:
+    """GPT-2's pieces of `text`. ASCII stretches (most of most corpora) take the faster ASCII pattern; each run
+    of other characters, widened to the safe cut points around it (`cuts.py`), takes the full pattern."""
+    if text.isascii():
+        return ASCII_PATTERN.findall(text)
+    pieces: list[str] = []
+    pos = 0  # everything before pos is split
+    for run in _NON_ASCII.finditer(text):
+        if run.start() < pos:
+            continue  # already inside the last stretch given to the full pattern
+        lo = last_safe(text, pos, run.start()) or pos
+        hi = next_safe(text, run.end())
+        pieces += ASCII_PATTERN.findall(text[pos:lo])  # a slice of ASCII is stored one byte a character: faster
+        pieces += PATTERN.findall(text, lo, hi)
+        pos = hi
+    pieces += ASCII_PATTERN.findall(text[pos:])
+    return pieces
+
+
+class BpeTokenizer(Tokenizer):
+    kind = "bpe"
+
+    def __init__(self, hf_pipeline: dict[str, Any], specials: dict[str, str] | None = None):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        self.hf_pipeline = hf_pipeline
+        self.hf = HFTokenizer.from_str(json.dumps(hf_pipeline))
+        self.hf.encode_special_tokens = True  # "<|endoftext|>" inside a text is text, never the special id
+        self.special_text = check_specials(DEFAULT_SPECIALS if specials is None else specials)
+        self._specials = {}
+        for role, text in self.special_text.items():
+            token_id = self.hf.token_to_id(text)
+            if token_id is None:
+                raise LmforgeError(f"special token {text!r} ({role}) is not in this BPE vocabulary; retrain the tokenizer")
+            self._specials[role] = token_id
+        n = self.hf.get_vocab_size(with_added_tokens=True)
+        table = [b""] * n
+        for token, token_id in self.hf.get_vocab(with_added_tokens=True).items():
+            table[token_id] = unicode_to_bytes(token) if all(c in _DECODER for c in token) else token.encode("utf-8")
+        for text, token_id in zip(self.special_text.values(), self._specials.values()):
+            table[token_id] = text.encode("utf-8")
+        self._bytes = table
+        self._clear_cache()
+
+    def _clear_cache(self) -> None:
+        self._cache: dict[str, int] = {}  # piece → its id, or -(k+1) for the k-th multi-token sequence
+        self._flat = np.empty(0, dtype=np.int64)  # the multi-token sequences, end to end
+        self._starts = np.empty(0, dtype=np.int64)  # where sequence k begins in _flat
+        self._lengths = np.empty(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(cls, texts: str | Iterable[str], vocab_size: int, specials: dict[str, str] | None = None,
+              min_frequency: int = 2) -> BpeTokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        specials = DEFAULT_SPECIALS if specials is None else check_specials(specials)
+        least = 256 + len(specials) + 1
+        if vocab_size < least:
+            raise LmforgeError(f"--vocab-size {vocab_size} is too small for byte-level BPE: it starts from 256 byte "
+                               f"tokens and {len(specials)} special(s); use at least {least}")
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(specials.values()),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        )
+        texts = [texts] if isinstance(texts, str) else texts
+        hf.train_from_iterator((check_text(t) for t in texts), trainer)
+        return cls(json.loads(hf.to_str()), specials)
+
+    # ------------------------------------------------------------------ encoding
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._bytes)
+
+    @property
+    def specials(self) -> dict[str, int]:
+        return dict(self._specials)
+
+    def _ids_of(self, pieces: list[str]) -> np.ndarray:
+        """The ids of the pieces, in order (int64).
+
+        The cache maps a piece to its id when it is one token (most are), or to
+        -(k+1) for the k-th multi-token sequence; pieces not seen before are
+        merged by Hugging Face's BPE model. Expanding the multi-token pieces is
+        a few numpy gathers, not a Python loop over the text.
+        """
+        cache = self._cache
+        codes = np.fromiter(map(cache.get, pieces, repeat(_MISSING)), dtype=np.int64, count=len(pieces))
+        unseen = np.flatnonzero(codes == _MISSING)
+        if len(unseen):
+            missing = list({pieces[i] for i in unseen})
+            if cache and len(cache) + len(missing) > MAX_CACHE:
+                self._clear_cache()
+                return self._ids_of(pieces)
+            new_multi = []
+            tokenize = self.hf.model.tokenize  # the BPE model alone: merges one piece, no pipeline around it
+            for piece in missing:
+                ids = [t.id for t in tokenize(piece.encode("utf-8").decode("latin-1").translate(_TO_UNICODE))]
+                if len(ids) == 1:
+                    cache[piece] = ids[0]
+                else:
+                    new_multi.append(ids)
+                    cache[piece] = -(len(self._lengths) + len(new_multi))
+            if new_multi:
+                lengths = np.fromiter(map(len, new_multi), dtype=np.int64, count=len(new_multi))
+                self._starts = np.concatenate([self._starts, len(self._flat) + np.cumsum(lengths) - lengths])
+                self._lengths = np.concatenate([self._lengths, lengths])
+                self._flat = np.concatenate([self._flat, np.fromiter(chain.from_iterable(new_multi), np.int64)])
+            codes[unseen] = np.fromiter(map(cache.__getitem__, (pieces[i] for i in unseen)), np.int64, len(unseen))
+        is_multi = codes < 0
+        if not is_multi.any():
+            return codes
+        flat, starts, lengths = self._flat, self._starts, self._lengths
+        k = -codes[is_multi] - 1  # which sequence each multi-token piece is
+        n = np.ones(len(codes), dtype=np.int64)
+        n[is_multi] = lengths[k]
+        out = np.repeat(codes, n)  # single-token pieces are already right
+        m = lengths[k]
+        offset = np.arange(m.sum()) - np.repeat(np.cumsum(m) - m, m)  # position inside each sequence
+        out[np.repeat((np.cumsum(n) - n)[is_multi], m) + offset] = flat[np.repeat(starts[k], m) + offset]
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        return self._ids_of(split_pieces(check_text(text))).tolist()
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """`encode` for whole corpora: a long text is cut at safe points (`cuts.py`) and its parts are
+        encoded by forked worker processes, one per core, that inherit the piece cache."""
+        check_text(text)
+        n = cores()
+        if n > 1 and len(text) >= PROCESS_MIN and can_fork_workers():
+            return self._encode_in_processes(split_text(text, PARALLEL_CHUNK), n)
+        return self._ids_of(split_pieces(text)).astype(id_dtype(self.vocab_size))
+
+    def _encode_in_processes(self, parts: list[str], n: int) -> np.ndarray:
+        global _WORKER_TOKENIZER
+        _WORKER_TOKENIZER = self  # forked workers inherit it, piece cache included
+        try:
+            with process_pool(min(n, len(parts))) as pool:
+                return np.concatenate(pool.map(_encode_part, parts, chunksize=1))
+        finally:
+            _WORKER_TOKENIZER = None
+
+    # ------------------------------------------------------------------ decoding
+
+    def decode(self, ids: list[int]) -> str:
+        """Join the tokens' bytes, then read them as UTF-8; a character cut off by the end shows as U+FFFD."""
+        return b"".join(map(self._bytes.__getitem__, ids)).decode("utf-8", "replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._bytes[token_id]
+
+    # ------------------------------------------------------------------ saving
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "version": 1, "specials": self.special_text, "hf_tokenizer": self.hf_pipeline}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BpeTokenizer:
+        return cls(data["hf_tokenizer"], data.get("specials"))
+
+
+
+_WORKER_TOKENIZER: BpeTokenizer | None = None
+
+
+def _encode_part(part: str) -> np.ndarray:
+    tok = _WORKER_TOKENIZER
+    return tok._ids_of(split_pieces(part)).astype(id_dtype(tok.vocab_size))

@@ -1,0 +1,99 @@
+"""`lmforge tokenizer inspect`: what a tokenizer does to a given text.
+
+- tokens per byte: how long sequences get (a context of T tokens covers T / this many bytes);
+- unknown rate: the share of tokens that lost text (an unknown word, a replaced character);
+- coverage: the share of the vocabulary the text uses at all (unused tokens are
+  embedding rows that never learn);
+- the longest tokens of the vocabulary and the most frequent in the text;
+- what the vocabulary costs: V × n_embd embedding parameters (tied to the output head), twice that untied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from lmforge.tokenizers.base import Tokenizer
+
+WIDTHS = (128, 384, 768)  # n_embd values to price the embedding at
+
+
+@dataclass
+class TokenizerReport:
+    kind: str
+    vocab_size: int
+    specials: dict[str, int]
+    bytes: int
+    chars: int
+    tokens: int
+    unknown: int
+    used: int  # distinct ids the text uses
+    longest: list[dict] = field(default_factory=list)  # {"id", "token", "bytes"}
+    frequent: list[dict] = field(default_factory=list)  # {"id", "token", "count", "share"}
+    embedding_params: dict[int, int] = field(default_factory=dict)  # n_embd → V × n_embd
+
+    @property
+    def tokens_per_byte(self) -> float:
+        return self.tokens / max(self.bytes, 1)
+
+    @property
+    def unknown_rate(self) -> float:
+        return self.unknown / max(self.tokens, 1)
+
+    @property
+    def coverage(self) -> float:
+        return self.used / max(self.vocab_size, 1)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tokens_per_byte": self.tokens_per_byte, "unknown_rate": self.unknown_rate,
+                "coverage": self.coverage}
+
+    def format(self) -> str:
+        specials = ", ".join(f"{r}={i}" for r, i in self.specials.items()) or "none"
+        lines = [
+            f"{self.kind} tokenizer: {self.vocab_size:,} tokens (specials: {specials})",
+            f"text: {self.bytes:,} bytes, {self.chars:,} characters → {self.tokens:,} tokens",
+            f"tokens per byte   {self.tokens_per_byte:.4f}  ({1 / max(self.tokens_per_byte, 1e-12):.2f} bytes per token,"
+            f" {self.chars / max(self.tokens, 1):.2f} characters per token)",
+            f"unknown rate      {self.unknown_rate:.4%}  ({self.unknown:,} tokens lost text)",
+            f"coverage          {self.coverage:.2%}  ({self.used:,} of {self.vocab_size:,} tokens appear;"
+            f" {self.vocab_size - self.used:,} never do)",
+            "embedding cost    " + ", ".join(f"{p:,} parameters at n_embd {w}" for w, p in self.embedding_params.items())
+            + " (tied head; twice that untied)",
+            "longest tokens    " + "  ".join(f"{t['token']} ({t['bytes']} B)" for t in self.longest),
+            "most frequent     " + "  ".join(f"{t['token']} {t['share']:.2%}" for t in self.frequent),
+        ]
+        return "\n".join(lines)
+
+
+def show(tokenizer: Tokenizer, token_id: int) -> str:
+    """A token as a readable quoted string (bytes that are not whole characters shown as escapes)."""
+    return repr(tokenizer.token_bytes(token_id).decode("utf-8", "backslashreplace"))
+
+
+def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10,
+                      widths: tuple[int, ...] = WIDTHS) -> TokenizerReport:
+    """Encode `texts` (streamed: any amount) and summarize; see the module docstring."""
+    counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    n_bytes = n_chars = unknown = 0
+    for text in texts:
+        ids = tokenizer.encode_array(text)
+        counts += np.bincount(ids, minlength=tokenizer.vocab_size)
+        n_bytes += len(text.encode("utf-8"))
+        n_chars += len(text)
+        unknown += tokenizer.unknown_count(text)
+    tokens = int(counts.sum())
+    lengths = np.array([len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size)])
+    specials = set(tokenizer.specials.values())
+    by_length = [i for i in np.argsort(-lengths, kind="stable") if i not in specials][:top]
+    by_count = [i for i in np.argsort(-counts, kind="stable")[:top] if counts[i] > 0]
+    return TokenizerReport(
+        kind=tokenizer.kind, vocab_size=tokenizer.vocab_size, specials=tokenizer.specials, bytes=n_bytes,
+        chars=n_chars, tokens=tokens, unknown=unknown, used=int((counts > 0).sum()),
+        longest=[{"id": int(i), "token": show(tokenizer, i), "bytes": int(lengths[i])} for i in by_length],
+        frequent=[{"id": int(i), "token": show(tokenizer, i), "count": int(counts[i]),
+                   "share": float(counts[i] / max(tokens, 1))} for i in by_count],
+        embedding_params={w: tokenizer.vocab_size * w for w in widths},
+    )

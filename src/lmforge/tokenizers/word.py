@@ -1,0 +1,104 @@
+"""The word tokenizer: words and punctuation marks, the most frequent ones only.
+
+Text is cut into pieces by one regular expression: a word (letters, digits,
+underscore) or a single punctuation mark, each with the one space before it if
+there is one, or a single whitespace character. Joining the pieces gives the
+text back exactly, so decoding needs no rules about where spaces go:
+
+    "Hello,  world!\\n"  ->  "Hello" "," " " " world" "!" "\\n"
+
+The vocabulary is capped by frequency: the `vocab_size` most frequent pieces of
+the training text (ties broken by the piece, so training is deterministic),
+then the special tokens. Every other piece encodes as the unknown token, after
+its leading space if it had one, so the spacing of the text survives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from lmforge.errors import LmforgeError
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text
+
+PIECE = re.compile(r" ?\w+| ?[^\w\s]|\s")
+DEFAULT_SPECIALS = {"unk": SPECIAL_TEXT["unk"], "eos": SPECIAL_TEXT["eos"]}
+
+
+def pieces(text: str) -> list[str]:
+    """The pieces of `text`, in order; `"".join(pieces(t)) == t`."""
+    return PIECE.findall(text)
+
+
+class WordTokenizer(Tokenizer):
+    kind = "word"
+
+    def __init__(self, words: list[str], specials: dict[str, str] | None = None):
+        self.words = list(words)
+        self.special_text = check_specials(DEFAULT_SPECIALS if specials is None else specials)
+        if "unk" not in self.special_text:
+            raise LmforgeError("a word tokenizer needs an unknown token (special role 'unk')")
+        self.stoi = {w: i for i, w in enumerate(self.words)}
+        if len(self.stoi) != len(self.words):
+            raise LmforgeError("a word vocabulary must list distinct pieces")
+        self._specials = {role: len(self.words) + i for i, role in enumerate(self.special_text)}
+        self.vocab = self.words + list(self.special_text.values())
+        self.unk_id = self._specials["unk"]
+        self.space_id = self.stoi.get(" ")
+
+    @classmethod
+    def train(cls, texts: str | Iterable[str], vocab_size: int = 0,
+              specials: dict[str, str] | None = None) -> WordTokenizer:
+        """Keep the most frequent pieces so that, with the specials, the vocabulary has `vocab_size` tokens (0: all)."""
+        specials = DEFAULT_SPECIALS if specials is None else specials
+        if vocab_size and vocab_size <= len(specials):
+            raise LmforgeError(f"--vocab-size {vocab_size} leaves no room for words next to {len(specials)} special "
+                               f"tokens; use at least {len(specials) + 1}")
+        counts: Counter[str] = Counter()
+        for text in as_texts(texts):
+            counts.update(pieces(check_text(text)))
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if vocab_size:
+            ranked = ranked[: vocab_size - len(specials)]
+        return cls([w for w, _ in ranked], specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def specials(self) -> dict[str, int]:
+        return dict(self._specials)
+
+    def encode(self, text: str) -> list[int]:
+        stoi = self.stoi
+        found = [stoi.get(p) for p in pieces(text)]
+        if None not in found:
+            return found  # type: ignore[return-value]
+        check_text(text)
+        ids: list[int] = []
+        for piece, i in zip(pieces(text), found):
+            if i is not None:
+                ids.append(i)
+            elif piece[0] == " " and len(piece) > 1 and self.space_id is not None:
+                ids += [self.space_id, self.unk_id]  # keep the space, lose the word
+            else:
+                ids.append(self.unk_id)
+        return ids
+
+    def unknown_count(self, text: str) -> int:
+        """Pieces of `text` outside the vocabulary, each encoded as the unknown token."""
+        return sum(p not in self.stoi for p in pieces(text))
+
+    def decode(self, ids: list[int]) -> str:
+        vocab = self.vocab
+        return "".join(vocab[i] for i in ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "version": 1, "specials": self.special_text, "words": self.words}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WordTokenizer:
+        return cls(data["words"], data.get("specials"))

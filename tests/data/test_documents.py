@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+from lmforge.config import ModelConfig
+from lmforge.data import document_batches, pad_batch, split_documents
+from lmforge.data.documents import IGNORE_INDEX, pieces_of
+from lmforge.errors import LmforgeError
+from lmforge.models import Transformer, next_token_loss
+
+DOCS = [np.array([1, 2, 3, 4, 5, 6, 7, 0]), np.array([3, 4, 0]), np.array([9, 8, 7, 6, 5, 0])]
+
+
+def test_padding_and_masks():
+    b = pad_batch(DOCS, pad_id=10)
+    assert b.inputs.shape == b.targets.shape == b.attention_mask.shape == (3, 7)
+    assert b.inputs[1].tolist() == [3, 4, 10, 10, 10, 10, 10]
+    assert b.targets[1].tolist() == [4, 0] + [IGNORE_INDEX] * 5
+    assert torch.equal(b.attention_mask, b.targets != IGNORE_INDEX)
+
+
+def loss_and_grads(model, compute):
+    model.zero_grad(set_to_none=True)
+    loss = compute()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_padded_positions_change_neither_the_loss_nor_any_gradient():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=11, dropout=0.0))
+
+    def one_at_a_time():  # each document alone, unpadded: mean nats over all their targets
+        nats = sum(next_token_loss(model(torch.tensor(d[:-1])[None]), torch.tensor(d[1:])[None]) * (len(d) - 1)
+                   for d in DOCS)
+        return nats / sum(len(d) - 1 for d in DOCS)
+
+    ref_loss, ref_grads = loss_and_grads(model, one_at_a_time)
+    for pad_id in (0, 5, 10):  # whatever the padding holds
+        b = pad_batch(DOCS, pad_id)
+        loss, grads = loss_and_grads(model, lambda: next_token_loss(model(b.inputs), b.targets))
+        assert torch.allclose(loss, ref_loss, atol=1e-6, rtol=0)
+        for g, r in zip(grads, ref_grads):
+            assert torch.allclose(g, r, atol=1e-6, rtol=1e-5)
+    # the control: scoring the padded positions would change both
+    b = pad_batch(DOCS, 0)
+    leaky, leaky_grads = loss_and_grads(model, lambda: next_token_loss(model(b.inputs), b.targets.clamp(min=0)))
+    assert not torch.allclose(leaky, ref_loss, atol=1e-3)
+    assert not all(torch.allclose(g, r, atol=1e-6) for g, r in zip(leaky_grads, ref_grads))
+
+
+def test_documents_are_found_by_eos_across_scan_blocks():
+    ids = np.concatenate(DOCS + [np.array([4, 4])])  # a last document without its EOS
+    docs = list(split_documents(ids, eos_id=0, block=4))
+    assert [d.tolist() for d in docs] == [d.tolist() for d in DOCS] + [[4, 4]]
+
+
+def test_long_documents_become_rows_that_score_every_target_once():
+    doc = np.arange(1, 12)
+    rows = list(pieces_of(doc, max_len=4))
+    assert [r.tolist() for r in rows] == [[1, 2, 3, 4, 5], [5, 6, 7, 8, 9], [9, 10, 11]]
+    targets = [t for r in rows for t in r[1:].tolist()]
+    assert targets == doc[1:].tolist()
+
+
+def test_one_pass_over_all_documents_shuffled_by_seed():
+    ids = np.concatenate(DOCS * 5)
+    batches = list(document_batches(ids, eos_id=0, batch_size=4, max_len=5, seed=1))
+    scored = sum(int((b.targets != IGNORE_INDEX).sum()) for b in batches)
+    assert scored == sum(len(d) - 1 for d in DOCS) * 5
+    again = list(document_batches(ids, eos_id=0, batch_size=4, max_len=5, seed=1))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(batches, again))
+    assert max(b.inputs.shape[1] for b in batches) <= 5
+    with pytest.raises(LmforgeError, match="batch_size"):
+        next(document_batches(ids, 0, batch_size=0, max_len=5))

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmforge.errors import LmforgeError
+from lmforge.tokenizers import BpeTokenizer, load_tokenizer
+from lmforge.tokenizers import bpe as bpe_module
+from text_strategies import LONE_SURROGATES, TRICKY, texts
+
+TRAIN_TEXT = ("The quick brown fox jumps over the lazy dog. It's the fox's day; they've said so.\n" * 20
+              + "Fellow-Citizens of the Senate and House of Representatives:\n" * 20 + "".join(TRICKY) * 3)
+
+
+@pytest.fixture(scope="module")
+def bpe() -> BpeTokenizer:
+    return BpeTokenizer.train(TRAIN_TEXT, vocab_size=400)
+
+
+def test_training_learns_merges_up_to_the_vocabulary_size(bpe):
+    assert 300 < bpe.vocab_size <= 400 and bpe.specials == {"eos": 0}
+    ids = bpe.encode(" the fox")
+    assert len(ids) < len(" the fox".encode())  # frequent words became single tokens
+    assert bpe.decode([bpe.eos_id]) == "<|endoftext|>"
+    assert bpe.eos_id not in bpe.encode("<|endoftext|>")  # its spelling is text
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts)
+def test_any_string_round_trips(bpe, text):
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    assert bpe.encode_array(text).tolist() == ids
+
+
+def test_ids_equal_hugging_face_on_the_whole_text(bpe):
+    """The piece cache gives the ids that Hugging Face's own pipeline gives, on ordinary and tricky text."""
+    text = TRAIN_TEXT + " Zebra-crossings  and\t\ttabs \n\n\n  trailing   " + "".join(TRICKY)
+    assert bpe.encode(text) == bpe.hf.encode(text, add_special_tokens=False).ids
+
+
+def test_long_texts_are_encoded_in_parallel_parts_with_the_same_ids(bpe, monkeypatch):
+    text = TRAIN_TEXT * 3
+    whole = bpe.encode(text)
+    monkeypatch.setattr(bpe_module, "PARALLEL_CHUNK", 97)
+    monkeypatch.setattr(bpe_module, "PROCESS_MIN", 1000)
+    monkeypatch.setattr(bpe_module, "cores", lambda: 2)
+    assert bpe.encode_array(text).tolist() == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(texts, st.sampled_from([" ", "\n", "word", "it's", " 42", "é", "  \n"])), max_size=12))
+def test_ascii_stretches_take_the_fast_pattern_and_give_the_same_pieces(chunks):
+    text = "".join(chunks)
+    assert bpe_module.split_pieces(text) == bpe_module.PATTERN.findall(text)
+    ascii_text = "".join(c for c in text if c.isascii())
+    assert bpe_module.ASCII_PATTERN.findall(ascii_text) == bpe_module.PATTERN.findall(ascii_text)
+
+
+def test_cache_is_bounded(monkeypatch):
+    bpe = BpeTokenizer.train(TRAIN_TEXT, vocab_size=300)
+    monkeypatch.setattr(bpe_module, "MAX_CACHE", 10)
+    text = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho"
+    assert bpe.encode(text) == bpe.hf.encode(text, add_special_tokens=False).ids  # more new pieces than fit
+    assert bpe.encode(" alpha beta") == bpe.hf.encode(" alpha beta", add_special_tokens=False).ids  # emptied first
+    assert len(bpe._cache) == 2
+
+
+def test_save_load(bpe, tmp_path):
+    bpe.save(tmp_path / "bpe.json")
+    again = load_tokenizer(tmp_path / "bpe.json")
+    assert isinstance(again, BpeTokenizer) and again.vocab_size == bpe.vocab_size
+    assert again.encode(TRAIN_TEXT) == bpe.encode(TRAIN_TEXT) and again.specials == bpe.specials
+    assert again.encode_array("fox").dtype == np.uint16
+
+
+def test_token_bytes_may_be_part_of_a_character(bpe):
+    ids = bpe.encode("日")
+    assert b"".join(bpe.token_bytes(i) for i in ids) == "日".encode()
+    assert bpe.decode(ids[:1]).endswith("\ufffd") or len(ids) == 1  # a cut character shows as U+FFFD
+
+
+def test_too_small_a_vocabulary_names_the_flag():
+    with pytest.raises(LmforgeError, match="--vocab-size 100 .* at least 258"):
+        BpeTokenizer.train("abc", vocab_size=100)
+
+
+@pytest.mark.parametrize("text", LONE_SURROGATES)
+def test_lone_surrogates_are_rejected(bpe, text):
+    with pytest.raises(LmforgeError, match="lone surrogate"):
+        bpe.encode(text)
+    with pytest.raises(LmforgeError, match="lone surrogate"):
+        bpe.encode_array(text)

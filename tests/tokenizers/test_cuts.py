@@ -1,0 +1,40 @@
+from itertools import accumulate
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lmforge.tokenizers.bpe import PATTERN
+from lmforge.tokenizers.cuts import last_safe, next_safe, safe_cut, split_text
+from lmforge.tokenizers.word import pieces
+from text_strategies import texts
+
+
+words = st.lists(st.one_of(texts, st.sampled_from([" ", "\n", "\n\n", "  ", "word", "\t"])), max_size=30).map("".join)
+
+
+@given(words, st.integers(1, 50))
+def test_parts_join_back_and_safe_cuts_split_no_piece(text, size):
+    parts = split_text(text, size)
+    assert "".join(parts) == text and all(parts)
+    cuts = list(accumulate(len(p) for p in parts))[:-1]
+    if all(not text[c - 1].isspace() and text[c] in " \n" for c in cuts):  # no cut was forced
+        assert [p for part in parts for p in PATTERN.findall(part)] == PATTERN.findall(text)
+        assert [p for part in parts for p in pieces(part)] == pieces(text)
+
+
+def test_cut_falls_before_a_space_or_newline_after_a_non_space():
+    text = "one two\n\nthree  four"
+    assert safe_cut(text, 0, 12) == 7  # "one two" | "\n\nthree..." (not between the newlines, not before "three")
+    assert safe_cut(text, 0, 3) == 3  # the very limit, since "one" | " two" is safe
+    assert safe_cut("abcdef", 0, 3) == 3  # no safe point: cut at the limit anyway
+    assert safe_cut(text, 0, 100) == len(text)
+
+
+@given(words, st.integers(0, 60), st.integers(0, 60))
+def test_last_and_next_safe_points_are_the_nearest_safe_points(text, a, b):
+    start, limit = sorted((min(a, len(text)), min(b, len(text))))
+    safe = [p for p in range(1, len(text)) if not text[p - 1].isspace() and text[p] in " \n"]
+    before = [p for p in safe if start < p <= limit]
+    assert last_safe(text, start, limit) == (before[-1] if before else None)
+    after = [p for p in safe if p >= limit]
+    assert next_safe(text, limit) == (after[0] if after else len(text))

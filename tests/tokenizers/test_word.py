@@ -1,0 +1,58 @@
+import pytest
+from hypothesis import given
+
+from lmforge.errors import LmforgeError
+from lmforge.tokenizers import WordTokenizer, load_tokenizer
+from lmforge.tokenizers.word import pieces
+from text_strategies import LONE_SURROGATES, texts
+
+TEXT = "The cat sat.  The cat ran!\nA dog, a cat; the end.\n"
+
+
+@given(texts)
+def test_pieces_join_back_to_the_text(text):
+    assert "".join(pieces(text)) == text
+
+
+def test_words_carry_their_space_and_punctuation_is_split():
+    assert pieces("Hello,  world!\n") == ["Hello", ",", " ", " world", "!", "\n"]
+
+
+def test_vocabulary_is_capped_by_frequency_then_specials():
+    tok = WordTokenizer.train(TEXT, vocab_size=6)
+    assert tok.words == [" cat", "\n", ".", " ", " The", "!"][:4]  # the 4 most frequent pieces, ties by the piece
+    assert tok.vocab_size == 6 and tok.specials == {"unk": 4, "eos": 5}
+
+
+def test_unknown_words_keep_their_space():
+    tok = WordTokenizer.train(TEXT, vocab_size=6)
+    ids = tok.encode(" cat zebra.")
+    assert ids == [0, 3, tok.specials["unk"], 2]
+    assert tok.decode(ids) == " cat <|unk|>."
+    assert tok.unknown_count(" cat zebra.") == 1
+
+
+def test_round_trip_for_text_inside_the_vocabulary():
+    tok = WordTokenizer.train(TEXT)
+    assert tok.decode(tok.encode(TEXT)) == TEXT
+    assert tok.unknown_count(TEXT) == 0
+    assert tok.encode("<|endoftext|>") != [tok.eos_id]  # the spelling of a special is text
+
+
+def test_save_load_and_uint16(tmp_path):
+    tok = WordTokenizer.train(TEXT, vocab_size=8)
+    tok.save(tmp_path / "w.json")
+    again = load_tokenizer(tmp_path / "w.json")
+    assert isinstance(again, WordTokenizer) and again.encode(TEXT) == tok.encode(TEXT)
+    assert again.encode_array(TEXT).dtype.name == "uint16"
+
+
+def test_too_small_a_vocabulary_names_the_flag():
+    with pytest.raises(LmforgeError, match="--vocab-size 2 .* at least 3"):
+        WordTokenizer.train(TEXT, vocab_size=2)
+
+
+@pytest.mark.parametrize("text", LONE_SURROGATES)
+def test_lone_surrogates_are_rejected(text):
+    with pytest.raises(LmforgeError, match="lone surrogate"):
+        WordTokenizer.train(TEXT).encode(text)
