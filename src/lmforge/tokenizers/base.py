@@ -17,8 +17,9 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,10 +86,12 @@ class Tokenizer(ABC):
     @abstractmethod
     def decode(self, ids: list[int]) -> str: ...
 
+    _specials: Mapping[str, int] = MappingProxyType({})  # each kind with special tokens sets its own
+
     @property
     def specials(self) -> dict[str, int]:
         """Special-token ids by role ("eos", "pad", ...); empty when the kind needs none."""
-        return {}
+        return dict(self._specials)
 
     @property
     def eos_id(self) -> int | None:

@@ -30,7 +30,7 @@ import numpy as np
 import regex
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, check_specials, check_text, id_dtype
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
 from lmforge.tokenizers.cuts import last_safe, next_safe, split_text
 from lmforge.tokenizers.parallel import can_fork_workers, cores, process_pool
 
@@ -139,8 +139,7 @@ class BpeTokenizer(Tokenizer):
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(specials.values()),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
         )
-        texts = [texts] if isinstance(texts, str) else texts
-        hf.train_from_iterator((check_text(t) for t in texts), trainer)
+        hf.train_from_iterator((check_text(t) for t in as_texts(texts)), trainer)
         return cls(json.loads(hf.to_str()), specials)
 
     # ------------------------------------------------------------------ encoding
@@ -148,10 +147,6 @@ class BpeTokenizer(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return len(self._bytes)
-
-    @property
-    def specials(self) -> dict[str, int]:
-        return dict(self._specials)
 
     def _ids_of(self, pieces: list[str]) -> np.ndarray:
         """The ids of the pieces, in order (int64).

@@ -68,10 +68,6 @@ class CharTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self._pieces)
 
-    @property
-    def specials(self) -> dict[str, int]:
-        return dict(self._specials)
-
     def encode(self, text: str) -> list[int]:
         stoi = self.stoi
         try:

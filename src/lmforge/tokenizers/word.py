@@ -68,10 +68,6 @@ class WordTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    @property
-    def specials(self) -> dict[str, int]:
-        return dict(self._specials)
-
     def encode(self, text: str) -> list[int]:
         stoi = self.stoi
         found = [stoi.get(p) for p in pieces(text)]
