@@ -170,13 +170,12 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
     trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
     main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone prints
-    m = cfg.model
     if args.resume and main_rank:
         print(f"resuming {out} at step {trainer.step} of {cfg.train.max_steps} on {trainer.device}", file=sys.stderr)
     elif main_rank:
-        print(f"training a {m.family} ({m.n_layer} layers, {m.n_embd} wide, context {m.block_size}, "
-              f"{trainer.model.num_params():,} parameters) on {cfg.data.path or 'the built-in corpus'} "
-              f"for {cfg.train.max_steps} steps on {trainer.device} → {out}", file=sys.stderr)
+        how = "by counting" if trainer.model.fitted_by_counts else f"for {cfg.train.max_steps} steps"
+        print(f"training a {trainer.model.describe()} on {cfg.data.path or 'the built-in corpus'} "
+              f"{how} on {trainer.device} → {out}", file=sys.stderr)
     result = trainer.fit()
     if not main_rank:
         return 0

@@ -27,14 +27,27 @@ from lmforge.errors import LmforgeError, did_you_mean
 
 @dataclass
 class ModelConfig:
-    family: str = "transformer"
+    family: str = "transformer"  # transformer | rnn | ngram
     n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128  # context length in tokens
+    n_embd: int = 128  # transformer width; rnn embedding and hidden size
+    block_size: int = 128  # context length in tokens (rnn: the truncated-BPTT window)
     dropout: float = 0.0
     bias: bool = False  # biases in Linear layers and norms; off is faster and as good
     vocab_size: int = 0  # 0: taken from the tokenizer when training starts
+    tie_weights: bool = True  # output head shares the token embedding matrix (transformer, rnn)
+    # transformer options
+    positions: str = "learned"  # learned | rope | none
+    rope_base: float = 10000.0  # rope: the rotation of pair i turns by base^(-2i/hs) per position
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    mlp: str = "gelu"  # gelu | swiglu | relu2
+    qk_norm: bool = False  # normalize queries and keys per head before attention
+    attention: str = "fused"  # fused (scaled_dot_product_attention) | explicit (written out, for reading)
+    # rnn options
+    rnn_cell: str = "lstm"  # elman | lstm | gru
+    # ngram options
+    ngram_order: int = 4  # n: each token is predicted from the n-1 before it
+    ngram_smoothing: str = "modified_kn"  # modified_kn (three discounts per order) | kn (one)
 
 
 @dataclass
@@ -101,7 +114,14 @@ SCHEDULES = ("constant", "cosine", "linear", "wsd")
 OPTIMIZERS = ("adamw", "muon")
 PARALLEL = ("ddp", "fsdp")
 COMPILE = ("auto", "true", "false")
-FAMILIES = ("transformer",)
+FAMILIES = ("transformer", "rnn", "ngram")
+POSITIONS = ("learned", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu", "relu2")
+ATTENTIONS = ("fused", "explicit")
+RNN_CELLS = ("elman", "lstm", "gru")
+NGRAM_SMOOTHINGS = ("modified_kn", "kn")
+MAX_NGRAM_ORDER = 16
 TOKENIZERS = ("char", "word", "bpe")
 
 
@@ -162,12 +182,25 @@ class Config:
     def validate(self) -> Config:
         """Check values alone and across sections; each message names the flag to change."""
         m, d, t, s = self.model, self.data, self.train, self.sample
-        _check(m.family in FAMILIES, f"--model.family must be one of {', '.join(FAMILIES)}, not '{m.family}'")
+        cell_hint = " (a recurrent cell is chosen with --model.family rnn --model.rnn_cell NAME)" if m.family in RNN_CELLS else ""
+        _check(m.family in FAMILIES, f"--model.family must be one of {', '.join(FAMILIES)}, not '{m.family}'{cell_hint}")
         _check(d.tokenizer in TOKENIZERS, f"--data.tokenizer must be one of {', '.join(TOKENIZERS)}, not '{d.tokenizer}'")
         for name in ("n_layer", "n_head", "n_embd", "block_size"):
             _check(getattr(m, name) >= 1, f"--model.{name} must be at least 1, not {getattr(m, name)}")
-        _check(m.n_embd % m.n_head == 0,
-               f"--model.n_embd ({m.n_embd}) must be divisible by --model.n_head ({m.n_head})")
+        if m.family == "transformer":  # heads split the width; other families have no heads
+            _check(m.n_embd % m.n_head == 0,
+                   f"--model.n_embd ({m.n_embd}) must be divisible by --model.n_head ({m.n_head})")
+            _check(m.positions != "rope" or (m.n_embd // m.n_head) % 2 == 0,
+                   f"--model.positions rope rotates pairs of channels, so the head size --model.n_embd / "
+                   f"--model.n_head ({m.n_embd // m.n_head}) must be even")
+        for flag, value, choices in (("positions", m.positions, POSITIONS), ("norm", m.norm, NORMS),
+                                     ("mlp", m.mlp, MLPS), ("attention", m.attention, ATTENTIONS),
+                                     ("rnn_cell", m.rnn_cell, RNN_CELLS),
+                                     ("ngram_smoothing", m.ngram_smoothing, NGRAM_SMOOTHINGS)):
+            _check(value in choices, f"--model.{flag} must be one of {', '.join(choices)}, not '{value}'")
+        _check(m.rope_base > 1.0, f"--model.rope_base must be above 1, not {m.rope_base}")
+        _check(1 <= m.ngram_order <= MAX_NGRAM_ORDER,
+               f"--model.ngram_order must be between 1 and {MAX_NGRAM_ORDER}, not {m.ngram_order}")
         _check(m.block_size <= 1_000_000, f"--model.block_size {m.block_size} is absurd; use a context under 1,000,000")
         _check(m.n_embd <= 65536 and m.n_layer <= 1024, "--model.n_embd or --model.n_layer is absurd for one model")
         _check(0.0 <= m.dropout < 1.0, f"--model.dropout must be in [0, 1), not {m.dropout}")

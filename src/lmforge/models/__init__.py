@@ -3,9 +3,11 @@
 from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel, next_token_loss
+from lmforge.models.ngram import NGram
+from lmforge.models.rnn import RNN
 from lmforge.models.transformer import Transformer
 
-FAMILIES: dict[str, type[LanguageModel]] = {"transformer": Transformer}
+FAMILIES: dict[str, type[LanguageModel]] = {"transformer": Transformer, "rnn": RNN, "ngram": NGram}
 
 
 def build_model(cfg: ModelConfig) -> LanguageModel:
@@ -14,4 +16,4 @@ def build_model(cfg: ModelConfig) -> LanguageModel:
     return FAMILIES[cfg.family](cfg)
 
 
-__all__ = ["FAMILIES", "LanguageModel", "Transformer", "build_model", "next_token_loss"]
+__all__ = ["FAMILIES", "LanguageModel", "NGram", "RNN", "Transformer", "build_model", "next_token_loss"]

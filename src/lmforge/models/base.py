@@ -5,20 +5,72 @@ scores every possible token t+1 from tokens 0..t. For generation it also offers
 `step`, which continues from a state instead of recomputing everything; the
 default state is simply the ids so far (cropped to the context), which any model
 can use, and a family with a cheaper state (a KV cache, an RNN's hidden vector)
-overrides it. Training, evaluation and sampling depend on nothing else.
+overrides it. Training, evaluation and sampling depend on nothing else, plus two
+hooks for how a family learns:
+
+- `training_feed(...)` gives the object the trainer asks for each step's batch and
+  that runs the model on it. The default draws independent random windows; an RNN
+  instead reads consecutive windows and carries its hidden state across them
+  (truncated BPTT).
+- `fitted_by_counts`: a count-based family (the n-gram) is not trained by gradient
+  steps at all; the trainer calls `fit_counts(train_ids)` once instead.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmforge.data.windows import random_batch
+
+
+class TrainingFeed(Protocol):
+    """Where training batches come from, and how the model runs on them.
+
+    The trainer asks for the next global batch, keeps its own rows (one share per
+    process), splits them into micro-batches, and has the feed run the model on each;
+    `rows` says which rows of the share a micro-batch is, so a feed that carries state
+    per row keeps each row's own. `state_dict` is the data position beyond the
+    generator the trainer already saves.
+    """
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, T) and targets shifted by one (B, T), on the CPU."""
+
+    def forward(self, model: nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Logits (b, T, V) for the micro-batch `x`, rows `rows` of this process's share."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RandomWindowFeed:
+    """Independent random windows each step: each starts from an empty context."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
+        self.ids, self.batch_size, self.block_size, self.generator = ids, batch_size, block_size, generator
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return random_batch(self.ids, self.batch_size, self.block_size, self.generator, torch.device("cpu"))
+
+    def forward(self, model: nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        return model(x)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # the generator, which the trainer saves, is the whole position
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
 
 class LanguageModel(nn.Module):
     family: ClassVar[str]
+    fitted_by_counts: ClassVar[bool] = False  # True: `fit_counts` replaces gradient training
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
         raise NotImplementedError
@@ -35,9 +87,22 @@ class LanguageModel(nn.Module):
             context = context[:, -self.context_size :]
         return self(context)[:, -1, :], context
 
+    def training_feed(self, ids: np.ndarray, batch_size: int, block_size: int,
+                      generator: torch.Generator) -> TrainingFeed:
+        """How the trainer draws batches from the train split `ids` for this family."""
+        return RandomWindowFeed(ids, batch_size, block_size, generator)
+
+    def fit_counts(self, ids: np.ndarray) -> None:
+        """Fit from the counts of the train split `ids` (count-based families only)."""
+        raise NotImplementedError(f"a {self.family} model is trained by gradient steps, not fitted from counts")
+
     def num_params(self) -> int:
         """Distinct parameters (a tied weight counts once)."""
         return sum(p.numel() for p in self.parameters())
+
+    def describe(self) -> str:
+        """One line naming the model's shape, for logs and the command line."""
+        return f"{self.family} with {self.num_params():,} parameters"
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

@@ -4,6 +4,12 @@
         ─► n_layer × [ x + Attention(Norm(x)) ; x + MLP(Norm(x)) ]   (pre-norm blocks)
         ─► final Norm ─► output head (tied to the token embedding) ─► logits
 
+That is the default. Options (ModelConfig) swap one part at a time: positions
+`learned | rope | none` (rope rotates queries and keys inside attention instead of
+adding a vector to the input; none leaves order to the causal mask alone), norm
+`layernorm | rmsnorm`, MLP `gelu | swiglu | relu2`, `tie_weights`, `qk_norm`, and
+attention `fused | explicit` (the same maths, written out in models/layers.py).
+
 Shapes: B batch, T time (tokens), C channels (n_embd), nh heads, hs = C / nh.
 """
 
@@ -17,6 +23,7 @@ from torch import nn
 
 from lmforge.config import ModelConfig
 from lmforge.models.base import LanguageModel
+from lmforge.models.layers import ATTENTION, RotaryEmbedding, apply_rotary, make_norm
 
 
 class CausalSelfAttention(nn.Module):
@@ -29,28 +36,54 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        head_size = cfg.n_embd // cfg.n_head
+        # QK-norm: bounded q·k scores, so attention logits cannot blow up at high learning rates
+        self.q_norm = make_norm(cfg.norm, head_size, cfg.bias) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg.norm, head_size, cfg.bias) if cfg.qk_norm else None
+        self.attend = ATTENTION[cfg.attention]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 × (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        # softmax(q kᵀ / √hs + causal mask) v, fused (FlashAttention or memory-efficient kernels where available)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        # softmax(q kᵀ / √hs + causal mask) v: fused (FlashAttention or memory-efficient kernels) or written out
+        y = self.attend(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.proj(y))
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward network: widen 4×, GELU, project back."""
+    """Position-wise feed-forward network: widen, apply a nonlinearity, project back.
+
+    gelu: GELU(x W₁) W₂ with 4C hidden units. relu2: ReLU(x W₁)² W₂ (squared ReLU,
+    sparse and cheap). swiglu: (SiLU(x W₁) ⊙ x W₃) W₂, a gate times a value; its
+    hidden size is 2/3 of 4C (rounded up to a multiple of 8) so that the three
+    matrices hold about as many weights as the other two MLPs' two.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.kind = cfg.mlp
+        hidden = 8 * math.ceil(8 * cfg.n_embd / 3 / 8) if cfg.mlp == "swiglu" else 4 * cfg.n_embd
+        n_in = 2 * hidden if cfg.mlp == "swiglu" else hidden  # swiglu: gate and value in one matmul
+        self.fc = nn.Linear(cfg.n_embd, n_in, bias=cfg.bias)
+        self.proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        h = self.fc(x)  # (B, T, hidden) or (B, T, 2·hidden)
+        if self.kind == "swiglu":
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h)
+        return self.dropout(self.proj(h))
 
 
 class Block(nn.Module):
@@ -58,13 +91,13 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.norm1 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         self.attn = CausalSelfAttention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.norm2 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope)
         x = x + self.mlp(self.norm2(x))
         return x
 
@@ -77,12 +110,14 @@ class Transformer(LanguageModel):
         assert cfg.vocab_size > 0, "vocab_size must be set from the tokenizer before building a model"
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
+        self.rotary = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base) if cfg.positions == "rope" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.norm = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.norm = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.head.weight = self.tok_emb.weight  # tied: reading a token and writing it share one matrix
+        if cfg.tie_weights:
+            self.head.weight = self.tok_emb.weight  # tied: reading a token and writing it share one matrix
         self.apply(self._init_weights)
         # GPT-2: scale the projections that write into the residual stream by 1/√(2·n_layer),
         # so the stream's variance does not grow with depth.
@@ -101,12 +136,21 @@ class Transformer(LanguageModel):
     def context_size(self) -> int:
         return self.cfg.block_size
 
+    def describe(self) -> str:
+        c = self.cfg
+        return (f"transformer ({c.n_layer} layers, {c.n_embd} wide, context {c.block_size}, "
+                f"{self.num_params():,} parameters)")
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         B, T = ids.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than the context of {self.cfg.block_size}")
         pos = torch.arange(T, device=ids.device)
-        x = self.drop(self.tok_emb(ids) + self.pos_emb(pos))  # (B, T, C)
+        x = self.tok_emb(ids)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(pos)
+        x = self.drop(x)
+        rope = self.rotary(pos) if self.rotary is not None else None  # 2 × (T, hs/2)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         return self.head(self.norm(x))  # (B, T, V)

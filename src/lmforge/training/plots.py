@@ -25,7 +25,8 @@ def draw_curves(records: list[dict[str, Any]], path: Path) -> None:
     ax.legend()
     axes[1].plot([r["step"] for r in train], [r["lr"] for r in train])
     axes[1].set(title="learning rate", xlabel="step")
-    axes[2].plot([r["step"] for r in train], [r["grad_norm"] for r in train])
+    normed = [r for r in train if r["grad_norm"] > 0]  # a model fitted from counts has no gradient
+    axes[2].plot([r["step"] for r in normed], [r["grad_norm"] for r in normed])
     axes[2].set(title="gradient norm (before clipping)", xlabel="step", yscale="log")
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=80)

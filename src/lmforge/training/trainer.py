@@ -3,7 +3,7 @@
 `train(cfg, out_dir)` is the whole story:
 
     text ─► tokenizer ─► ids ─► train/val split
-    repeat: random windows ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
+    repeat: batch (the model's training feed) ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
     every eval_interval steps: loss over the whole val split, a sample, and the
     best model so far (by val loss) saved to the run directory;
     every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
@@ -114,6 +114,11 @@ class Trainer:
         self.dtype = resolve_dtype(t.dtype, self.device)
         set_tf32(t.tf32)
         self.model: LanguageModel = build_model(cfg.model).to(self.device)
+        if self.model.fitted_by_counts:  # an n-gram's whole training is one counting pass (`count_step`)
+            if self.dist.enabled:
+                raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
+                                   "run it without torchrun")
+            t.max_steps = 1
         if self.dist.enabled:
             torch.manual_seed(t.seed + self.dist.rank)  # the same initial weights, but each rank its own dropout
         self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
@@ -121,6 +126,8 @@ class Trainer:
         self.optimizers = build_optimizers(self.model, t, self.device)
         self.scaler = grad_scaler(self.device, self.dtype)
         self.batch_gen = torch.Generator().manual_seed(t.seed)
+        # random windows by default; an RNN reads consecutive windows and carries its hidden state across them
+        self.feed = self.model.training_feed(self.train_ids, t.batch_size, cfg.model.block_size, self.batch_gen)
         self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.step = 0
         self.best_val_loss, self.best_step = math.inf, -1
@@ -144,6 +151,8 @@ class Trainer:
         Returns (mean loss, gradient norm before clipping, lr). A non-finite loss or
         gradient norm skips the update; the caller logs it and counts it.
         """
+        if self.model.fitted_by_counts:
+            return self.count_step()
         t = self.cfg.train
         lr = lr_at(self.step, t)
         set_lr(self.optimizers, lr)
@@ -154,7 +163,7 @@ class Trainer:
             rows = slice(i * micro, (i + 1) * micro)
             with distributed.grad_sync(self.parallel_model, sync=i == t.grad_accum - 1):
                 with autocast(self.device, self.dtype):
-                    loss = next_token_loss(self.step_model(x[rows]), y[rows])
+                    loss = next_token_loss(self.feed.forward(self.step_model, x[rows], rows), y[rows])
                 # the mean over micro-batches: accumulating loss / n gives the gradient of the full batch's mean
                 self.scaler.scale(loss / t.grad_accum).backward()
             loss_sum += loss.detach()
@@ -184,12 +193,21 @@ class Trainer:
         processes share it, and the generator's state is the whole data position.
         """
         t, share = self.cfg.train, self.cfg.train.batch_size // self.dist.world_size
-        x, y = random_batch(self.train_ids, t.batch_size, self.cfg.model.block_size, self.batch_gen, torch.device("cpu"))
+        x, y = self.feed.next_batch()  # (batch_size, block_size) each, on the CPU
         rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
         x, y = x[rows], y[rows]
         if self.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         return x.to(self.device), y.to(self.device)
+
+    def count_step(self) -> tuple[float, float, float]:
+        """Fit a count-based model on the whole train split at once; its loss on one batch stands as the train loss."""
+        self.model.fit_counts(self.train_ids)
+        self.step += 1
+        x, y = self._next_batch()
+        with torch.inference_mode():
+            loss = next_token_loss(self.model(x), y).item()
+        return loss, 0.0, 0.0  # no gradient, no learning rate
 
     def evaluate(self) -> dict[str, float]:
         """Val loss over the whole val split; train loss over a fixed set of train windows.
@@ -395,6 +413,7 @@ class Trainer:
             "best_step": self.best_step, "best": self.best, "early_stopping": self.early_stopping.state_dict(),
             "overfit_watch": self.overfit_watch.state_dict(), "batch_gen": self.batch_gen.get_state(),
             "sample_gen": self.sample_gen.get_state(), "data": data_fingerprint(self.train_ids),
+            "feed": self.feed.state_dict(),
             "world_size": self.dist.world_size,
         }
 
@@ -409,6 +428,7 @@ class Trainer:
         self.overfit_watch.load_state_dict(state["overfit_watch"])
         self.batch_gen.set_state(state["batch_gen"])
         self.sample_gen.set_state(state["sample_gen"])
+        self.feed.load_state_dict(state.get("feed", {}))
 
     def save_checkpoint(self) -> None:
         """Write the whole resumable state; collectives on every rank, the file by rank 0."""

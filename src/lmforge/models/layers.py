@@ -1,0 +1,99 @@
+"""Building blocks the transformer chooses between by configuration.
+
+Each is small enough to check by hand: two normalizations, rotary position
+embeddings, and attention written out step by step beside the fused kernel it
+must agree with.
+
+Shapes: B batch, nh heads, T time (queries), S keys (S = T without a cache), hs head size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) · g: LayerNorm without centring or bias (cheaper, as good in practice)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_float = x.float()  # the mean of squares in fp32 even under autocast
+        normed = x_float * torch.rsqrt(x_float.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+def make_norm(kind: str, dim: int, bias: bool) -> nn.Module:
+    """`layernorm` (centre, scale, optional bias) or `rmsnorm` (scale only)."""
+    if kind == "rmsnorm":
+        return RMSNorm(dim)
+    return nn.LayerNorm(dim, bias=bias)
+
+
+# ------------------------------------------------------------------ rotary positions
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE; Su et al., 2021) as cos/sin tables.
+
+    Channel i of a head is paired with channel i + hs/2, and the pair is rotated by
+    the angle pos · base^(-2i/hs). Rotating queries and keys by their own positions
+    makes q·k depend on the positions only through their difference. The tables are
+    not weights: they are rebuilt from the config, never saved.
+    """
+
+    def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
+        angles = torch.arange(max_positions, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (P, hs/2)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for the positions `pos` (T,): two (T, hs/2) tables."""
+        return self.cos[pos], self.sin[pos]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[i], x[i + hs/2]) of x (B, nh, T, hs) by the angle whose cos/sin are given (T, hs/2)."""
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+# ------------------------------------------------------------------ attention
+
+
+def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
+    """(T, S) booleans, True where query t may look at key s: s ≤ t, the queries being the last T of S positions."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q kᵀ / √hs, masked to the past) v, one step per line. q (B, nh, T, hs); k, v (B, nh, S, hs)."""
+    T, S, hs = q.size(-2), k.size(-2), q.size(-1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, S): how well each query matches each key
+    scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))  # no looking ahead
+    weights = scores.softmax(dim=-1)  # (B, nh, T, S): each row sums to 1
+    weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
+    return weights @ v  # (B, nh, T, hs): a weighted mean of the values
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """The same computation in one kernel (FlashAttention or memory-efficient where available)."""
+    T, S = q.size(-2), k.size(-2)
+    if T == S:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    # is_causal aligns the mask top-left; queries that follow cached keys need it aligned bottom-right
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, q.device), dropout_p=dropout_p)
+
+
+ATTENTION = {"fused": fused_attention, "explicit": explicit_attention}
