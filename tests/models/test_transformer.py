@@ -1,5 +1,7 @@
+import itertools
 import math
 
+import pytest
 import torch
 
 from lmforge.config import ModelConfig
@@ -63,3 +65,119 @@ def test_step_continues_like_a_full_forward():
     for t in range(5, 9):
         logits, state = model.step(ids[:, t : t + 1], state)
     assert torch.allclose(logits, model(ids)[:, -1], atol=1e-6)
+
+
+# ---------------------------------------------------------------------- options
+
+
+def test_defaults_are_the_original_model():
+    """learned positions, LayerNorm, GELU, tied head, no QK-norm, fused attention: the same weights as before."""
+    cfg = ModelConfig()
+    assert (cfg.positions, cfg.norm, cfg.mlp, cfg.tie_weights, cfg.qk_norm, cfg.attention) == (
+        "learned", "layernorm", "gelu", True, False, "fused")
+    model = tiny_model()
+    assert [name for name, _ in model.named_parameters()][:8] == [
+        "tok_emb.weight", "pos_emb.weight", "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight",
+        "blocks.0.attn.proj.weight", "blocks.0.norm2.weight", "blocks.0.mlp.fc.weight", "blocks.0.mlp.proj.weight"]
+    assert isinstance(model.blocks[0].norm1, torch.nn.LayerNorm) and model.blocks[0].mlp.fc.out_features == 64
+
+
+def test_explicit_attention_equals_the_fused_kernel():
+    from lmforge.models.layers import explicit_attention, fused_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8, generator=gen) for _ in range(3))
+    assert torch.allclose(explicit_attention(q, k, v), fused_attention(q, k, v), atol=1e-5)
+    # queries that follow cached keys (T < S): the mask lines up with the last T positions
+    assert torch.allclose(explicit_attention(q[:, :, -3:], k, v), fused_attention(q[:, :, -3:], k, v), atol=1e-5)
+    assert torch.allclose(explicit_attention(q[:, :, -3:], k, v), explicit_attention(q, k, v)[:, :, -3:], atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{}, {"positions": "rope", "qk_norm": True}, {"norm": "rmsnorm", "mlp": "swiglu"},
+                                     {"positions": "none", "mlp": "relu2", "tie_weights": False}])
+def test_explicit_and_fused_models_agree(options):
+    fused = tiny_model(attention="fused", **options)
+    explicit = tiny_model(attention="explicit", **options)
+    explicit.load_state_dict(fused.state_dict())
+    ids = torch.randint(11, (3, 12))
+    assert torch.allclose(explicit(ids), fused(ids), atol=1e-5)
+
+
+def test_rope_rotates_each_pair_by_position_times_its_frequency():
+    from lmforge.models.layers import RotaryEmbedding, apply_rotary
+
+    hs, base = 4, 100.0
+    rope = RotaryEmbedding(hs, max_positions=8, base=base)
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0]).expand(1, 1, 8, 4)  # (B, nh, T, hs): the same vector at every position
+    out = apply_rotary(x, *rope(torch.arange(8)))
+    for p in range(8):
+        # pairs are (channel 0, channel 2) with angle p·base^0 and (channel 1, channel 3) with angle p·base^(-2/4)
+        a0, a1 = p * 1.0, p * base ** (-0.5)
+        want = [1 * math.cos(a0) - 3 * math.sin(a0), 2 * math.cos(a1) - 4 * math.sin(a1),
+                1 * math.sin(a0) + 3 * math.cos(a0), 2 * math.sin(a1) + 4 * math.cos(a1)]
+        assert torch.allclose(out[0, 0, p], torch.tensor(want), atol=1e-5), p
+
+
+def test_rope_scores_depend_only_on_the_distance():
+    from lmforge.models.layers import RotaryEmbedding, apply_rotary
+
+    rope = RotaryEmbedding(8, max_positions=16)
+    q, k = torch.randn(8), torch.randn(8)
+
+    def score(m, n):
+        rq = apply_rotary(q.expand(1, 1, 16, 8), *rope(torch.arange(16)))[0, 0, m]
+        rk = apply_rotary(k.expand(1, 1, 16, 8), *rope(torch.arange(16)))[0, 0, n]
+        return float(rq @ rk)
+
+    assert math.isclose(score(5, 2), score(13, 10), rel_tol=1e-4)
+    assert not math.isclose(score(5, 2), score(5, 3), rel_tol=1e-3)
+
+
+def test_rmsnorm_scales_to_unit_root_mean_square():
+    from lmforge.models.layers import RMSNorm
+
+    x = torch.randn(4, 16) * 5 + 2
+    y = RMSNorm(16)(x)
+    assert torch.allclose(y.pow(2).mean(-1), torch.ones(4), atol=1e-4)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope", "none"])
+def test_every_position_option_is_causal_and_steps_like_a_full_forward(positions):
+    model = tiny_model(positions=positions, qk_norm=True)
+    ids = torch.randint(11, (2, 12))
+    base = model(ids)
+    changed = ids.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 11
+    assert torch.allclose(model(changed)[:, :6], base[:, :6], atol=1e-6)
+    logits, state = model.step(ids[:, :5])
+    for t in range(5, 12):
+        logits, state = model.step(ids[:, t : t + 1], state)
+    assert torch.allclose(logits, base[:, -1], atol=1e-5)
+
+
+def test_untied_head_has_its_own_weights():
+    tied, untied = tiny_model(), tiny_model(tie_weights=False)
+    assert untied.head.weight is not untied.tok_emb.weight
+    assert untied.num_params() == tied.num_params() + 11 * 16
+
+
+def test_every_option_combination_trains_a_few_steps():
+    """3 positions × 2 norms × 3 MLPs × tied or not × QK-norm or not × 2 attentions, each with and without dropout."""
+    x = torch.randint(11, (4, 8), generator=torch.Generator().manual_seed(1))
+    y = torch.roll(x, -1, dims=1)
+    combos = itertools.product(["learned", "rope", "none"], ["layernorm", "rmsnorm"], ["gelu", "swiglu", "relu2"],
+                               [True, False], [False, True], ["fused", "explicit"])
+    for i, (positions, norm, mlp, tie, qk_norm, attention) in enumerate(combos):
+        cfg = ModelConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=11, positions=positions, norm=norm,
+                          mlp=mlp, tie_weights=tie, qk_norm=qk_norm, attention=attention, dropout=0.1 * (i % 2))
+        torch.manual_seed(i)
+        model = build_model(cfg).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+        losses = []
+        for _ in range(4):
+            loss = next_token_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], (cfg, losses)
