@@ -36,3 +36,17 @@ def tiny_run(tmp_path_factory, small_text_file) -> Path:
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(out),
                  "--train.max_steps", "10", "--train.eval_interval", "5"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def family_runs(tmp_path_factory, small_text_file, tiny_run) -> dict[str, Path]:
+    """One tiny run directory per model family: {"transformer": ..., "rnn": ..., "ngram": ...}."""
+    from lmforge.cli import main
+
+    runs = {"transformer": tiny_run}
+    for family, extra in (("rnn", ["--model.n_embd", "32"]), ("ngram", ["--model.ngram_order", "3"])):
+        out = tmp_path_factory.mktemp("runs") / family
+        assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(out),
+                     "--model.family", family, *extra, "--train.max_steps", "10", "--train.eval_interval", "5"]) == 0
+        runs[family] = out
+    return runs

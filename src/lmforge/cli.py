@@ -67,6 +67,10 @@ suite lines (JSONL, one probe per line):
   lmforge tokenizer train --kind word --data plays.txt --vocab-size 5000 --out word.json
   lmforge tokenizer inspect bpe.json --data held_out.txt
   lmforge tokenizer inspect gpt2-files/ --data held_out.txt --json""",
+    "compare": """examples:
+  lmforge compare --families ngram,rnn,transformer --data tinyshakespeare.txt --seconds 120 --out runs/cmp
+  lmforge compare runs/a runs/b runs/c                       # the val split of the data they were trained on
+  lmforge compare runs/a runs/b --data other.txt --out runs/ab""",
 }
 
 
@@ -170,12 +174,14 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
     trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
     main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone prints
+    model = trainer.model
     if args.resume and main_rank:
         print(f"resuming {out} at step {trainer.step} of {cfg.train.max_steps} on {trainer.device}", file=sys.stderr)
     elif main_rank:
-        how = "by counting" if trainer.model.fitted_by_counts else f"for {cfg.train.max_steps} steps"
-        print(f"training a {trainer.model.describe()} on {cfg.data.path or 'the built-in corpus'} "
-              f"{how} on {trainer.device} → {out}", file=sys.stderr)
+        what = model.describe() if model.fitted_by_counts else f"{model.describe()}, {model.num_params():,} parameters"
+        how = "by counting" if model.fitted_by_counts else f"for {cfg.train.max_steps} steps"
+        print(f"training a {what} on {cfg.data.path or 'the built-in corpus'} {how} on {trainer.device} → {out}",
+              file=sys.stderr)
     result = trainer.fit()
     if not main_rank:
         return 0
@@ -574,6 +580,79 @@ def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- compare
+
+
+def add_compare(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "compare", help="set runs or model families side by side on the same val text",
+        description="Score runs on the same val text (loss, perplexity, bits per byte) and sample from each; or, with "
+        "--families, first train each family for the same wall-clock budget. Writes comparison.md and comparison.png.",
+    )
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run directories to compare")
+    p.add_argument("--families", metavar="LIST", help="train these families first, e.g. ngram,rnn,transformer "
+                   "(each from its compare-FAMILY preset)")
+    p.add_argument("--data", metavar="PATH", help="the text: its last 10%% is the val text (with --families, the rest "
+                   "is trained on; default: the runs' own training text, or the built-in corpus)")
+    p.add_argument("--seconds", type=float, default=120.0, metavar="S", help="training budget per family (default 120)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: runs/compare-TIMESTAMP)")
+    p.add_argument("--prompt", default=None, help="prompt for the samples (default: each run's sample prompt)")
+    p.add_argument("--max-new-tokens", type=int, default=300, metavar="N", help="tokens per sample (default 300)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    return p
+
+
+def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.config import Config
+    from lmforge.corpus import load_corpus
+    from lmforge.evaluation import compare
+
+    if bool(args.run_dirs) == bool(args.families):
+        raise LmforgeError("give either run directories (lmforge compare RUN_DIR...) or --families "
+                           "(lmforge compare --families ngram,rnn,transformer --data PATH), not both or neither")
+    if args.seconds <= 0:
+        raise LmforgeError(f"--seconds must be positive, not {args.seconds}")
+    if args.max_new_tokens < 0:
+        raise LmforgeError(f"--max-new-tokens must be 0 or more, not {args.max_new_tokens}")
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.families:
+        families = compare.parse_families(args.families)
+        for family in families:
+            if (out / family).exists():
+                raise LmforgeError(f"'{out / family}' already exists; choose a new --out")
+        run_dirs = compare.train_families(families, args.data, args.seconds, out, args.device,
+                                          log=lambda line: print(line, file=sys.stderr))
+        about = (f"Each family trained for at most {args.seconds:g} s on the first 90% of "
+                 f"{args.data or 'the built-in corpus'} (`lmforge compare --families {','.join(families)}`); "
+                 "val text: the last 10%.")
+        data, val_fraction = args.data, 0.1
+    else:
+        run_dirs = [Path(d) for d in args.run_dirs]
+        configs = [Config.from_file(d / "config.yaml") if (d / "config.yaml").is_file() else None for d in run_dirs]
+        for d, cfg in zip(run_dirs, configs):
+            if cfg is None:
+                raise LmforgeError(f"'{d}' has no config.yaml, so it is not a run directory; train one with "
+                                   f"`lmforge train --out {d}`")
+        data = args.data
+        if data is None:
+            paths = {cfg.data.path for cfg in configs}
+            if len(paths) > 1:
+                raise LmforgeError("the runs were trained on different texts; pass --data PATH to score them all on "
+                                   "the val split of one text")
+            data = paths.pop()
+        val_fraction = configs[0].data.val_fraction
+        about = (f"Runs {', '.join(str(d) for d in run_dirs)}; val text: the last {val_fraction:.0%} of "
+                 f"{data or 'the built-in corpus'}.")
+    text, _ = load_corpus(data)
+    val_text = compare.val_text_of(text, val_fraction)
+    rows = compare.compare_runs(run_dirs, val_text, args.device, max_new_tokens=args.max_new_tokens,
+                                prompt=args.prompt)
+    md, png = compare.write_comparison(rows, out, about)
+    print(compare.comparison_table(rows))
+    print(f"wrote {md} and {png}")
+    return 0
+
+
 # ---------------------------------------------------------------------- presets
 
 
@@ -598,6 +677,7 @@ COMMANDS = {
     "report": (add_report, cmd_report),
     "prepare": (add_prepare, cmd_prepare),
     "tokenizer": (add_tokenizer, cmd_tokenizer),
+    "compare": (add_compare, cmd_compare),
     "presets": (add_presets, cmd_presets),
 }
 ACCEPTS_OVERRIDES = {"train"}
@@ -606,7 +686,7 @@ ACCEPTS_OVERRIDES = {"train"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lmforge",
-        description="Train language models from scratch on your own text, then sample and evaluate them.",
+        description="Train language models from scratch on your own text, then sample, evaluate and compare them.",
         epilog="Run `lmforge COMMAND --help` for a command's options and examples.",
     )
     from lmforge import __version__

@@ -101,8 +101,8 @@ class LanguageModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def describe(self) -> str:
-        """One line naming the model's shape, for logs and the command line."""
-        return f"{self.family} with {self.num_params():,} parameters"
+        """A few words naming the model's shape, for logs, the command line and comparisons."""
+        return self.family
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

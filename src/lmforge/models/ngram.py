@@ -215,6 +215,4 @@ class NGram(LanguageModel):
 
     def describe(self) -> str:
         smoothing = "modified Kneser-Ney" if self.cfg.ngram_smoothing == "modified_kn" else "Kneser-Ney"
-        fitted = any(len(level.contexts) for level in self.levels) or self.order == 1
-        counted = f" ({self.num_params():,} stored probabilities)" if fitted else ""
-        return f"{self.order}-gram with interpolated {smoothing}{counted}"
+        return f"{self.order}-gram, interpolated {smoothing}"

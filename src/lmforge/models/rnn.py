@@ -141,4 +141,4 @@ class RNN(LanguageModel):
 
     def describe(self) -> str:
         return (f"{self.cfg.n_layer}-layer {CELL_NAMES[self.cfg.rnn_cell]} RNN ({self.cfg.n_embd} wide, "
-                f"truncated BPTT over {self.cfg.block_size} tokens, {self.num_params():,} parameters)")
+                f"truncated BPTT over {self.cfg.block_size} tokens)")

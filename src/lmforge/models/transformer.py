@@ -138,8 +138,7 @@ class Transformer(LanguageModel):
 
     def describe(self) -> str:
         c = self.cfg
-        return (f"transformer ({c.n_layer} layers, {c.n_embd} wide, context {c.block_size}, "
-                f"{self.num_params():,} parameters)")
+        return f"transformer ({c.n_layer} layers, {c.n_embd} wide, context {c.block_size})"
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         B, T = ids.shape

@@ -1,0 +1,220 @@
+"""Set model families (or any runs) side by side on the same val text.
+
+Two ways in:
+
+- `train_families`: train each family on the same text for the same wall-clock
+  budget, each from its `compare-FAMILY` preset. A budget in seconds, not steps, is
+  the fair currency between a model that is counted in a second and one that
+  takes thousands of gradient steps. Since the learning-rate schedule is a function
+  of the step, a few probe steps are timed first and `max_steps` is set so that
+  warmup and decay fit inside the budget; `max_seconds` still stops the run there.
+- `compare_runs`: load run directories, score every one on the same val text
+  (bits per byte, so different tokenizers compare), and sample from each.
+
+`write_comparison` writes `comparison.md` (the table and the samples) and
+`comparison.png` (val bits per byte against training seconds, and the final scores).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge.config import FAMILIES, Config, load_preset
+from lmforge.corpus import load_corpus
+from lmforge.errors import LmforgeError
+from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
+from lmforge.training.metrics import read_metrics
+
+PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
+PROBE_STEPS = 10
+EVALS_PER_RUN = 2  # evals inside the budget (each scores the whole val split), plus one when time runs out
+BUDGET_MARGIN = 0.9  # plan steps for 90% of the budget; max_seconds stops the rest
+
+
+@dataclass
+class Row:
+    """One run's line in the comparison."""
+
+    run_dir: Path
+    family: str
+    model: str  # the model's own one-line description
+    params: int
+    train_seconds: float
+    result: EvalResult
+    sample: str
+    curve: list[tuple[float, float]]  # (seconds since training started, val bits per byte) at each eval
+
+
+# ---------------------------------------------------------------------- training each family
+
+
+def parse_families(spec: str) -> list[str]:
+    families = [f.strip() for f in spec.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if not families or unknown:
+        raise LmforgeError(f"--families takes a comma-separated list of {', '.join(FAMILIES)}, not '{spec}'")
+    if len(set(families)) != len(families):
+        raise LmforgeError(f"--families names a family twice ('{spec}'); list each once")
+    return families
+
+
+def family_config(family: str, data: str | None, seconds: float, device: str = "auto") -> Config:
+    """The `compare-FAMILY` preset, on `data`, stopped after `seconds` of training."""
+    cfg = Config.from_dict(load_preset(f"compare-{family}"), source=f"preset 'compare-{family}'")
+    cfg.model.family = family
+    cfg.data.path = data
+    cfg.train.max_seconds = seconds
+    cfg.train.device = device
+    cfg.sample.max_new_tokens = 0  # samples come after training, outside the budget
+    return cfg.validate()
+
+
+def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> dict[str, float]:
+    """Time a few steps and one eval of a throwaway copy, then set `max_steps` and `eval_interval` to fit `seconds`."""
+    from lmforge.training import Trainer
+
+    probe_cfg = copy.deepcopy(cfg)
+    probe_cfg.train.progress = False
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(probe_cfg, Path(tmp) / "probe", text=text)
+        if trainer.model.fitted_by_counts:
+            return {}
+        for _ in range(PROBE_WARMUP_STEPS):
+            trainer.train_step()
+        start = time.perf_counter()
+        for _ in range(PROBE_STEPS):
+            trainer.train_step()
+        step_s = (time.perf_counter() - start) / PROBE_STEPS
+        start = time.perf_counter()
+        trainer.evaluate()
+        eval_s = time.perf_counter() - start
+    steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
+    t = cfg.train
+    t.max_steps = steps
+    t.eval_interval = max(1, math.ceil(steps / EVALS_PER_RUN))
+    t.warmup_steps = min(t.warmup_steps, max(1, steps // 10))
+    t.decay_steps = 0
+    return {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
+
+
+def train_families(families: list[str], data: str | None, seconds: float, out_dir: Path, device: str = "auto",
+                   log=print) -> list[Path]:
+    """Train each family for `seconds` on the same text; return their run directories (out_dir/FAMILY)."""
+    from lmforge.training import Trainer
+
+    text, name = load_corpus(data)
+    runs = []
+    for family in families:
+        run_dir = out_dir / family
+        cfg = family_config(family, data, seconds, device)
+        plan = fit_schedule_to_budget(cfg, text, seconds)
+        trainer = Trainer(cfg, run_dir, text=text)
+        how = (f"{cfg.train.max_steps} steps planned from {plan['step_s'] * 1000:.0f} ms/step" if plan
+               else "counted in one pass")
+        log(f"[{family}] {trainer.model.describe()} on {name}: up to {seconds:g} s, {how} → {run_dir}")
+        trainer.fit()
+        runs.append(run_dir)
+    return runs
+
+
+# ---------------------------------------------------------------------- scoring runs side by side
+
+
+def val_text_of(text: str, val_fraction: float) -> str:
+    """The last `val_fraction` of the text, cut by characters, so runs with different tokenizers score the same text."""
+    return text[int(len(text) * (1.0 - val_fraction)) :]
+
+
+def training_seconds(run_dir: Path) -> tuple[float, list[tuple[float, float]]]:
+    """Seconds from the run's start event to its end (data loaded, model built: the loop and its evals), and its eval curve."""
+    records = read_metrics(run_dir / "metrics.jsonl")
+    start = next((r["elapsed_s"] for r in records if r["event"] == "start"), 0.0)
+    end = next((r["elapsed_s"] for r in reversed(records) if r["event"] == "end"), math.nan)
+    curve = [(r["elapsed_s"] - start, r["val_bpb"]) for r in records if r["event"] == "eval"]
+    return end - start, curve
+
+
+def compare_runs(run_dirs: list[Path], val_text: str, device: str = "auto", batch_size: int = 64,
+                 max_new_tokens: int = 200, prompt: str | None = None, seed: int = 0) -> list[Row]:
+    """Score every run on `val_text` (in windows of its own context) and sample from each (prompt None: the run's own)."""
+    import lmforge
+    from lmforge.device import autocast, resolve_dtype
+
+    rows = []
+    for run_dir in run_dirs:
+        run = lmforge.load(run_dir, device=device)
+        ids = run.tokenizer.encode_array(val_text)
+        amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
+        result = evaluate_ids(run.model, run.tokenizer, ids, run.config.model.block_size, batch_size, run.device, amp)
+        seconds, curve = training_seconds(Path(run_dir))
+        start = (run.config.sample.prompt if prompt is None else prompt) or "\n"
+        sample = run.generate(start, max_new_tokens, temperature=0.8, seed=seed) if max_new_tokens > 0 else ""
+        rows.append(Row(Path(run_dir), run.config.model.family, run.model.describe(), run.model.num_params(),
+                        seconds, result, sample, curve))
+    return rows
+
+
+# ---------------------------------------------------------------------- the report
+
+
+def comparison_table(rows: list[Row]) -> str:
+    lines = ["| run | family | model | parameters | training s | val loss (nats/token) | perplexity | bits/byte |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: r.result.bits_per_byte):
+        lines.append(f"| {r.run_dir.name} | {r.family} | {r.model} | {r.params:,} | {r.train_seconds:.1f} | "
+                     f"{r.result.loss:.4f} | {r.result.perplexity:.3f} | {r.result.bits_per_byte:.4f} |")
+    return "\n".join(lines)
+
+
+def write_comparison(rows: list[Row], out_dir: Path, about: str) -> tuple[Path, Path]:
+    """comparison.md (what was compared, the table, the ranking, a sample from each) and comparison.png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
+    parts = [
+        "# Comparison", "", about, "",
+        "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own context. "
+        "Bits per byte (total bits over the text's UTF-8 bytes) compares models whatever their tokenizer; loss and "
+        "perplexity are per token. Training seconds run from the start of training (data loaded, model built) to "
+        "its end, evals included. An n-gram's parameters are its stored probabilities and backoff weights.", "",
+        comparison_table(rows), "",
+        "Ranked by val bits per byte, lowest first: " + " < ".join(f"{r.run_dir.name}" for r in ranked) + ".", "",
+        "## Samples", "",
+    ]
+    for r in rows:
+        parts += [f"### {r.run_dir.name} ({r.family})", "", "```text", r.sample.strip("\n"), "```", ""]
+    md = out_dir / "comparison.md"
+    md.write_text("\n".join(parts), encoding="utf-8")
+    png = out_dir / "comparison.png"
+    draw_comparison(rows, png)
+    return md, png
+
+
+def draw_comparison(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in rows:
+        if r.curve:
+            xs, ys = zip(*r.curve)
+            curves.plot(xs, ys, "o-", label=r.run_dir.name)
+    curves.set(title="val bits per byte during training", xlabel="training seconds", ylabel="bits/byte")
+    curves.legend()
+    ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
+    names = [r.run_dir.name for r in ranked]
+    values = [r.result.bits_per_byte for r in ranked]
+    bars.bar(names, values, color="tab:blue")
+    for i, v in enumerate(values):
+        bars.text(i, v, f"{v:.3f}", ha="center", va="bottom")
+    bars.set(title="val bits per byte (lower is better)", ylabel="bits/byte")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+

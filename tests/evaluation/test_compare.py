@@ -1,0 +1,101 @@
+"""`lmforge compare`: runs side by side on the same val text, and families trained for the same budget."""
+
+import json
+import re
+
+import pytest
+
+from lmforge.cli import main
+from lmforge.errors import LmforgeError
+from lmforge.evaluation import compare
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 8 and cells[0] not in ("run",) and not cells[0].startswith("---"):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_compare_run_dirs_scores_each_on_the_same_val_text(capsys, tmp_path, family_runs, small_text_file):
+    out = tmp_path / "cmp"
+    families = ("transformer", "rnn", "ngram")
+    runs = [family_runs[f] for f in families]
+    assert main(["compare", *map(str, runs), "--out", str(out), "--max-new-tokens", "30"]) == 0
+    capsys.readouterr()
+    md = (out / "comparison.md").read_text()
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = table_rows(md)
+    assert set(rows) == {r.name for r in runs}
+    val = compare.val_text_of(small_text_file.read_text(), 0.1)
+    val_file = tmp_path / "val.txt"
+    val_file.write_text(val)
+    for run, want_family in zip(runs, families):
+        name, family, _, params, seconds, loss, ppl, bpb = rows[run.name]
+        assert family == want_family
+        assert int(params.replace(",", "")) > 0 and float(seconds) > 0
+        main(["eval", str(run), "--data", str(val_file), "--json"])  # the same numbers as `lmforge eval` on the val text
+        expected = json.loads(capsys.readouterr().out)
+        assert float(loss) == pytest.approx(expected["loss"], abs=1e-4)
+        assert float(bpb) == pytest.approx(expected["bits_per_byte"], abs=1e-4)
+        assert f"### {run.name} ({family})" in md
+    ranked = re.search(r"lowest first: (.*)\.", md).group(1).split(" < ")
+    assert [float(rows[name][7]) for name in ranked] == sorted(float(rows[name][7]) for name in ranked)
+
+
+def test_families_train_for_the_same_budget(tmp_path, small_text_file, monkeypatch):
+    def tiny_family_config(family, data, seconds, device="auto"):
+        cfg = original(family, data, seconds, device)
+        cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_head, cfg.model.block_size = 1, 16, 2, 16
+        cfg.train.batch_size, cfg.train.eval_train_tokens = 8, 512
+        return cfg
+
+    original = compare.family_config
+    monkeypatch.setattr(compare, "family_config", tiny_family_config)
+    runs = compare.train_families(["ngram", "rnn", "transformer"], str(small_text_file), 1.0, tmp_path, log=lambda _: None)
+    assert [r.name for r in runs] == ["ngram", "rnn", "transformer"]
+    for run in runs:
+        seconds, curve = compare.training_seconds(run)
+        assert curve and seconds < 1.0 + 10  # the budget, plus the last eval once time is up
+    records = [json.loads(line) for line in (runs[1] / "metrics.jsonl").read_text().splitlines()]
+    end = next(r for r in records if r["event"] == "end")
+    assert end["reason"] in ("max_seconds", "max_steps") and end["step"] > 1
+
+
+def test_families_must_be_known_and_distinct():
+    assert compare.parse_families("ngram, rnn,transformer") == ["ngram", "rnn", "transformer"]
+    with pytest.raises(LmforgeError, match="--families takes a comma-separated list"):
+        compare.parse_families("ngram,lstm")
+    with pytest.raises(LmforgeError, match="twice"):
+        compare.parse_families("rnn,rnn")
+
+
+@pytest.mark.parametrize("args, fragment", [([], "either run directories"), (["RUN", "--families", "rnn"], "not both"),
+                                            (["--families", "rnn", "--seconds", "0"], "--seconds must be positive")])
+def test_bad_compare_arguments_give_one_line(capsys, tmp_path, args, fragment):
+    args = [str(tmp_path) if a == "RUN" else a for a in args]
+    assert main(["compare", *args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_on_different_texts_need_data(capsys, tmp_path, family_runs):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(family_runs["rnn"], other)
+    config = (other / "config.yaml").read_text()
+    (other / "config.yaml").write_text(re.sub(r"path: .*", "path: elsewhere.txt", config, count=1))
+    assert main(["compare", str(family_runs["ngram"]), str(other), "--out", str(tmp_path / "cmp")]) == 2
+    assert "pass --data PATH" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_families_end_to_end(capsys, tmp_path, small_text_file):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--families", "ngram,rnn,transformer", "--data", str(small_text_file), "--seconds", "3",
+                 "--out", str(out), "--max-new-tokens", "20"]) == 0
+    rows = table_rows((out / "comparison.md").read_text())
+    assert set(rows) == {"ngram", "rnn", "transformer"}
