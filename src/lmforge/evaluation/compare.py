@@ -40,6 +40,7 @@ BUDGET_MARGIN = 0.9  # plan steps for 90% of the budget; max_seconds stops the r
 class Row:
     """One run's line in the comparison."""
 
+    name: str  # the run directory's name (its whole path where two runs share a name)
     run_dir: Path
     family: str
     model: str  # the model's own one-line description
@@ -145,8 +146,9 @@ def compare_runs(run_dirs: list[Path], val_text: str, device: str = "auto", batc
     import lmforge
     from lmforge.device import autocast, resolve_dtype
 
+    names = [Path(d).name for d in run_dirs]
     rows = []
-    for run_dir in run_dirs:
+    for run_dir, name in zip(run_dirs, names):
         run = lmforge.load(run_dir, device=device)
         ids = run.tokenizer.encode_array(val_text)
         amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
@@ -154,7 +156,8 @@ def compare_runs(run_dirs: list[Path], val_text: str, device: str = "auto", batc
         seconds, curve = training_seconds(Path(run_dir))
         start = (run.config.sample.prompt if prompt is None else prompt) or "\n"
         sample = run.generate(start, max_new_tokens, temperature=0.8, seed=seed) if max_new_tokens > 0 else ""
-        rows.append(Row(Path(run_dir), run.config.model.family, run.model.describe(), run.model.num_params(),
+        label = str(run_dir) if names.count(name) > 1 else name
+        rows.append(Row(label, Path(run_dir), run.config.model.family, run.model.describe(), run.model.num_params(),
                         seconds, result, sample, curve))
     return rows
 
@@ -166,7 +169,7 @@ def comparison_table(rows: list[Row]) -> str:
     lines = ["| run | family | model | parameters | training s | val loss (nats/token) | perplexity | bits/byte |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r.result.bits_per_byte):
-        lines.append(f"| {r.run_dir.name} | {r.family} | {r.model} | {r.params:,} | {r.train_seconds:.1f} | "
+        lines.append(f"| {r.name} | {r.family} | {r.model} | {r.params:,} | {r.train_seconds:.1f} | "
                      f"{r.result.loss:.4f} | {r.result.perplexity:.3f} | {r.result.bits_per_byte:.4f} |")
     return "\n".join(lines)
 
@@ -182,11 +185,11 @@ def write_comparison(rows: list[Row], out_dir: Path, about: str) -> tuple[Path, 
         "perplexity are per token. Training seconds run from the start of training (data loaded, model built) to "
         "its end, evals included. An n-gram's parameters are its stored probabilities and backoff weights.", "",
         comparison_table(rows), "",
-        "Ranked by val bits per byte, lowest first: " + " < ".join(f"{r.run_dir.name}" for r in ranked) + ".", "",
+        "Ranked by val bits per byte, lowest first: " + " < ".join(f"{r.name}" for r in ranked) + ".", "",
         "## Samples", "",
     ]
     for r in rows:
-        parts += [f"### {r.run_dir.name} ({r.family})", "", "```text", r.sample.strip("\n"), "```", ""]
+        parts += [f"### {r.name} ({r.family})", "", "```text", r.sample.strip("\n"), "```", ""]
     md = out_dir / "comparison.md"
     md.write_text("\n".join(parts), encoding="utf-8")
     png = out_dir / "comparison.png"
@@ -201,16 +204,17 @@ def draw_comparison(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = {r.name: f"C{i}" for i, r in enumerate(rows)}  # one colour per run in both panels
     for r in rows:
         if r.curve:
             xs, ys = zip(*r.curve)
-            curves.plot(xs, ys, "o-", label=r.run_dir.name)
+            curves.plot(xs, ys, "o-", color=colors[r.name], label=r.name)
     curves.set(title="val bits per byte during training", xlabel="training seconds", ylabel="bits/byte")
     curves.legend()
     ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
-    names = [r.run_dir.name for r in ranked]
+    names = [r.name for r in ranked]
     values = [r.result.bits_per_byte for r in ranked]
-    bars.bar(names, values, color="tab:blue")
+    bars.bar(names, values, color=[colors[n] for n in names])
     for i, v in enumerate(values):
         bars.text(i, v, f"{v:.3f}", ha="center", va="bottom")
     bars.set(title="val bits per byte (lower is better)", ylabel="bits/byte")
