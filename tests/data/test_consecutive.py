@@ -7,7 +7,7 @@ from lmforge.errors import LmforgeError
 
 
 def windows(n=1000, batch=4, block=10, seed=0):
-    return ConsecutiveWindows(np.arange(n), batch, block, torch.Generator().manual_seed(seed), torch.device("cpu"))
+    return ConsecutiveWindows(np.arange(n), batch, block, torch.Generator().manual_seed(seed))
 
 
 def test_each_row_continues_where_it_stopped():
@@ -37,3 +37,16 @@ def test_a_new_pass_starts_when_the_streams_run_out_at_a_moved_offset():
 def test_streams_too_short_for_a_window_name_the_flags():
     with pytest.raises(LmforgeError, match="--train.batch_size 64.*--model.block_size 100"):
         windows(n=5000, batch=64, block=100)
+
+
+def test_the_position_round_trips_through_state_dict():
+    a, b = windows(seed=1), windows(seed=1)
+    for _ in range(30):
+        a.next()
+    b.next()
+    b.load_state_dict(a.state_dict())
+    b.generator.set_state(a.generator.get_state())
+    for _ in range(40):
+        xa, _, na = a.next()
+        xb, _, nb = b.next()
+        assert torch.equal(xa, xb) and na == nb

@@ -67,23 +67,34 @@ def test_untied_head():
 
 
 def test_truncated_bptt_carries_the_state_but_not_the_graph():
-    model = tiny_rnn("lstm").train()
+    model = tiny_rnn("lstm")  # eval mode: no dropout, so the same input gives the same logits
     ids = np.arange(2000) % 11
-    feed = TruncatedBPTTFeed(ids, batch_size=4, block_size=12, generator=torch.Generator().manual_seed(0),
-                             device=torch.device("cpu"))
-    loss = feed.loss(model)
-    loss.backward()
-    h, c = feed.state
-    assert h.shape == (2, 4, 16) and h.grad_fn is None and c.grad_fn is None  # values kept, history cut
-    # the next window starts from the carried state: its loss is what scan from that state gives
-    windows_before = (feed.windows.offset, feed.windows.window)
-    carried = tuple(s.clone() for s in feed.state)
-    second = feed.loss(model)
-    start = windows_before[0] + (windows_before[1] + 1) * 12
-    x = torch.from_numpy(feed.windows.streams[:, start : start + 12].astype(np.int64))
-    y = torch.from_numpy(feed.windows.streams[:, start + 1 : start + 13].astype(np.int64))
-    assert torch.allclose(second, next_token_loss(model.scan(x, carried)[0], y), atol=1e-6) or model.training
-    model.eval()
-    fresh = next_token_loss(model.scan(x)[0], y)
-    with_state = next_token_loss(model.scan(x, carried)[0], y)
-    assert not torch.allclose(fresh, with_state)  # the carried state changes the prediction
+    feed = TruncatedBPTTFeed(ids, batch_size=4, block_size=12, generator=torch.Generator().manual_seed(0))
+    x, y = feed.next_batch()
+    first = feed.forward(model, x[:2], slice(0, 2))  # two micro-batches of two rows each
+    feed.forward(model, x[2:], slice(2, 4))
+    next_token_loss(first, y[:2]).backward()
+    h, c = feed.states[0]
+    assert h.shape == (2, 2, 16) and h.grad_fn is None and c.grad_fn is None  # values kept, history cut
+    x2, _ = feed.next_batch()
+    assert torch.equal(x2[:, 0], y[:, -1])  # each row continues its own stream
+    carried = feed.states[2]
+    logits = feed.forward(model, x2[2:], slice(2, 4))
+    assert torch.allclose(logits, model.scan(x2[2:], carried)[0], atol=1e-6)  # rows 2-3 continue from their own state
+    assert not torch.allclose(logits, model(x2[2:]), atol=1e-3)  # which differs from starting afresh
+
+
+def test_truncated_bptt_state_round_trips_for_resume():
+    model = tiny_rnn("gru")
+    ids = np.arange(3000) % 11
+    a = TruncatedBPTTFeed(ids, 4, 12, torch.Generator().manual_seed(0))
+    b = TruncatedBPTTFeed(ids, 4, 12, torch.Generator().manual_seed(0))
+    for _ in range(3):
+        x, _ = a.next_batch()
+        a.forward(model, x, slice(0, 4))
+    b.load_state_dict(a.state_dict())
+    b.windows.generator.set_state(a.windows.generator.get_state())
+    xa, _ = a.next_batch()
+    xb, _ = b.next_batch()
+    assert torch.equal(xa, xb)
+    assert torch.equal(a.forward(model, xa, slice(0, 4)), b.forward(model, xb, slice(0, 4)))

@@ -123,7 +123,8 @@ class Trainer:
             torch.manual_seed(t.seed + self.dist.rank)  # the same initial weights, but each rank its own dropout
         self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
         self.step_model = torch.compile(self.parallel_model) if should_compile(t.compile, self.device) else self.parallel_model
-        self.optimizers = build_optimizers(self.model, t, self.device)
+        # a count table has no parameters, so nothing to optimize
+        self.optimizers = [] if self.model.fitted_by_counts else build_optimizers(self.model, t, self.device)
         self.scaler = grad_scaler(self.device, self.dtype)
         self.batch_gen = torch.Generator().manual_seed(t.seed)
         # random windows by default; an RNN reads consecutive windows and carries its hidden state across them
@@ -432,6 +433,8 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write the whole resumable state; collectives on every rank, the file by rank 0."""
+        if self.model.fitted_by_counts:  # one counting pass leaves nothing to resume: model.safetensors is the run
+            return
         state = {
             "format": checkpoint.FORMAT,
             "model": distributed.model_state(self.model),
