@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
 from lmforge.training.metrics import read_metrics
 
 PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
-PROBE_STEPS = 10
+PROBE_STEPS = 15
 EVALS_PER_RUN = 2  # evals inside the budget (each scores the whole val split), plus one when time runs out
 BUDGET_MARGIN = 0.9  # plan steps for 90% of the budget; max_seconds stops the rest
 
@@ -87,10 +88,12 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> dict[str, 
             return {}
         for _ in range(PROBE_WARMUP_STEPS):
             trainer.train_step()
-        start = time.perf_counter()
+        times = []
         for _ in range(PROBE_STEPS):
+            start = time.perf_counter()
             trainer.train_step()
-        step_s = (time.perf_counter() - start) / PROBE_STEPS
+            times.append(time.perf_counter() - start)
+        step_s = statistics.median(times)  # a burst of load from other programs moves the median least
         start = time.perf_counter()
         trainer.evaluate()
         eval_s = time.perf_counter() - start
