@@ -98,3 +98,33 @@ def test_truncated_bptt_state_round_trips_for_resume():
     xb, _ = b.next_batch()
     assert torch.equal(xa, xb)
     assert torch.equal(a.forward(model, xa, slice(0, 4)), b.forward(model, xb, slice(0, 4)))
+
+
+def test_an_rnn_run_resumes_exactly_with_its_carried_state(tmp_path, small_text_file):
+    """Crash after step 5, resume from the step-3 checkpoint: the same weights as a run never stopped."""
+    from lmforge.config import Config
+    from lmforge.training import Trainer
+
+    def cfg():
+        c = Config.from_preset("tiny")
+        c.data.path = str(small_text_file)
+        c.model.family, c.model.rnn_cell, c.model.n_embd = "rnn", "lstm", 16
+        c.sample.max_new_tokens, c.train.tensorboard = 0, False
+        c.train.max_steps, c.train.eval_interval, c.train.checkpoint_interval, c.train.grad_accum = 8, 5, 3, 2
+        return c.validate()
+
+    Trainer(cfg(), tmp_path / "ref").fit()
+    trainer = Trainer(cfg(), tmp_path / "run")
+    original = trainer.train_step
+
+    def crash_after_5():
+        if trainer.step == 5:
+            raise KeyboardInterrupt  # stops the loop like a kill; the last checkpoint is step 3
+        return original()
+
+    trainer.train_step = crash_after_5
+    trainer.fit()
+    resumed = Trainer(cfg(), tmp_path / "run", resume=True)
+    assert resumed.step == 3 and resumed.feed.states  # the hidden state came back with the checkpoint
+    resumed.fit()
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == (tmp_path / "ref" / "model.safetensors").read_bytes()
