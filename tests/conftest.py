@@ -50,3 +50,15 @@ def family_runs(tmp_path_factory, small_text_file, tiny_run) -> dict[str, Path]:
                      "--model.family", family, *extra, "--train.max_steps", "10", "--train.eval_interval", "5"]) == 0
         runs[family] = out
     return runs
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test of many tiny tensor ops on one thread: on a busy two-core machine, waiting for a
+    second thread makes each op hundreds of times slower than doing it alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,7 +26,10 @@ EXAMPLES = {
     "sample": """examples:
   lmforge sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
   lmforge sample runs/shakespeare --greedy
-  lmforge sample runs/shakespeare --temperature 0.9 --top-k 40 --top-p 0.95 --seed 1 --stream""",
+  lmforge sample runs/shakespeare --temperature 0.9 --top-k 40 --top-p 0.95 --seed 1 --stream
+  lmforge sample runs/shakespeare --min-p 0.05 --repetition-penalty 1.2 --stop '\\n\\n' --num-samples 3
+  lmforge sample runs/shakespeare --beams 4 --length-penalty 1.0 --max-new-tokens 40
+  lmforge sample runs/shakespeare --json --max-new-tokens 20 --top-logprobs 3   # per-token log-probabilities""",
     "eval": """examples:
   lmforge eval runs/shakespeare --data held_out.txt
   lmforge eval runs/shakespeare --data held_out.txt --stride 32     # overlapping windows: more context per token
@@ -197,7 +200,9 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def add_sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sample", help="write text with a trained model", description="Continue a prompt with a trained model.")
+    p = sub.add_parser("sample", help="write text with a trained model", description="Continue a prompt with a trained model. "
+                       "Processors apply in this order: repetition, presence and frequency penalties, bans, "
+                       "temperature, top-k, top-p, min-p.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--prompt", default=None, help="text to continue (default: the run's sample prompt)")
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="tokens to generate (default: the run's)")
@@ -205,8 +210,29 @@ def add_sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, metavar="T", help="below 1 sharpens, above 1 flattens")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K most likely tokens (0: all)")
     p.add_argument("--top-p", type=float, default=None, metavar="P", help="sample from the smallest set with probability ≥ P")
-    p.add_argument("--seed", type=int, default=None, metavar="S", help="make sampling reproducible")
+    p.add_argument("--min-p", type=float, default=None, metavar="P",
+                   help="drop tokens less likely than P × the most likely one (0: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                   help="above 1 discourages tokens already in the prompt or output (1: off)")
+    p.add_argument("--presence-penalty", type=float, default=0.0, metavar="X",
+                   help="subtract X from tokens the output already holds")
+    p.add_argument("--frequency-penalty", type=float, default=0.0, metavar="X",
+                   help="subtract X per earlier occurrence in the output")
+    p.add_argument("--ban", action="append", default=[], metavar="TEXT",
+                   help="never produce the token(s) of TEXT (repeatable; \\n and \\t mean newline and tab)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end a sample before TEXT (repeatable; \\n and \\t mean newline and tab)")
+    p.add_argument("--beams", type=int, default=1, metavar="N", help="beam search with N beams (deterministic)")
+    p.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
+                   help="beam score = log-probability / length**A; above 0 favours longer outputs")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N", help="how many samples (with --beams: best beams)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="make sampling reproducible (sample i uses S+i)")
     p.add_argument("--stream", action="store_true", help="print tokens as they are produced")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: each sample's tokens with log-probabilities and top alternatives")
+    p.add_argument("--top-logprobs", type=int, default=5, metavar="N", help="alternatives per token in --json (default 5)")
+    p.add_argument("--decode", default="auto", metavar="MODE",
+                   help="auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's choice on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     return p
 
@@ -214,30 +240,71 @@ def add_sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_sample(args: argparse.Namespace, extra: list[str]) -> int:
     import lmforge
 
+    if args.beams > 1 and any(v is not None for v in (args.temperature, args.top_k, args.top_p, args.min_p)):
+        raise LmforgeError("--beams searches deterministically; drop --temperature, --top-k, --top-p and --min-p")
+    if args.json and args.stream:
+        raise LmforgeError("--json prints one object when sampling ends; drop --stream")
+    if args.stream and args.beams > 1:
+        raise LmforgeError("beam search knows its best beams only at the end; drop --stream")
+    if args.top_logprobs < 0:
+        raise LmforgeError(f"--top-logprobs must be 0 or more, not {args.top_logprobs}")
     run = lmforge.load(args.run_dir, device=args.device)
     s = run.config.sample
     prompt = s.prompt if args.prompt is None else args.prompt
     n = s.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
     temperature = s.temperature if args.temperature is None else args.temperature
-    top_k = s.top_k if args.top_k is None else args.top_k
-    top_p = s.top_p if args.top_p is None else args.top_p
-    if n < 0 or temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise LmforgeError("need --max-new-tokens ≥ 0, --temperature ≥ 0, --top-k ≥ 0 and 0 < --top-p ≤ 1")
+    options = dict(
+        greedy=args.greedy or temperature == 0, temperature=temperature or 1.0,
+        top_k=s.top_k if args.top_k is None else args.top_k, top_p=s.top_p if args.top_p is None else args.top_p,
+        min_p=args.min_p or 0.0, repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty, ban=[unescape(b) for b in args.ban],
+        stop=tuple(unescape(x) for x in args.stop), num_beams=args.beams,
+        length_penalty=args.length_penalty, mode=args.decode,
+    )
+    run.decode_config(n, **options)  # check every value before anything is printed
+    if args.num_samples < 1:
+        raise LmforgeError(f"--num-samples must be at least 1, not {args.num_samples}")
     unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(prompt)
     if unknown:
         print(f"warning: {unknown} character(s) of the prompt are not in the vocabulary and were replaced",
               file=sys.stderr)
-    pieces = run.stream(prompt, n, greedy=args.greedy or temperature == 0, temperature=temperature or 1.0,
-                        top_k=top_k, top_p=top_p, seed=args.seed)
-    if args.stream:
-        sys.stdout.write(prompt)
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-    else:
-        print(prompt + "".join(pieces))
+    many = args.num_samples > 1
+    if args.stream:  # one after another; sample i still uses seed S+i, so it matches the batched output
+        for i in range(args.num_samples):
+            if many:
+                print(f"--- sample {i + 1} ---")
+            sys.stdout.write(prompt)
+            seed = None if args.seed is None else args.seed + i
+            for piece in run.stream(prompt, n, seed=seed, **options):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        return 0
+    samples = run.sample(prompt, n, args.num_samples, top_logprobs=args.top_logprobs if args.json else None,
+                         seed=args.seed, **options)
+    if args.json:
+        print(json.dumps({"prompt": prompt, "samples": [sample_to_dict(x) for x in samples]}, ensure_ascii=False))
+        return 0
+    for i, sample in enumerate(samples):
+        if many:
+            print(f"--- sample {i + 1} ---")
+        print(prompt + sample.text)
     return 0
+
+
+def unescape(text: str) -> str:
+    """`\\n` and `\\t` typed on a command line become a newline and a tab."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+def sample_to_dict(sample) -> dict:
+    """A `Sample` as plain JSON: text, finish reason, beam score, and each token's log-probability."""
+    out = {"text": sample.text, "finish_reason": sample.finish_reason}
+    if sample.score is not None:
+        out["score"] = sample.score
+    out["tokens"] = [{"id": t.id, "text": t.text, "logprob": t.logprob,
+                      "top": [{"id": i, "text": text, "logprob": lp} for i, text, lp in t.top]} for t in sample.tokens]
+    return out
 
 
 # ---------------------------------------------------------------------- eval

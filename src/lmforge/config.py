@@ -107,6 +107,62 @@ class SampleConfig:
     top_p: float = 1.0
 
 
+DECODE_MODES = ("auto", "eager", "static", "compiled")
+
+
+@dataclass
+class DecodeConfig:
+    """How `lmforge sample` and `Run.generate` choose tokens.
+
+    Not a section of `Config`: a run's `sample` section seeds the defaults and the
+    command line overrides them. The processors run in the order documented in
+    `generation/processors.py`; each value's "off" setting leaves logits untouched.
+    """
+
+    max_new_tokens: int = 200
+    greedy: bool = False  # always take the most likely token (temperature 0 means the same)
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    min_p: float = 0.0  # 0: off
+    repetition_penalty: float = 1.0  # 1: off; above 1 discourages tokens already in the prompt or the output
+    presence_penalty: float = 0.0  # subtracted once from every token already in the output
+    frequency_penalty: float = 0.0  # subtracted once per earlier occurrence in the output
+    banned_ids: tuple[int, ...] = ()  # token ids that are never produced
+    num_beams: int = 1  # above 1: beam search, which is deterministic
+    length_penalty: float = 1.0  # beam score = sum of log-probabilities / generated length ** length_penalty
+    stop: tuple[str, ...] = ()  # a sample ends before the first of these strings
+    eos_id: int | None = None  # a sample ends at this token (not part of the text)
+    seed: int | None = None  # None: a fresh random seed
+    mode: str = "auto"  # auto | eager | static | compiled; auto: compiled on CUDA, eager elsewhere
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0
+
+    def validate(self, vocab_size: int | None = None) -> DecodeConfig:
+        """Check every value; each message names the `lmforge sample` flag to change."""
+        _check(self.max_new_tokens >= 0, f"--max-new-tokens must be 0 or more, not {self.max_new_tokens}")
+        _check(self.temperature >= 0, f"--temperature must be 0 (greedy) or positive, not {self.temperature}")
+        _check(self.top_k >= 0, f"--top-k must be 0 (off) or positive, not {self.top_k}")
+        _check(0 < self.top_p <= 1, f"--top-p must be in (0, 1], not {self.top_p}")
+        _check(0 <= self.min_p <= 1, f"--min-p must be in [0, 1], not {self.min_p}")
+        _check(self.repetition_penalty > 0, f"--repetition-penalty must be positive (1: off), not {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty", "length_penalty", "temperature", "min_p"):
+            value = getattr(self, name)
+            _check(value == value and abs(value) != float("inf"), f"--{name.replace('_', '-')} must be a finite number")
+        _check(self.num_beams >= 1, f"--beams must be at least 1, not {self.num_beams}")
+        _check(all(s for s in self.stop), "--stop needs a non-empty string")
+        _check(self.mode in DECODE_MODES, f"--decode must be one of {', '.join(DECODE_MODES)}, not '{self.mode}'")
+        if vocab_size is not None:
+            bad = [i for i in self.banned_ids if not 0 <= i < vocab_size]
+            _check(not bad, f"--ban: token ids {bad} are outside the vocabulary of {vocab_size}")
+            _check(len(set(self.banned_ids)) < vocab_size, "--ban covers the whole vocabulary; leave at least one token")
+            if self.eos_id is not None:
+                _check(0 <= self.eos_id < vocab_size, f"eos id {self.eos_id} is outside the vocabulary of {vocab_size}")
+        return self
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

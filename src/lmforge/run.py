@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from lmforge.config import Config
+from lmforge.config import Config, DecodeConfig
 from lmforge.device import resolve_device
 from lmforge.errors import LmforgeError
-from lmforge.generation.decode import generate_ids
+from lmforge.generation.beam import beam_search
+from lmforge.generation.decode import Step, decode
+from lmforge.generation.text import Continuation
 from lmforge.models import LanguageModel, build_model
 from lmforge.tokenizers import Tokenizer, load_tokenizer
 from lmforge.training.run_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, check_run_dir, load_weights
+
+
+@dataclass
+class TokenInfo:
+    """One generated token, as `lmforge sample --json` reports it."""
+
+    id: int
+    text: str
+    logprob: float  # log-probability under the model, before any processor
+    top: list[tuple[int, str, float]]  # the model's most likely tokens here: (id, text, logprob)
+
+
+@dataclass
+class Sample:
+    """One continuation of a prompt."""
+
+    text: str  # the continuation, without the prompt
+    finish_reason: str  # "length", "eos" or "stop"
+    tokens: list[TokenInfo] = field(default_factory=list)  # filled when log-probabilities were asked for
+    score: float | None = None  # beam search: sum of log-probabilities / length ** length_penalty
 
 
 @dataclass
@@ -25,43 +47,115 @@ class Run:
     model: LanguageModel
     device: torch.device
 
-    def stream(
-        self,
-        prompt: str,
-        max_new_tokens: int = 200,
-        *,
-        greedy: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-    ) -> Iterator[str]:
-        """Yield the continuation of `prompt` piece by piece, as each token is chosen."""
-        ids = self.tokenizer.encode(prompt)
-        if not ids:
-            raise LmforgeError("the prompt is empty; give at least one character, e.g. --prompt 'The '")
-        generator = torch.Generator(device=self.device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        prompt_ids = torch.tensor([ids], device=self.device)
-        new_ids: list[int] = []
-        text = ""
-        for next_ids in generate_ids(self.model, prompt_ids, max_new_tokens, greedy=greedy, temperature=temperature,
-                                     top_k=top_k, top_p=top_p, generator=generator):
-            new_ids.append(int(next_ids[0]))
-            # decode the whole continuation, not the last token alone: a token may end mid-character,
-            # and then the text waits (a trailing U+FFFD) until the character's other bytes arrive
-            now = self.tokenizer.decode(new_ids)
-            if now.endswith("\ufffd") and len(new_ids) < max_new_tokens:
-                continue
-            yield now[len(text):]
-            text = now
+    def decode_config(self, max_new_tokens: int = 200, *, ban: str | Sequence[str] = (), **options) -> DecodeConfig:
+        """A checked `DecodeConfig`; `ban` is text whose every token is banned (added to `banned_ids`)."""
+        banned = list(options.pop("banned_ids", ()))
+        for text in [ban] if isinstance(ban, str) else ban:
+            banned += self.tokenizer.encode(text)
+        options.setdefault("eos_id", getattr(self.tokenizer, "eos_id", None))
+        try:
+            cfg = DecodeConfig(max_new_tokens=max_new_tokens, banned_ids=tuple(banned), **options)
+        except TypeError as exc:  # an unknown option name
+            raise LmforgeError(f"{exc}; options are the fields of lmforge.config.DecodeConfig") from None
+        cfg.stop = tuple(cfg.stop) if not isinstance(cfg.stop, str) else (cfg.stop,)
+        return cfg.validate(self.tokenizer.vocab_size)
+
+    def stream(self, prompt: str, max_new_tokens: int = 200, **options) -> Iterator[str]:
+        """Yield the continuation of `prompt` piece by piece, as each token is chosen.
+
+        Options: greedy, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+        frequency_penalty, ban (text), stop (strings), seed, mode (see `DecodeConfig`).
+        """
+        cfg = self.decode_config(max_new_tokens, **options)
+        if cfg.num_beams > 1:
+            raise LmforgeError("beam search finds whole sequences before it can show any; use Run.sample, "
+                               "or --beams without --stream")
+        row = Continuation(self.tokenizer, cfg.stop)
+        for step in decode(self.model, [self._encode(prompt)], cfg, generators=self._generators(cfg.seed, 1)):
+            token = int(step.ids[0])
+            if token == cfg.eos_id:
+                yield row.finish("eos")
+                return
+            yield row.add(token)
+            if row.finish_reason == "stop":
+                return
+        yield row.finish("length")
 
     def generate(self, prompt: str, max_new_tokens: int = 200, **kwargs) -> str:
         """The prompt followed by its sampled continuation (see `stream` for the options)."""
         return prompt + "".join(self.stream(prompt, max_new_tokens, **kwargs))
+
+    def sample(self, prompt: str, max_new_tokens: int = 200, num_samples: int = 1, top_logprobs: int | None = None,
+               **options) -> list[Sample]:
+        """`num_samples` continuations of `prompt`, decoded as one batch.
+
+        Sample i uses a generator seeded with `seed + i`, so it is the same whether drawn alone
+        or among others. With `num_beams` > 1 they are the best beams instead. `top_logprobs`:
+        None for no per-token details; n for each token's log-probability and the n most likely.
+        """
+        cfg = self.decode_config(max_new_tokens, **options)
+        if num_samples < 1:
+            raise LmforgeError(f"--num-samples must be at least 1, not {num_samples}")
+        ids = self._encode(prompt)
+        if cfg.num_beams > 1:
+            return self._beams(ids, cfg, num_samples, top_logprobs)
+        rows = [Continuation(self.tokenizer, cfg.stop) for _ in range(num_samples)]
+        infos: list[list[TokenInfo]] = [[] for _ in range(num_samples)]
+        for step in decode(self.model, [ids] * num_samples, cfg, generators=self._generators(cfg.seed, num_samples),
+                           logprobs=top_logprobs):
+            for r, row in enumerate(rows):
+                token = int(step.ids[r])
+                if row.finish_reason is not None or not bool(step.alive[r]):
+                    continue
+                if token == cfg.eos_id:
+                    row.finish("eos")
+                    continue
+                row.add(token)
+                if top_logprobs is not None:
+                    infos[r].append(self._token_info(step, r))
+            if all(row.finish_reason is not None for row in rows):
+                break
+        for row in rows:
+            row.finish("length")
+        return [Sample(row.text, row.finish_reason, info) for row, info in zip(rows, infos)]
+
+    def _beams(self, ids: list[int], cfg: DecodeConfig, num_samples: int, top_logprobs: int | None) -> list[Sample]:
+        if num_samples > cfg.num_beams:
+            raise LmforgeError(f"--num-samples {num_samples} is more than --beams {cfg.num_beams}; "
+                               "beam search returns at most one sample per beam")
+        samples = []
+        for beam in beam_search(self.model, ids, cfg, num_samples, top_logprobs or 0):
+            row = Continuation(self.tokenizer, cfg.stop)
+            for token in beam.ids:
+                row.add(token)
+            row.finish("eos" if beam.ended_by_eos else "length")
+            tokens = []
+            if top_logprobs is not None:
+                decode_one = self.tokenizer.decode
+                tokens = [TokenInfo(t, decode_one([t]), lp, [(a, decode_one([a]), b) for a, b in zip(ai, bi)])
+                          for t, lp, ai, bi in zip(beam.ids, beam.logprobs, beam.top_ids, beam.top_logprobs)]
+            samples.append(Sample(row.text, row.finish_reason, tokens, beam.score))
+        return samples
+
+    def _token_info(self, step: Step, r: int) -> TokenInfo:
+        decode_one = self.tokenizer.decode
+        token = int(step.ids[r])
+        top = []
+        if step.top_ids is not None:
+            top = [(int(a), decode_one([int(a)]), float(b)) for a, b in zip(step.top_ids[r], step.top_logprobs[r])]
+        return TokenInfo(token, decode_one([token]), float(step.logprobs[r]), top)
+
+    def _encode(self, prompt: str) -> list[int]:
+        ids = self.tokenizer.encode(prompt)
+        if not ids:
+            raise LmforgeError("the prompt is empty; give at least one character, e.g. --prompt 'The '")
+        return ids
+
+    def _generators(self, seed: int | None, n: int) -> list[torch.Generator]:
+        """One generator per sample, seeded seed, seed+1, ... (a fresh random seed when None)."""
+        if seed is None:
+            seed = torch.Generator().seed() % 2**62  # fresh entropy, not torch's fixed default seed
+        return [torch.Generator(device=self.device).manual_seed(seed + i) for i in range(n)]
 
 
 def load(path: str | Path, device: str = "auto") -> Run:

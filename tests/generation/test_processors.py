@@ -44,3 +44,68 @@ def test_low_temperature_concentrates_on_the_argmax():
     gen = torch.Generator().manual_seed(0)
     draws = torch.stack([sample_next(logits, temperature=0.01, generator=gen) for _ in range(50)])
     assert (draws == 1).all()
+
+
+# ---------------------------------------------------------------------- the processors added with the engine
+
+from lmforge.config import DecodeConfig  # noqa: E402
+from lmforge.generation import Sampler, ban_tokens, min_p_filter, presence_frequency_penalty, repetition_penalty  # noqa: E402
+
+
+def test_min_p_keeps_tokens_within_a_factor_of_the_top():
+    logits = torch.tensor([[0.5, 0.25, 0.15, 0.1]]).log()
+    assert torch.isfinite(min_p_filter(logits, 0.5)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(min_p_filter(logits, 0.3)).tolist() == [[True, True, True, False]]
+    assert torch.isfinite(min_p_filter(logits, 1.0)).tolist() == [[True, False, False, False]]
+
+
+def test_repetition_penalty_always_makes_a_seen_token_less_likely():
+    logits = torch.tensor([[2.0, -2.0, 1.0, -1.0]])
+    seen = torch.tensor([[True, True, False, False]])
+    out = repetition_penalty(logits, seen, 2.0)
+    assert out.tolist() == [[1.0, -4.0, 1.0, -1.0]]
+
+
+def test_presence_and_frequency_penalties_follow_openais_formula():
+    logits = torch.zeros(1, 4)
+    counts = torch.tensor([[0, 1, 3, 0]])
+    out = presence_frequency_penalty(logits, counts, presence=0.5, frequency=0.25)
+    assert torch.allclose(out, torch.tensor([[0.0, -0.75, -1.25, 0.0]]))
+
+
+def test_banned_tokens_get_minus_infinity():
+    out = ban_tokens(torch.zeros(2, 5), torch.tensor([1, 3]))
+    assert torch.isinf(out).tolist() == [[False, True, False, True, False]] * 2
+
+
+def test_sampler_bans_before_it_filters():
+    """Banning the favourite and keeping top-1 must give the runner-up, never an empty distribution."""
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0]])
+    sampler = Sampler(DecodeConfig(top_k=1, banned_ids=(0,)), 4, torch.tensor([[2]]))
+    gen = torch.Generator().manual_seed(0)
+    assert {int(sampler.choose(logits, gen)) for _ in range(20)} == {1}
+
+
+def test_sampler_counts_prompt_for_repetition_but_only_output_for_presence():
+    prompt = torch.tensor([[1, 1, 2]])
+    sampler = Sampler(DecodeConfig(repetition_penalty=2.0, presence_penalty=1.0), 4, prompt)
+    out = sampler.process(torch.ones(1, 4))
+    assert out.tolist() == [[1.0, 0.5, 0.5, 1.0]]  # prompt tokens 1, 2 penalized once; presence sees no output yet
+    sampler.record(torch.tensor([3]))
+    assert sampler.process(torch.ones(1, 4)).tolist() == [[1.0, 0.5, 0.5, -0.5]]  # 1/2 then -1
+
+
+def test_sampler_ignores_padding_when_counting_the_prompt():
+    prompt = torch.tensor([[0, 0, 3], [2, 0, 1]])
+    mask = torch.tensor([[False, False, True], [True, True, True]])
+    sampler = Sampler(DecodeConfig(repetition_penalty=2.0), 4, prompt, mask)
+    assert sampler.seen.tolist() == [[False, False, False, True], [True, True, True, False]]
+
+
+def test_per_row_generators_make_each_row_independent_of_the_others():
+    logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(3))
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(3)]
+    together = sample_next(logits, temperature=1.5, generator=gens)
+    alone = [int(sample_next(logits[i : i + 1], temperature=1.5, generator=torch.Generator().manual_seed(10 + i)))
+             for i in range(3)]
+    assert together.tolist() == alone

@@ -71,6 +71,7 @@ class RandomWindowFeed:
 class LanguageModel(nn.Module):
     family: ClassVar[str]
     fitted_by_counts: ClassVar[bool] = False  # True: `fit_counts` replaces gradient training
+    can_left_pad: ClassVar[bool] = False  # whether `new_state(pad=...)` can make it skip left padding
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
         raise NotImplementedError
@@ -95,6 +96,34 @@ class LanguageModel(nn.Module):
     def fit_counts(self, ids: np.ndarray) -> None:
         """Fit from the counts of the train split `ids` (count-based families only)."""
         raise NotImplementedError(f"a {self.family} model is trained by gradient steps, not fitted from counts")
+
+    def new_state(self, batch_size: int, capacity: int | None = None, pad: torch.Tensor | None = None) -> Any:
+        """A fresh state for `step` to fill, for `batch_size` rows of up to `capacity` tokens.
+
+        `pad` (B,) counts each row's left-padding tokens; only a family with `can_left_pad` accepts
+        it. The default state is None, which `step` starts from.
+        """
+        if pad is not None and bool(pad.any()):
+            raise ValueError(f"{type(self).__name__} cannot skip left padding; decode its rows one at a time")
+        return None
+
+    def reorder_state(self, state: Any, rows: torch.Tensor) -> Any:
+        """The state of rows `rows` (R,), in that order (beam search moves beams around and copies them).
+
+        The default handles what most states are made of: tensors with the batch first, tuples and
+        lists of them, and objects with a `reorder(rows)` method (the KV cache). A family that keeps
+        the batch elsewhere (an RNN's (layers, B, H) hidden state) overrides it.
+        """
+        if state is None:
+            return None
+        if isinstance(state, torch.Tensor):
+            return state.index_select(0, rows)
+        if isinstance(state, (tuple, list)):
+            return type(state)(self.reorder_state(s, rows) for s in state)
+        if hasattr(state, "reorder"):
+            state.reorder(rows)
+            return state
+        raise TypeError(f"{type(self).__name__}: cannot reorder a state of type {type(state).__name__}")
 
     def num_params(self) -> int:
         """Distinct parameters (a tied weight counts once)."""

@@ -77,21 +77,29 @@ def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
-    """softmax(q kᵀ / √hs, masked to the past) v, one step per line. q (B, nh, T, hs); k, v (B, nh, S, hs)."""
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q kᵀ / √hs, masked to the past) v, one step per line. q (B, nh, T, hs); k, v (B, nh, S, hs).
+    `mask` (broadcast to (B, nh, T, S), True = may attend) replaces the causal mask, e.g. to skip padding."""
     T, S, hs = q.size(-2), k.size(-2), q.size(-1)
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, S): how well each query matches each key
-    scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))  # no looking ahead
+    allowed = causal_mask(T, S, q.device) if mask is None else mask
+    scores = scores.masked_fill(~allowed, float("-inf"))  # no looking ahead
     weights = scores.softmax(dim=-1)  # (B, nh, T, S): each row sums to 1
     weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
     return weights @ v  # (B, nh, T, hs): a weighted mean of the values
 
 
-def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """The same computation in one kernel (FlashAttention or memory-efficient where available)."""
     T, S = q.size(-2), k.size(-2)
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     if T == S:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if T == 1:  # one new token after cached ones sees them all: no mask to build
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     # is_causal aligns the mask top-left; queries that follow cached keys need it aligned bottom-right
     return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, q.device), dropout_p=dropout_p)
 

@@ -10,6 +10,9 @@ adding a vector to the input; none leaves order to the causal mask alone), norm
 `layernorm | rmsnorm`, MLP `gelu | swiglu | relu2`, `tie_weights`, `qk_norm`, and
 attention `fused | explicit` (the same maths, written out in models/layers.py).
 
+For generation, `step` prefills the prompt and then feeds one token at a time
+through a KV cache (models/kv_cache.py); `forward` stays the plain training path.
+
 Shapes: B batch, T time (tokens), C channels (n_embd), nh heads, hs = C / nh.
 """
 
@@ -23,6 +26,7 @@ from torch import nn
 
 from lmforge.config import ModelConfig
 from lmforge.models.base import LanguageModel
+from lmforge.models.kv_cache import KVCache, LayerKV
 from lmforge.models.layers import ATTENTION, RotaryEmbedding, apply_rotary, make_norm
 
 
@@ -42,7 +46,8 @@ class CausalSelfAttention(nn.Module):
         self.k_norm = make_norm(cfg.norm, head_size, cfg.bias) if cfg.qk_norm else None
         self.attend = ATTENTION[cfg.attention]
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                kv: LayerKV | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 × (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -50,8 +55,12 @@ class CausalSelfAttention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        mask = None
+        if kv is not None:  # decoding: attend to the cached keys and values of the tokens before these too
+            k, v = kv.write(k, v)  # (B, nh, S, hs): S tokens so far, these T included
+            k, v, mask = k.to(q.dtype), v.to(q.dtype), kv.mask
         # softmax(q kᵀ / √hs + causal mask) v: fused (FlashAttention or memory-efficient kernels) or written out
-        y = self.attend(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = self.attend(q, k, v, dropout_p=self.dropout if self.training else 0.0, mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.proj(y))
 
@@ -96,14 +105,16 @@ class Block(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, kv)
         x = x + self.mlp(self.norm2(x))
         return x
 
 
 class Transformer(LanguageModel):
     family = "transformer"
+    can_left_pad = True  # attention masks let rows of different lengths share a batch
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -153,3 +164,50 @@ class Transformer(LanguageModel):
         for block in self.blocks:
             x = block(x, rope)
         return self.head(self.norm(x))  # (B, T, V)
+
+    # ------------------------------------------------------------------ incremental decoding
+
+    def new_state(self, batch_size: int, capacity: int | None = None, pad: torch.Tensor | None = None,
+                  static: bool = False) -> KVCache:
+        """An empty KV cache for `batch_size` rows of up to `capacity` tokens (at most the context)."""
+        cfg, weight = self.cfg, self.tok_emb.weight
+        capacity = min(capacity or cfg.block_size, cfg.block_size)
+        return KVCache(cfg.n_layer, batch_size, cfg.n_head, cfg.n_embd // cfg.n_head, capacity, pad=pad,
+                       device=weight.device, dtype=weight.dtype, static=static)
+
+    def step(self, ids: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Feed `ids` (B, T) after the cached tokens: the last position's logits (B, V) and the cache."""
+        cache = self.new_state(ids.size(0)) if state is None else state
+        if cache.pos + ids.size(1) > cache.capacity:
+            return self._recompute_window(ids, cache), cache
+        logits = self.decode(ids, cache)
+        cache.advance(ids.size(1))
+        return logits, cache
+
+    def decode(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One forward pass of new tokens through the cache, without counting them in (`step` does that)."""
+        positions = cache.start(ids)  # (B, T): counts real tokens only, so padding does not shift them
+        x = self.tok_emb(ids)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        x = self.drop(x)
+        rope = None
+        if self.rotary is not None:  # each row rotates by its own positions: (B, 1, T, hs/2), broadcast over heads
+            cos, sin = self.rotary(positions)
+            rope = cos[:, None], sin[:, None]
+        for block, kv in zip(self.blocks, cache.layers):
+            x = block(x, rope, kv)
+        return self.head(self.norm(x[:, -1]))  # (B, V): only the last position is needed
+
+    def _recompute_window(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The context is full: refill the cache with the last `block_size` tokens, exactly what `forward` would
+        see. Every later step lands here again, so past the context each token costs a full forward pass."""
+        if cache.capacity < self.cfg.block_size:
+            raise ValueError(f"the cache holds {cache.capacity} tokens; make it with capacity {self.cfg.block_size} "
+                             "to decode past it")
+        history = torch.cat([cache.ids[:, : cache.pos], ids], dim=1)
+        shift = history.size(1) - cache.capacity
+        cache.reset((cache.pad - shift).clamp(min=0))
+        logits = self.decode(history[:, shift:], cache)
+        cache.advance(cache.capacity)
+        return logits

@@ -1,0 +1,152 @@
+"""The key/value cache that lets a transformer decode one token per step.
+
+Without a cache, every new token re-runs the whole context through every layer.
+With one, each layer keeps the keys and values it has already computed, so a step
+only computes the new token's and attends to the stored ones.
+
+    cache = model.new_state(batch_size, capacity)     # preallocated, empty
+    logits, cache = model.step(prompt_ids, cache)    # prefill: the whole prompt at once
+    logits, cache = model.step(next_ids, cache)      # then one token per step
+
+The model drives it explicitly, with no hidden coupling between layers:
+`start` before the layers (positions, attention mask), `write` in each layer,
+`advance` after the last one. `reset` empties it, `prefill` copies another
+cache in (one prompt computed once, then shared by every sample).
+
+Rows are left-padded to a common length: slot s of row b holds a real token
+when s >= pad[b]. Position ids count real tokens only, and no real token attends
+to padding, so a padded row computes exactly what it would compute alone.
+
+Static mode keeps every shape fixed while decoding: a step attends over all
+`capacity` slots (the empty ones masked) and the slot to write is a tensor on the
+device. That is what lets `torch.compile` capture a decode step in a CUDA graph
+(generation/fast.py). The eager mode slices to the filled slots, which is the
+cheaper choice on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, head_dim: int, capacity: int, *,
+                 pad: torch.Tensor | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype = torch.float32, static: bool = False):
+        shape = (n_layer, batch_size, n_head, capacity, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, nh, capacity, hs)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.ids = torch.zeros(batch_size, capacity, dtype=torch.long, device=device)  # the tokens, for recomputing
+        self.capacity = capacity
+        self.static = static
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)  # == pos, on the device: the static write index
+        self.pad = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.layers = [LayerKV(self, i) for i in range(n_layer)]
+        self.reset(pad)
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.size(1)
+
+    def reset(self, pad: torch.Tensor | None = None) -> None:
+        """Empty the cache; `pad` (B,) counts the left-padding tokens each row will start with."""
+        self.pos = 0  # slots filled, the same for every row
+        self.slot.zero_()  # in place, like `pad`: a compiled step may hold on to these very tensors
+        if pad is None:
+            self.pad.zero_()
+        else:
+            self.pad.copy_(pad)
+        self.padded = pad is not None and bool(pad.any())  # decided once here, so no step has to ask the device
+        self.mask: torch.Tensor | None = None  # for the tokens being fed: (B or 1, 1, T, keys), True = may attend
+        self.causal = False  # no mask needed beyond the usual causal one (a prompt into an empty cache)
+
+    # ------------------------------------------------------------------ a step
+
+    def start(self, ids: torch.Tensor) -> torch.Tensor:
+        """Take in the tokens `ids` (B, T) about to be fed; return their position ids (B, T) and set `mask`."""
+        T = ids.size(1)
+        if self.static and T == 1:
+            return self._start_static(ids)
+        if self.pos + T > self.capacity:
+            raise ValueError(f"the cache holds {self.capacity} tokens; {self.pos} are used and {T} more do not fit")
+        slots = torch.arange(self.pos, self.pos + T, device=ids.device)  # (T,)
+        self.ids[:, self.pos : self.pos + T] = ids
+        keys = torch.arange(self.pos + T, device=ids.device)  # (S,) every filled slot, this step's included
+        if self.padded:
+            real = keys[None, :] >= self.pad[:, None]  # (B, S)
+            own = keys[None, :] == slots[:, None]  # (T, S): a padding token attends to itself, so no row is empty
+            allowed = (keys[None, :] <= slots[:, None]) & (real[:, None, :] | own)  # (B, T, S)
+            self.mask, self.causal = allowed[:, None], False  # (B, 1, T, S)
+        elif T == 1:
+            self.mask, self.causal = None, False  # one new token sees everything before it
+        elif self.pos == 0:
+            self.mask, self.causal = None, True  # a prompt into an empty cache: the plain causal mask
+        else:
+            self.mask, self.causal = (keys[None, :] <= slots[:, None])[None, None], False  # (1, 1, T, S)
+        return (slots[None, :] - self.pad[:, None]).clamp(min=0)  # (B, T)
+
+    def _start_static(self, ids: torch.Tensor) -> torch.Tensor:
+        """One token, every shape fixed: attend over all slots, mask the empty ones; no Python ints that change."""
+        self.ids.index_copy_(1, self.slot, ids)
+        keys = torch.arange(self.capacity, device=ids.device)  # (capacity,)
+        allowed = (keys <= self.slot) & ((keys[None, :] >= self.pad[:, None]) | (keys == self.slot))  # (B, capacity)
+        self.mask, self.causal = allowed[:, None, None, :], False  # (B, 1, 1, capacity)
+        return (self.slot - self.pad).clamp(min=0)[:, None]  # (B, 1)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys and values (B, nh, T, hs) of `layer`; return all of them so far (B, nh, S, hs)."""
+        k, v = k.to(self.k.dtype), v.to(self.v.dtype)
+        if self.static and k.size(2) == 1:
+            self.k[layer].index_copy_(2, self.slot, k)
+            self.v[layer].index_copy_(2, self.slot, v)
+            return self.k[layer], self.v[layer]
+        end = self.pos + k.size(2)
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Count the `n` tokens just fed through every layer."""
+        self.pos += n
+        if self.static:
+            self.slot.add_(n)
+
+    # ------------------------------------------------------------------ whole caches
+
+    def prefill(self, other: KVCache) -> None:
+        """Copy `other`'s filled slots into this cache; a batch-1 `other` is copied into every row."""
+        if other.pos > self.capacity or other.batch_size not in (1, self.batch_size):
+            raise ValueError(f"cannot prefill a cache of batch {self.batch_size} and capacity {self.capacity} "
+                             f"from one of batch {other.batch_size} holding {other.pos} tokens")
+        n = other.pos
+        self.k[:, :, :, :n] = other.k[:, :, :, :n]
+        self.v[:, :, :, :n] = other.v[:, :, :, :n]
+        self.ids[:, :n] = other.ids[:, :n]
+        self.reset(other.pad.expand(self.batch_size).clone())
+        self.advance(n)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep rows `rows` (B',) in that order: beam search moves each beam's history to its new place."""
+        self.k = self.k.index_select(1, rows)
+        self.v = self.v.index_select(1, rows)
+        self.ids = self.ids.index_select(0, rows)
+        self.pad = self.pad.index_select(0, rows)
+
+
+class LayerKV:
+    """One layer's view of the cache, so that a layer needs nothing but this object."""
+
+    def __init__(self, cache: KVCache, layer: int):
+        self.cache = cache
+        self.layer = layer
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        return self.cache.mask
+
+    @property
+    def causal(self) -> bool:
+        return self.cache.causal
+
+    def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.write(self.layer, k, v)

@@ -1,0 +1,84 @@
+"""Beam search: exact when the beams cover everything, and token for token what `transformers` finds."""
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge.config import DecodeConfig, ModelConfig
+from lmforge.generation import beam_search, decode
+from lmforge.models import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny(vocab=50, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=64, vocab_size=vocab)).eval()
+    with torch.no_grad():
+        model.tok_emb.weight.mul_(10)  # sharper distributions than a fresh init
+    return model
+
+
+def test_enough_beams_find_the_most_likely_continuation():
+    model = tiny(vocab=4)
+    prompt = [1, 2, 3]
+    best, best_lp = None, -float("inf")
+    for cont in itertools.product(range(4), repeat=3):
+        ids = torch.tensor([prompt + list(cont)])
+        logp = torch.log_softmax(model(ids)[0], -1)
+        total = sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(cont))
+        if total > best_lp:
+            best, best_lp = list(cont), total
+    [beam] = beam_search(model, prompt, DecodeConfig(max_new_tokens=3, num_beams=16))
+    assert beam.ids == best
+    assert beam.score == pytest.approx(best_lp / 3, abs=1e-5)  # length penalty 1: mean log-probability
+    assert sum(beam.logprobs) == pytest.approx(best_lp, abs=1e-5)
+
+
+def test_one_beam_is_greedy():
+    model = tiny()
+    cfg = DecodeConfig(max_new_tokens=15, greedy=True)
+    greedy = [int(s.ids[0]) for s in decode(model, [[4, 5, 6]], cfg)]
+    [beam] = beam_search(model, [4, 5, 6], DecodeConfig(max_new_tokens=15, num_beams=1))
+    assert beam.ids == greedy
+
+
+def load_twin():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpt2_twin.py"
+    spec = importlib.util.spec_from_file_location("gpt2_twin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("num_beams, length_penalty, use_eos, repetition_penalty",
+                         [(4, 1.0, False, 1.0), (3, 1.0, True, 1.0), (5, 2.0, True, 1.0), (4, -0.5, True, 1.0),
+                          (4, 1.0, True, 1.5)])
+def test_beam_search_matches_transformers(num_beams, length_penalty, use_eos, repetition_penalty):
+    pytest.importorskip("transformers")
+    twin = load_twin()
+    model = tiny(seed=1)
+    hf = twin.to_gpt2(model)
+    prompt = [7, 3, 9, 1]
+    eos = None
+    if use_eos:  # a token the beams are likely to produce, so that some finish early
+        eos = int(model(torch.tensor([prompt]))[0, -1].topk(2).indices[1])
+    cfg = DecodeConfig(max_new_tokens=12, num_beams=num_beams, length_penalty=length_penalty, eos_id=eos,
+                       repetition_penalty=repetition_penalty)
+    ours = beam_search(model, prompt, cfg, num_return=2)
+    out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, 4, dtype=torch.long), do_sample=False,
+                      num_beams=num_beams, max_new_tokens=12, length_penalty=length_penalty, eos_token_id=eos,
+                      pad_token_id=0 if eos is None else eos, repetition_penalty=repetition_penalty,
+                      num_return_sequences=2, output_scores=True, return_dict_in_generate=True, early_stopping=False)
+    for r, beam in enumerate(ours):
+        theirs = out.sequences[r, len(prompt) :].tolist()
+        if beam.ended_by_eos:
+            theirs = theirs[: theirs.index(eos)]
+        else:
+            assert eos not in theirs
+        assert beam.ids == theirs, f"beam {r}"
+        assert beam.score == pytest.approx(out.sequences_scores[r].item(), abs=1e-4)
+    assert any(b.ended_by_eos for b in ours) == use_eos, "the EOS cases should exercise finished beams"

@@ -1,0 +1,164 @@
+"""The decode loop: ragged batches, seeds, EOS, penalties, and every model family."""
+
+import pytest
+import torch
+from torch import nn
+
+from lmforge.config import DecodeConfig, ModelConfig
+from lmforge.generation import decode, generate_ids
+from lmforge.models import FAMILIES, LanguageModel, build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+V = 23
+
+
+def transformer(block_size=64):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=block_size, vocab_size=V)).eval()
+    with torch.no_grad():  # sharper logits than a fresh init, so greedy choices are far from ties
+        model.tok_emb.weight.mul_(20)
+    return model
+
+
+class Bigram(LanguageModel):
+    """A model that cannot mask padding: the last token alone picks the logits."""
+
+    family = "bigram-test"
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Embedding(V, V)
+        nn.init.normal_(self.table.weight, std=3.0, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, ids):
+        return self.table(ids)
+
+
+def run(model, prompts, **options):
+    cfg = DecodeConfig(**options)
+    steps = list(decode(model, prompts, cfg, generators=options.pop("generators", None)))
+    return torch.stack([s.ids for s in steps], dim=1), steps  # (B, new)
+
+
+PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6], [5], [3, 5, 8, 9], [7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4, 3]]
+
+
+@pytest.mark.parametrize("model_kind", ["transformer", "bigram"])
+@pytest.mark.parametrize("mode", ["eager", "static"])
+def test_a_ragged_batch_decodes_exactly_like_each_prompt_alone(model_kind, mode):
+    if model_kind == "bigram" and mode == "static":
+        pytest.skip("the static path is the transformer's")
+    model = transformer() if model_kind == "transformer" else Bigram()
+    together, _ = run(model, PROMPTS, max_new_tokens=40, greedy=True, mode=mode)
+    for r, prompt in enumerate(PROMPTS):
+        alone, _ = run(model, [prompt], max_new_tokens=40, greedy=True, mode=mode)
+        assert together[r].tolist() == alone[0].tolist(), f"prompt {r}"
+
+
+def test_sampling_with_one_generator_per_row_matches_each_row_alone():
+    model = transformer()
+    gens = [torch.Generator().manual_seed(100 + r) for r in range(len(PROMPTS))]
+    cfg = DecodeConfig(max_new_tokens=30, temperature=1.5, top_p=0.95)
+    together = torch.stack([s.ids for s in decode(model, PROMPTS, cfg, generators=gens)], 1)
+    for r, prompt in enumerate(PROMPTS):
+        g = torch.Generator().manual_seed(100 + r)
+        alone = torch.stack([s.ids for s in decode(model, [prompt], cfg, generators=[g])], 1)
+        assert together[r].tolist() == alone[0].tolist()
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without():
+    model = transformer()
+    cfg = DecodeConfig(max_new_tokens=30, temperature=2.0)
+
+    def sample(seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.stack([s.ids for s in decode(model, [[1, 2, 3]], cfg, generators=g)], 1).tolist()
+
+    assert sample(7) == sample(7)
+    assert sample(7) != sample(8)
+
+
+def test_cached_decoding_equals_decoding_without_a_cache():
+    """The transformer's cached step against the model-agnostic default step (recompute each time)."""
+    model = transformer()
+    cached, _ = run(model, [PROMPTS[0]], max_new_tokens=30, greedy=True)
+    ids = torch.tensor([PROMPTS[0]])
+    for _ in range(30):
+        ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert cached[0].tolist() == ids[0, len(PROMPTS[0]) :].tolist()
+
+
+def test_eos_ends_each_row_and_then_the_loop():
+    model = Bigram()
+    with torch.no_grad():  # token 4 always leads to 7, 7 to 7 (EOS); 2 leads to 4
+        model.table.weight.zero_()
+        model.table.weight[2, 4] = model.table.weight[4, 7] = model.table.weight[7, 7] = 10.0
+        model.table.weight[1, 1] = 10.0  # 1 leads to 1 forever
+    ids, steps = run(model, [[2], [1], [4]], max_new_tokens=6, greedy=True, eos_id=7)
+    assert ids[0, :2].tolist() == [4, 7] and ids[2, 0].item() == 7
+    assert [s.alive.tolist() for s in steps[:3]] == [[True, True, True], [True, True, False], [False, True, False]]
+    assert len(steps) == 6  # row 1 never ends, so the limit does
+    _, steps = run(model, [[2], [4]], max_new_tokens=6, greedy=True, eos_id=7)
+    assert len(steps) == 2  # every row has ended
+
+
+def test_banned_tokens_never_appear_and_repetition_penalty_avoids_repeats():
+    model = transformer()
+    free, _ = run(model, [[1, 2]], max_new_tokens=40, greedy=True)
+    common = free[0].mode().values.item()
+    banned, _ = run(model, [[1, 2]], max_new_tokens=40, greedy=True, banned_ids=(common,))
+    assert common not in banned[0].tolist()
+    penalized, _ = run(model, [[1, 2]], max_new_tokens=15, greedy=True, repetition_penalty=1e6)
+    assert len(set(penalized[0].tolist())) == 15, "a huge penalty makes every new token one not seen before"
+
+
+def test_logprobs_are_the_models_own():
+    model = transformer()
+    _, steps = run(model, [PROMPTS[2]], max_new_tokens=3, greedy=True, repetition_penalty=5.0)
+    cfg = DecodeConfig(max_new_tokens=3, greedy=True, repetition_penalty=5.0)
+    steps = list(decode(model, [PROMPTS[2]], cfg, logprobs=4))
+    ids = torch.tensor([PROMPTS[2] + [int(s.ids[0]) for s in steps]])
+    logp = torch.log_softmax(model(ids)[0], -1)
+    for t, s in enumerate(steps):
+        row = logp[len(PROMPTS[2]) - 1 + t]
+        assert s.logprobs[0].item() == pytest.approx(row[s.ids[0]].item(), abs=1e-5)
+        assert s.top_ids[0].tolist() == row.topk(4).indices.tolist()
+
+
+def test_several_samples_of_one_prompt_share_its_prefill():
+    model = transformer()
+    gens = [torch.Generator().manual_seed(r) for r in range(3)]
+    cfg = DecodeConfig(max_new_tokens=20, temperature=1.3)
+    batch = torch.stack([s.ids for s in decode(model, [PROMPTS[0]] * 3, cfg, generators=gens)], 1)
+    for r in range(3):
+        alone = torch.stack([s.ids for s in decode(model, [PROMPTS[0]], cfg,
+                                                   generators=[torch.Generator().manual_seed(r)])], 1)
+        assert batch[r].tolist() == alone[0].tolist()
+
+
+def test_generate_ids_keeps_its_old_interface():
+    model = transformer()
+    ids = torch.tensor([PROMPTS[0]])
+    out = [t for t in generate_ids(model, ids, 10, greedy=True)]
+    assert len(out) == 10 and out[0].shape == (1,)
+    assert torch.stack(out, 1)[0].tolist() == run(model, [PROMPTS[0]], max_new_tokens=10, greedy=True)[0][0].tolist()
+
+
+def test_decoding_leaves_a_training_model_in_training_mode():
+    model = transformer().train()
+    run(model, [[1]], max_new_tokens=2)
+    assert model.training
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_steps_like_a_full_forward(family):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=32,
+                                    vocab_size=V)).eval()
+    ids = torch.randint(V, (2, 30), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, state = model.step(ids[:, :5], model.new_state(2, 30))
+        for t in range(5, 30):
+            assert torch.allclose(logits, model(ids[:, :t])[:, -1], atol=1e-4), f"step {t}"
+            logits, state = model.step(ids[:, t : t + 1], state)

@@ -1,0 +1,42 @@
+from lmforge.generation.text import Continuation, find_stop, undecided_tail
+from lmforge.tokenizers.char import CharTokenizer
+
+TOK = CharTokenizer(list("abc\n XY"))
+
+
+def feed(stops, text):
+    row = Continuation(TOK, stops)
+    shown = [row.add(i) for i in TOK.encode(text)]
+    return row, shown
+
+
+def test_a_stop_string_ends_the_text_just_before_it():
+    row, shown = feed(["XY"], "abcXYab")
+    assert row.text == "abc" and row.finish_reason == "stop"
+    assert "".join(shown) == "abc"
+    assert row.ids == TOK.encode("abcXY")  # later tokens are ignored
+
+
+def test_a_possible_start_of_a_stop_string_is_held_back_until_decided():
+    row, shown = feed(["XY"], "abX")
+    assert shown == ["a", "b", ""]
+    assert row.add(TOK.encode("a")[0]) == "Xa"  # it was not a stop string after all
+    assert row.finish("length") == "" and row.text == "abXa"
+
+
+def test_the_earliest_of_several_stop_strings_wins():
+    row, _ = feed(["c\n", "b"], "abc\n")
+    assert row.text == "a"
+    assert find_stop("xxbyyc\n", ["c\n", "b"]) == 2 and find_stop("abc", ["z"]) is None
+
+
+def test_finish_releases_what_was_held():
+    row, shown = feed(["\n\n"], "ab\n")
+    assert "".join(shown) == "ab"
+    assert row.finish("length") == "\n" and row.finish_reason == "length"
+
+
+def test_a_trailing_partial_character_is_held_back():
+    assert undecided_tail("ab\ufffd", []) == 1
+    assert undecided_tail("abX", ["XYZ"]) == 1 and undecided_tail("abXY", ["XYZ"]) == 2
+    assert undecided_tail("abc", ["XYZ"]) == 0

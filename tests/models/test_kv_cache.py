@@ -1,0 +1,134 @@
+"""The KV cache: decoding with it gives the logits of recomputing everything, step after step."""
+
+import pytest
+import torch
+
+from lmforge.config import ModelConfig
+from lmforge.models import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# every transformer option that changes what the cache must hold or how positions count
+OPTIONS = [{}, {"bias": True}]
+
+
+def model_with(block_size=256, **options):
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=block_size, vocab_size=37, **options)
+    return build_model(cfg).eval()
+
+
+def check_against_recompute(model, prompt, steps, static=False):
+    """Feed random tokens one by one; at every step compare with a forward pass over the (cropped) context."""
+    block = model.cfg.block_size
+    ids = prompt
+    g = torch.Generator().manual_seed(1)
+    cache = model.new_state(prompt.size(0), static=static)
+    worst = 0.0
+    with torch.no_grad():
+        logits, cache = model.step(prompt, cache)
+        for _ in range(steps):
+            full = model(ids[:, -block:])[:, -1]
+            worst = max(worst, (logits - full).abs().max().item())
+            nxt = torch.randint(37, (ids.size(0), 1), generator=g)
+            ids = torch.cat([ids, nxt], dim=1)
+            logits, cache = model.step(nxt, cache)
+    return worst
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_cached_logits_equal_a_full_recompute_at_every_step_of_200(options, static):
+    model = model_with(**options)
+    prompt = torch.randint(37, (2, 7), generator=torch.Generator().manual_seed(0))
+    assert check_against_recompute(model, prompt, 200, static) < 1e-4
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_past_the_context_the_cache_recomputes_the_last_window(static):
+    model = model_with(block_size=16)
+    prompt = torch.randint(37, (2, 5), generator=torch.Generator().manual_seed(0))
+    assert check_against_recompute(model, prompt, 40, static) < 1e-4
+
+
+def test_a_prompt_fed_in_pieces_equals_one_piece():
+    model = model_with()
+    ids = torch.randint(37, (3, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole, _ = model.step(ids)
+        cache = model.new_state(3)
+        for a, b in [(0, 6), (6, 7), (7, 20)]:
+            part, cache = model.step(ids[:, a:b], cache)
+    assert torch.allclose(whole, part, atol=1e-5)
+    assert cache.pos == 20
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_left_padded_rows_compute_what_they_compute_alone(static):
+    model = model_with()
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(37, (n,), generator=g).tolist() for n in (9, 1, 4)]
+    width = max(map(len, prompts))
+    batch = torch.tensor([[5] * (width - len(p)) + p for p in prompts])  # pad with a real token id: must not matter
+    pad = torch.tensor([width - len(p) for p in prompts])
+    nxt = torch.randint(37, (3, 6), generator=g)
+    with torch.no_grad():
+        cache = model.new_state(3, 64, pad=pad, static=static)
+        logits, cache = model.step(batch, cache)
+        outs = [logits]
+        for t in range(6):
+            logits, cache = model.step(nxt[:, t : t + 1], cache)
+            outs.append(logits)
+        for r, p in enumerate(prompts):
+            alone = [model(torch.tensor([p] + []))[0, -1]]
+            seq = torch.tensor([p])
+            for t in range(6):
+                seq = torch.cat([seq, nxt[r : r + 1, t : t + 1]], dim=1)
+                alone.append(model(seq)[0, -1])
+            for step, (a, b) in enumerate(zip(outs, alone)):
+                assert torch.allclose(a[r], b, atol=1e-5), f"row {r} step {step}"
+
+
+def test_prefill_copies_one_prompt_into_every_row():
+    model = model_with()
+    prompt = torch.randint(37, (1, 11), generator=torch.Generator().manual_seed(4))
+    nxt = torch.tensor([[1], [2], [3]])
+    with torch.no_grad():
+        one = model.new_state(1, 32)
+        _, one = model.step(prompt, one)
+        shared = model.new_state(3, 32)
+        shared.prefill(one)
+        a, _ = model.step(nxt, shared)
+        b, _ = model.step(nxt, model.step(prompt.expand(3, -1), model.new_state(3, 32))[1])
+    assert shared.pos == 12
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_reorder_moves_each_rows_history():
+    model = model_with()
+    ids = torch.randint(37, (3, 8), generator=torch.Generator().manual_seed(5))
+    nxt = torch.tensor([[4], [4], [4]])
+    with torch.no_grad():
+        _, cache = model.step(ids)
+        cache = model.reorder_state(cache, torch.tensor([2, 2, 0]))
+        got, _ = model.step(nxt, cache)
+        want, _ = model.step(nxt, model.step(ids[[2, 2, 0]])[1])
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_reset_empties_the_cache_for_reuse():
+    model = model_with()
+    ids = torch.randint(37, (1, 8), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        first, cache = model.step(ids)
+        cache.reset()
+        again, cache = model.step(ids, cache)
+    assert torch.equal(first, again) and cache.pos == 8
+
+
+def test_a_cache_too_small_says_so():
+    model = model_with()
+    with torch.no_grad():
+        cache = model.new_state(1, capacity=4)
+        with pytest.raises(ValueError, match="capacity"):
+            model.step(torch.zeros(1, 6, dtype=torch.long), cache)

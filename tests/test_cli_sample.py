@@ -1,0 +1,111 @@
+"""`lmforge sample` with the generation engine's flags, and the matching `Run` API."""
+
+import json
+
+import pytest
+
+from lmforge.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def sample(capsys, run_dir, *args):
+    code = main(["sample", str(run_dir), *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_num_samples_prints_each_and_sample_i_uses_seed_plus_i(capsys, tiny_run):
+    code, out, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 15, "--num-samples", 3, "--seed", 4,
+                          "--temperature", 1.5)
+    assert code == 0
+    parts = out.split("--- sample ")[1:]
+    assert len(parts) == 3
+    texts = [p.split("---\n", 1)[1].rstrip("\n") for p in parts]
+    assert all(t.startswith("All") for t in texts) and len(set(texts)) > 1
+    _, alone, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 15, "--seed", 6, "--temperature", 1.5)
+    assert alone.rstrip("\n") == texts[2]
+    _, streamed, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 15, "--num-samples", 3,
+                            "--seed", 4, "--temperature", 1.5, "--stream")
+    assert streamed == out
+
+
+def test_json_gives_tokens_with_logprobs_and_alternatives(capsys, tiny_run):
+    code, out, _ = sample(capsys, tiny_run, "--prompt", "Speak", "--max-new-tokens", 8, "--json", "--top-logprobs", 3,
+                          "--seed", 1, "--num-samples", 2)
+    assert code == 0
+    result = json.loads(out)
+    assert result["prompt"] == "Speak" and len(result["samples"]) == 2
+    for s in result["samples"]:
+        assert s["finish_reason"] == "length" and len(s["tokens"]) == 8
+        assert "".join(t["text"] for t in s["tokens"]) == s["text"]
+        for t in s["tokens"]:
+            assert t["logprob"] <= 0 and len(t["top"]) == 3
+            tops = [a["logprob"] for a in t["top"]]
+            assert tops == sorted(tops, reverse=True) and t["logprob"] <= tops[0] + 1e-6
+            if t["id"] in [a["id"] for a in t["top"]]:
+                assert t["logprob"] == pytest.approx(next(a["logprob"] for a in t["top"] if a["id"] == t["id"]))
+
+
+def test_stop_ban_and_penalties(capsys, tiny_run):
+    _, free, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 60, "--greedy")
+    continuation = free.rstrip("\n")[3:]
+    assert len(continuation) == 60
+    stop = continuation[10:12]
+    _, stopped, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 60, "--greedy", "--stop", stop)
+    assert stopped.rstrip("\n") == "All" + continuation[: continuation.index(stop)]
+    _, json_out, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 60, "--greedy", "--stop", stop,
+                            "--json")
+    assert json.loads(json_out)["samples"][0]["finish_reason"] == "stop"
+    common = max(set(continuation), key=continuation.count)
+    _, banned, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 60, "--greedy", "--ban", common)
+    assert common not in banned.rstrip("\n")[3:]
+    code, _, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 20, "--min-p", 0.1, "--seed", 1,
+                        "--repetition-penalty", 1.3, "--presence-penalty", 0.5, "--frequency-penalty", 0.2)
+    assert code == 0
+
+
+def test_a_newline_stop_typed_as_backslash_n(capsys, tiny_run):
+    _, out, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 200, "--seed", 2, "--stop", "\\n")
+    assert "\n" not in out.rstrip("\n")
+
+
+def test_beams_return_the_best_beams(capsys, tiny_run):
+    code, out, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 12, "--beams", 3, "--num-samples", 2,
+                          "--json")
+    assert code == 0
+    beams = json.loads(out)["samples"]
+    assert len(beams) == 2 and beams[0]["score"] >= beams[1]["score"]
+    total = sum(t["logprob"] for t in beams[0]["tokens"])
+    assert beams[0]["score"] == pytest.approx(total / 12, abs=1e-4)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--min-p", "1.5"], "--min-p"),
+    (["--repetition-penalty", "0"], "--repetition-penalty"),
+    (["--beams", "0"], "--beams"),
+    (["--beams", "2", "--temperature", "0.5"], "--beams"),
+    (["--beams", "2", "--num-samples", "3"], "--num-samples 3 is more than --beams 2"),
+    (["--beams", "2", "--stream"], "--stream"),
+    (["--json", "--stream"], "--stream"),
+    (["--num-samples", "0"], "--num-samples"),
+    (["--decode", "fast"], "--decode"),
+    (["--stop", ""], "--stop"),
+])
+def test_bad_sample_flags_give_one_line(capsys, tiny_run, args, fragment):
+    code, out, err = sample(capsys, tiny_run, "--max-new-tokens", 5, *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "error:" in lines[0] and fragment in lines[0], err
+    assert out == ""
+
+
+def test_run_api_takes_every_option(tiny_run):
+    import lmforge
+
+    run = lmforge.load(tiny_run)
+    text = run.generate("All", max_new_tokens=20, greedy=True, ban="e", stop=["zz"], repetition_penalty=1.2)
+    assert text.startswith("All") and "e" not in text[3:]
+    samples = run.sample("All", 10, num_samples=2, seed=0, top_logprobs=1, min_p=0.05)
+    assert [len(s.tokens) for s in samples] == [10, 10]
+    with pytest.raises(lmforge.LmforgeError, match="options are the fields"):
+        run.generate("All", max_new_tokens=3, top_q=0.5)
