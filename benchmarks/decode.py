@@ -1,0 +1,127 @@
+"""Decode speed: lmforge against Hugging Face `transformers`, same weights, same run.
+
+A GPT-2-small-shaped model (12 layers, 12 heads, 768 wide, context 1024, vocabulary
+50304, biases on as in GPT-2, random weights) is copied into `GPT2LMHeadModel`; the
+script checks that both give the same logits, then times greedy decoding of
+--new-tokens tokens after a --prompt-len token prompt at each batch size: lmforge's
+`decode` (eager on the CPU, the compiled static-shape step on CUDA by default) and
+`GPT2LMHeadModel.generate` (its default dynamic KV cache). Tokens/s counts new tokens
+of every row. Each figure is the best of --repeats timed runs after a warm-up, and the
+two sides alternate, so that a busy machine slows both alike.
+
+    python benchmarks/decode.py                                 # CPU, 256 tokens, batch 1 and 8
+    python benchmarks/decode.py --new-tokens 64 --repeats 1     # a quicker look
+    python benchmarks/decode.py --device cuda --dtype bfloat16  # the GPU figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpt2_twin import max_logit_gap, to_gpt2  # noqa: E402
+
+from lmforge.config import DecodeConfig, ModelConfig  # noqa: E402
+from lmforge.generation import decode  # noqa: E402
+from lmforge.models import build_model  # noqa: E402
+
+VOCAB = 50304
+
+
+def build(device: torch.device, dtype: torch.dtype):
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=VOCAB, bias=True)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # non-zero biases and norm gains, so that the weight mapping is really checked
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.02)
+            elif "norm" in name:
+                p.normal_(1.0, 0.05)
+    hf = to_gpt2(model)
+    gap = max_logit_gap(model, hf, torch.randint(VOCAB, (2, 32), generator=torch.Generator().manual_seed(1)))
+    assert gap < 1e-4, f"lmforge and GPT2LMHeadModel disagree on the logits by {gap}"
+    return model.to(device, dtype), hf.to(device, dtype), gap
+
+
+def lmforge_tokens(model, prompts: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    cfg = DecodeConfig(max_new_tokens=n, greedy=True, mode=mode)
+    return torch.stack([s.ids for s in decode(model, prompts, cfg)], dim=1)
+
+
+def hf_tokens(hf, prompts: torch.Tensor, n: int) -> torch.Tensor:
+    with torch.inference_mode():
+        out = hf.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False, max_new_tokens=n,
+                          min_new_tokens=0, eos_token_id=None, pad_token_id=0)
+    return out[:, prompts.size(1) :]
+
+
+def timed(fn, device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--batch-sizes", default="1,8")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs per side and batch size; the best counts")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--mode", default="auto", help="lmforge decode mode: auto | eager | static | compiled")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    model, hf, gap = build(device, dtype)
+    n = args.new_tokens
+    print(f"# decode: GPT-2-small shape, random weights, {args.dtype} on {device} "
+          f"({torch.get_num_threads()} threads), prompt {args.prompt_len}, {n} new tokens, greedy; "
+          f"logit gap lmforge vs GPT2LMHeadModel {gap:.1e}")
+    rows = []
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        prompts = torch.randint(VOCAB, (batch, args.prompt_len), generator=torch.Generator().manual_seed(batch))
+        prompts = prompts.to(device)
+        lmforge_tokens(model, prompts, min(n, 8), args.mode)  # warm-up (on CUDA: compiles the step)
+        hf_tokens(hf, prompts, min(n, 8))
+        best = {"lmforge": float("inf"), "transformers": float("inf")}
+        for _ in range(args.repeats):
+            t, ours = timed(lambda: lmforge_tokens(model, prompts, n, args.mode), device)
+            best["lmforge"] = min(best["lmforge"], t)
+            t, theirs = timed(lambda: hf_tokens(hf, prompts, n), device)
+            best["transformers"] = min(best["transformers"], t)
+        same = (ours == theirs).all(dim=0)
+        agree = n if bool(same.all()) else int((~same).nonzero()[0])
+        row = {"batch": batch, "new_tokens": n, "lmforge_tok_s": batch * n / best["lmforge"],
+               "transformers_tok_s": batch * n / best["transformers"], "tokens_agree": agree}
+        row["speedup"] = row["lmforge_tok_s"] / row["transformers_tok_s"]
+        rows.append(row)
+    print("| batch | lmforge tok/s | transformers tok/s | lmforge / transformers | greedy tokens identical |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['lmforge_tok_s']:,.1f} | {r['transformers_tok_s']:,.1f} | {r['speedup']:.2f}× "
+              f"| first {r['tokens_agree']} of {r['new_tokens']} |")
+    if args.json:
+        meta = {"device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "python": platform.python_version(), "logit_gap": gap}
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
