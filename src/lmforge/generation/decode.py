@@ -182,10 +182,12 @@ def generate_ids(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    mode: str = "eager",
 ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time, continuing `prompt_ids` (B, T): `decode` with
-    the plain sampling options, for callers that only want the ids."""
+    the plain sampling options, for callers that only want the ids. Eager by default: the trainer's
+    few samples per eval would not repay compiling a decode step."""
     cfg = DecodeConfig(max_new_tokens=max_new_tokens, greedy=greedy or temperature == 0,
-                       temperature=temperature or 1.0, top_k=top_k, top_p=top_p)
+                       temperature=temperature or 1.0, top_k=top_k, top_p=top_p, mode=mode)
     for step in decode(model, prompt_ids, cfg, generators=generator):
         yield step.ids
