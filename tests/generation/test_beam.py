@@ -4,12 +4,13 @@ import importlib.util
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lmforge.config import DecodeConfig, ModelConfig
 from lmforge.generation import beam_search, decode
-from lmforge.models import build_model
+from lmforge.models import FAMILIES, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,6 +37,27 @@ def test_enough_beams_find_the_most_likely_continuation():
     assert beam.ids == best
     assert beam.score == pytest.approx(best_lp / 3, abs=1e-5)  # length penalty 1: mean log-probability
     assert sum(beam.logprobs) == pytest.approx(best_lp, abs=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_enough_beams_find_the_most_likely_continuation_for_every_family(family):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=4)).eval()
+    if getattr(model, "fitted_by_counts", False):  # the n-gram: counts of a text with some structure
+        g = np.random.default_rng(0)
+        model.fit_counts(np.where(g.random(600) < 0.7, np.arange(600) % 4, g.integers(0, 4, 600)).astype(np.uint16))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8)  # sharper distributions than a fresh init, so the best continuation is clear
+    prompt = [1, 2, 3]
+    scores = {}
+    for cont in itertools.product(range(4), repeat=3):
+        logp = torch.log_softmax(model(torch.tensor([prompt + list(cont)]))[0].float(), -1)
+        scores[cont] = sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(cont))
+    best, second = sorted(scores, key=scores.get, reverse=True)[:2]
+    assert scores[best] > scores[second] + 1e-6, "the test needs one clear best continuation"
+    [beam] = beam_search(model, prompt, DecodeConfig(max_new_tokens=3, num_beams=16))
+    assert tuple(beam.ids) == best
 
 
 def test_one_beam_is_greedy():

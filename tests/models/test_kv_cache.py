@@ -12,6 +12,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 OPTIONS = [{}, {"bias": True}]
 
 
+def option_id(options: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in options.items()) or "default"
+
+
 def model_with(block_size=256, **options):
     torch.manual_seed(0)
     cfg = ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=block_size, vocab_size=37, **options)
@@ -36,7 +40,7 @@ def check_against_recompute(model, prompt, steps, static=False):
     return worst
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+@pytest.mark.parametrize("options", OPTIONS, ids=option_id)
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
 def test_cached_logits_equal_a_full_recompute_at_every_step_of_200(options, static):
     model = model_with(**options)
@@ -44,9 +48,10 @@ def test_cached_logits_equal_a_full_recompute_at_every_step_of_200(options, stat
     assert check_against_recompute(model, prompt, 200, static) < 1e-4
 
 
+@pytest.mark.parametrize("options", OPTIONS, ids=option_id)
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
-def test_past_the_context_the_cache_recomputes_the_last_window(static):
-    model = model_with(block_size=16)
+def test_past_the_context_the_cache_recomputes_the_last_window(options, static):
+    model = model_with(block_size=16, **options)
     prompt = torch.randint(37, (2, 5), generator=torch.Generator().manual_seed(0))
     assert check_against_recompute(model, prompt, 40, static) < 1e-4
 
@@ -63,9 +68,10 @@ def test_a_prompt_fed_in_pieces_equals_one_piece():
     assert cache.pos == 20
 
 
+@pytest.mark.parametrize("options", OPTIONS, ids=option_id)
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
-def test_left_padded_rows_compute_what_they_compute_alone(static):
-    model = model_with()
+def test_left_padded_rows_compute_what_they_compute_alone(options, static):
+    model = model_with(**options)
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(37, (n,), generator=g).tolist() for n in (9, 1, 4)]
     width = max(map(len, prompts))

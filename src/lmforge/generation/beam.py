@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from lmforge.config import DecodeConfig
+from lmforge.generation.decode import model_device
 from lmforge.generation.processors import Sampler
 from lmforge.models.base import LanguageModel
 
@@ -60,7 +61,7 @@ def beam_search(model: LanguageModel, prompt: Sequence[int], cfg: DecodeConfig, 
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = model_device(model)
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
         logits, state = model.step(ids, model.new_state(1, ids.size(1) + cfg.max_new_tokens))
         sampler = Sampler(cfg, logits.size(-1), ids)

@@ -17,6 +17,7 @@ compiled decode step of `generation/fast.py`; the CPU never imports it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,13 @@ def left_pad(prompts: Prompts, device: torch.device | str | None = None) -> tupl
     return ids, pad
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's tensors live (a count-based model may hold buffers and no parameters)."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def resolve_mode(mode: str, model: LanguageModel, device: torch.device) -> str:
     """`auto` is the compiled static-shape path for a transformer on CUDA, and plain eager everywhere else."""
     if mode == "auto":
@@ -68,7 +76,7 @@ def decode(model: LanguageModel, prompts: Prompts, cfg: DecodeConfig, *, generat
     """Yield one `Step` per new token, at most `cfg.max_new_tokens`, ending early once every row has
     produced `cfg.eos_id`. `logprobs`: None for none; k ≥ 0 for each token's log-probability and the
     k most likely alternatives. The caller may stop iterating at any time (e.g. at a stop string)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     ids, pad = left_pad(prompts, device)
     if bool(pad.any()) and not model.can_left_pad:
         yield from _decode_rows(model, prompts, cfg, generators, logprobs)
