@@ -73,13 +73,13 @@ class Run:
         row = Continuation(self.tokenizer, cfg.stop)
         for step in decode(self.model, [self._encode(prompt)], cfg, generators=self._generators(cfg.seed, 1)):
             token = int(step.ids[0])
-            if token == cfg.eos_id:
-                yield row.finish("eos")
+            piece = row.finish("eos") if token == cfg.eos_id else row.add(token)
+            if piece:  # text held back (half a character, a possible stop string) shows up later
+                yield piece
+            if row.finish_reason is not None:
                 return
-            yield row.add(token)
-            if row.finish_reason == "stop":
-                return
-        yield row.finish("length")
+        if piece := row.finish("length"):
+            yield piece
 
     def generate(self, prompt: str, max_new_tokens: int = 200, **kwargs) -> str:
         """The prompt followed by its sampled continuation (see `stream` for the options)."""
