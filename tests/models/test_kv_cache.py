@@ -8,8 +8,14 @@ from lmforge.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# every transformer option that changes what the cache must hold or how positions count
-OPTIONS = [{}, {"bias": True}]
+# every value of every transformer option appears in at least one combination
+OPTIONS = [
+    {},
+    {"bias": True},
+    {"positions": "rope", "norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True},
+    {"positions": "none", "mlp": "relu2", "attention": "explicit", "tie_weights": False},
+    {"positions": "rope", "attention": "explicit", "bias": True},
+]
 
 
 def option_id(options: dict) -> str:

@@ -57,8 +57,9 @@ class KVCache:
         else:
             self.pad.copy_(pad)
         self.padded = pad is not None and bool(pad.any())  # decided once here, so no step has to ask the device
-        self.mask: torch.Tensor | None = None  # for the tokens being fed: (B or 1, 1, T, keys), True = may attend
-        self.causal = False  # no mask needed beyond the usual causal one (a prompt into an empty cache)
+        # for the tokens being fed: (B, 1, T, keys), True = may attend; None = the attention's own causal
+        # mask, aligned so that the T queries are the last T of the keys
+        self.mask: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ a step
 
@@ -72,17 +73,12 @@ class KVCache:
         slots = torch.arange(self.pos, self.pos + T, device=ids.device)  # (T,)
         self.ids[:, self.pos : self.pos + T] = ids
         keys = torch.arange(self.pos + T, device=ids.device)  # (S,) every filled slot, this step's included
+        self.mask = None
         if self.padded:
             real = keys[None, :] >= self.pad[:, None]  # (B, S)
             own = keys[None, :] == slots[:, None]  # (T, S): a padding token attends to itself, so no row is empty
             allowed = (keys[None, :] <= slots[:, None]) & (real[:, None, :] | own)  # (B, T, S)
-            self.mask, self.causal = allowed[:, None], False  # (B, 1, T, S)
-        elif T == 1:
-            self.mask, self.causal = None, False  # one new token sees everything before it
-        elif self.pos == 0:
-            self.mask, self.causal = None, True  # a prompt into an empty cache: the plain causal mask
-        else:
-            self.mask, self.causal = (keys[None, :] <= slots[:, None])[None, None], False  # (1, 1, T, S)
+            self.mask = allowed[:, None]  # (B, 1, T, S)
         return (slots[None, :] - self.pad[:, None]).clamp(min=0)  # (B, T)
 
     def _start_static(self, ids: torch.Tensor) -> torch.Tensor:
@@ -90,7 +86,7 @@ class KVCache:
         self.ids.index_copy_(1, self.slot, ids)
         keys = torch.arange(self.capacity, device=ids.device)  # (capacity,)
         allowed = (keys <= self.slot) & ((keys[None, :] >= self.pad[:, None]) | (keys == self.slot))  # (B, capacity)
-        self.mask, self.causal = allowed[:, None, None, :], False  # (B, 1, 1, capacity)
+        self.mask = allowed[:, None, None, :]  # (B, 1, 1, capacity)
         return (self.slot - self.pad).clamp(min=0)[:, None]  # (B, 1)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,10 +139,6 @@ class LayerKV:
     @property
     def mask(self) -> torch.Tensor | None:
         return self.cache.mask
-
-    @property
-    def causal(self) -> bool:
-        return self.cache.causal
 
     def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cache.write(self.layer, k, v)

@@ -135,6 +135,12 @@ class RNN(LanguageModel):
         logits, state = self.scan(ids, state)
         return logits[:, -1, :], state
 
+    def reorder_state(self, state: State, rows: torch.Tensor) -> State:
+        """Beam search moves rows around; the hidden state keeps the batch second: (n_layer, B, C)."""
+        if isinstance(state, (tuple, list)):
+            return tuple(s.index_select(1, rows) for s in state)
+        return state.index_select(1, rows)
+
     def training_feed(self, ids: np.ndarray, batch_size: int, block_size: int,
                       generator: torch.Generator) -> TruncatedBPTTFeed:
         return TruncatedBPTTFeed(ids, batch_size, block_size, generator)
