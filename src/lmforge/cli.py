@@ -292,11 +292,6 @@ def cmd_sample(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def unescape(text: str) -> str:
-    """`\\n` and `\\t` typed on a command line become a newline and a tab."""
-    return text.replace("\\n", "\n").replace("\\t", "\t")
-
-
 def sample_to_dict(sample) -> dict:
     """A `Sample` as plain JSON: text, finish reason, beam score, and each token's log-probability."""
     out = {"text": sample.text, "finish_reason": sample.finish_reason}

@@ -193,7 +193,7 @@ class Trainer:
         its own contiguous share, so the data a step sees does not depend on how many
         processes share it, and the generator's state is the whole data position.
         """
-        t, share = self.cfg.train, self.cfg.train.batch_size // self.dist.world_size
+        share = self.cfg.train.batch_size // self.dist.world_size
         x, y = self.feed.next_batch()  # (batch_size, block_size) each, on the CPU
         rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
         x, y = x[rows], y[rows]
