@@ -12,6 +12,8 @@ two sides alternate, so that a busy machine slows both alike.
     python benchmarks/decode.py                                 # CPU, 256 tokens, batch 1 and 8
     python benchmarks/decode.py --new-tokens 64 --repeats 1     # a quicker look
     python benchmarks/decode.py --device cuda --dtype bfloat16  # the GPU figures
+
+benchmarks/gpu_suite.py calls `build` and `measure` itself.
 """
 
 from __future__ import annotations
@@ -26,27 +28,40 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpt2_twin import max_logit_gap, to_gpt2  # noqa: E402
+from gpt2_twin import max_logit_gap, to_gpt2
 
-from lmforge.config import DecodeConfig, ModelConfig  # noqa: E402
-from lmforge.generation import decode  # noqa: E402
-from lmforge.models import build_model  # noqa: E402
+from lmforge.config import DecodeConfig, ModelConfig
+from lmforge.generation import decode
+from lmforge.models import build_model
 
 VOCAB = 50304
 
 
-def build(device: torch.device, dtype: torch.dtype):
+def gpt2_small(**changes) -> ModelConfig:
+    """GPT-2 small's shape (biases on, as in GPT-2); `changes` shrink it for smoke tests."""
+    shape = {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "vocab_size": VOCAB, "bias": True}
+    return ModelConfig(**{**shape, **changes})
+
+
+def build(device: torch.device, dtype: torch.dtype, cfg: ModelConfig | None = None, twin: bool = True):
+    """(lmforge model, its `GPT2LMHeadModel` twin, largest logit gap), both in eval mode on `device` in `dtype`.
+
+    The twin is built and checked in float32 on the CPU before moving. `twin=False` builds
+    lmforge's model alone (twin and gap None), for machines without `transformers`.
+    """
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=VOCAB, bias=True)
-    model = build_model(cfg).eval()
+    model = build_model(cfg or gpt2_small()).eval()
     with torch.no_grad():  # non-zero biases and norm gains, so that the weight mapping is really checked
         for name, p in model.named_parameters():
             if name.endswith("bias"):
                 p.normal_(0.0, 0.02)
             elif "norm" in name:
                 p.normal_(1.0, 0.05)
+    if not twin:
+        return model.to(device, dtype), None, None
     hf = to_gpt2(model)
-    gap = max_logit_gap(model, hf, torch.randint(VOCAB, (2, 32), generator=torch.Generator().manual_seed(1)))
+    ids = torch.randint(model.cfg.vocab_size, (2, min(32, model.cfg.block_size)), generator=torch.Generator().manual_seed(1))
+    gap = max_logit_gap(model, hf, ids)
     assert gap < 1e-4, f"lmforge and GPT2LMHeadModel disagree on the logits by {gap}"
     return model.to(device, dtype), hf.to(device, dtype), gap
 
@@ -73,6 +88,47 @@ def timed(fn, device: torch.device):
     return time.perf_counter() - start, out
 
 
+def measure(model, hf, device: torch.device, batch_sizes: list[int], new_tokens: int, prompt_len: int = 16,
+            repeats: int = 2, mode: str = "auto") -> list[dict]:
+    """Tokens/s of greedy decoding at each batch size: lmforge's `decode` against `hf.generate` (skipped when
+    `hf` is None). Each side's best of `repeats` timed runs after a warm-up; the sides alternate."""
+    vocab, n = model.cfg.vocab_size, new_tokens
+    rows = []
+    for batch in batch_sizes:
+        prompts = torch.randint(vocab, (batch, prompt_len), generator=torch.Generator().manual_seed(batch))
+        prompts = prompts.to(device)
+        sides = {"lmforge": lambda k, p=prompts: lmforge_tokens(model, p, k, mode)}  # k new tokens → (B, k) ids
+        if hf is not None:
+            sides["transformers"] = lambda k, p=prompts: hf_tokens(hf, p, k)
+        for fn in sides.values():  # warm-up (on CUDA: compiles lmforge's step)
+            fn(min(n, 8))
+        best, out = dict.fromkeys(sides, float("inf")), {}
+        for _ in range(repeats):
+            for side, fn in sides.items():
+                t, out[side] = timed(lambda fn=fn: fn(n), device)
+                best[side] = min(best[side], t)
+        row = {"batch": batch, "new_tokens": n, "lmforge_tok_s": batch * n / best["lmforge"],
+               "transformers_tok_s": None, "tokens_agree": None, "speedup": None}
+        if hf is not None:
+            same = (out["lmforge"] == out["transformers"]).all(dim=0)
+            row["tokens_agree"] = n if bool(same.all()) else int((~same).nonzero()[0])
+            row["transformers_tok_s"] = batch * n / best["transformers"]
+            row["speedup"] = row["lmforge_tok_s"] / row["transformers_tok_s"]
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| batch | lmforge tok/s | transformers tok/s | lmforge / transformers | greedy tokens identical |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r["transformers_tok_s"] is None:
+            print(f"| {r['batch']} | {r['lmforge_tok_s']:,.1f} | — | — | — |")
+            continue
+        print(f"| {r['batch']} | {r['lmforge_tok_s']:,.1f} | {r['transformers_tok_s']:,.1f} | {r['speedup']:.2f}× "
+              f"| first {r['tokens_agree']} of {r['new_tokens']} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=256)
@@ -93,29 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# decode: GPT-2-small shape, random weights, {args.dtype} on {device} "
           f"({torch.get_num_threads()} threads), prompt {args.prompt_len}, {n} new tokens, greedy; "
           f"logit gap lmforge vs GPT2LMHeadModel {gap:.1e}")
-    rows = []
-    for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        prompts = torch.randint(VOCAB, (batch, args.prompt_len), generator=torch.Generator().manual_seed(batch))
-        prompts = prompts.to(device)
-        lmforge_tokens(model, prompts, min(n, 8), args.mode)  # warm-up (on CUDA: compiles the step)
-        hf_tokens(hf, prompts, min(n, 8))
-        best = {"lmforge": float("inf"), "transformers": float("inf")}
-        for _ in range(args.repeats):
-            t, ours = timed(lambda: lmforge_tokens(model, prompts, n, args.mode), device)
-            best["lmforge"] = min(best["lmforge"], t)
-            t, theirs = timed(lambda: hf_tokens(hf, prompts, n), device)
-            best["transformers"] = min(best["transformers"], t)
-        same = (ours == theirs).all(dim=0)
-        agree = n if bool(same.all()) else int((~same).nonzero()[0])
-        row = {"batch": batch, "new_tokens": n, "lmforge_tok_s": batch * n / best["lmforge"],
-               "transformers_tok_s": batch * n / best["transformers"], "tokens_agree": agree}
-        row["speedup"] = row["lmforge_tok_s"] / row["transformers_tok_s"]
-        rows.append(row)
-    print("| batch | lmforge tok/s | transformers tok/s | lmforge / transformers | greedy tokens identical |")
-    print("|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['batch']} | {r['lmforge_tok_s']:,.1f} | {r['transformers_tok_s']:,.1f} | {r['speedup']:.2f}× "
-              f"| first {r['tokens_agree']} of {r['new_tokens']} |")
+    rows = measure(model, hf, device, [int(b) for b in args.batch_sizes.split(",")], n, args.prompt_len,
+                   args.repeats, args.mode)
+    print_table(rows)
     if args.json:
         meta = {"device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "python": platform.python_version(), "logit_gap": gap}
