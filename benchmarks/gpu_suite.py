@@ -347,7 +347,7 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def header(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def header(args: argparse.Namespace, device: torch.device, title: str = "lmforge GPU suite") -> dict[str, Any]:
     transformers = None
     if have_transformers():
         import transformers as hf_module
@@ -360,7 +360,7 @@ def header(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "transformers": transformers, "commit": git_commit(args.commit), "smoke": args.smoke,
         "argv": sys.argv[1:], "missing_modules": missing,
     }
-    print(f"# lmforge GPU suite{' (smoke: tiny shapes)' if args.smoke else ''}\n")
+    print(f"# {title}{' (smoke: tiny shapes)' if args.smoke else ''}\n")
     for key in ("date", "device", "torch", "cuda", "python", "transformers", "commit"):
         print(f"- {key}: {meta[key] if meta[key] is not None else 'none'}")
     if missing:
@@ -377,9 +377,10 @@ def write_json(doc: dict[str, Any], path: Path | None) -> None:
     os.replace(tmp, path)
 
 
-def run_part(key: str, fn: Callable[[], dict[str, Any]], device: torch.device) -> dict[str, Any]:
+def run_part(key: str, fn: Callable[[], dict[str, Any]], device: torch.device,
+             titles: dict[str, str] = PARTS) -> dict[str, Any]:
     """Run one part; its failure is printed and recorded, never raised."""
-    print(f"\n## ({key}) {PARTS[key]}\n", flush=True)
+    print(f"\n## ({key}) {titles[key]}\n", flush=True)
     start = time.perf_counter()
     try:
         result = fn()

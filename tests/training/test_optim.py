@@ -30,6 +30,20 @@ def test_orthogonalize_flattens_the_singular_values():
         s = torch.linalg.svdvals(orthogonalize(g))
         assert s.min() > 0.5 and s.max() < 1.3, (rows, cols, s)  # the quintic lands in about [0.7, 1.2]
 
+def test_orthogonalize_treats_a_stack_as_separate_matrices():
+    """Muon orthogonalizes same-shaped matrices in one batched call: each must come out as if alone."""
+    import torch
+
+    from lmforge.training.muon import orthogonalize
+
+    torch.manual_seed(0)
+    for shape in ((3, 24, 8), (3, 8, 24)):
+        stack = torch.randn(shape)
+        stack[1] *= 100.0  # a matrix at another scale: the normalization must be per matrix, not per stack
+        alone = torch.stack([orthogonalize(g) for g in stack])
+        torch.testing.assert_close(orthogonalize(stack), alone, rtol=1e-4, atol=1e-5)
+
+
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     import torch
 

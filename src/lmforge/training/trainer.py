@@ -50,6 +50,8 @@ from lmforge.training.schedule import lr_at
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.txt"
+CURVES_FILE = "curves.png"
+CURVES_EVERY_S = 20.0  # a redraw costs about half a second of matplotlib: at most this often, and at the end
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Trainer:
         self.elapsed_before = 0.0  # seconds spent by earlier processes of a resumed run
         self.log: MetricsLog | None = None
         self.tensorboard = None
+        self.curves_drawn_at, self.curves_stale = time.perf_counter(), False
         if resume:
             self.restore(checkpoint.latest(self.out_dir))
             if self.step >= t.max_steps:
@@ -300,6 +303,8 @@ class Trainer:
             self._log("end", step=self.step, elapsed_s=self._elapsed(), reason=stop_reason, best_step=self.best_step,
                       best_val_loss=self.best_val_loss)
             self._close_logs()
+            if self.curves_stale:
+                self._draw_curves(force=True)
             distributed.close(self.dist)
         if self.best is None:
             raise LmforgeError(f"training stopped at step {self.step} before its first eval, so no model was saved; "
@@ -345,9 +350,18 @@ class Trainer:
             text = self.sample()  # every rank samples: under FSDP each forward needs them all
             if self.dist.is_main:
                 append_sample(self.out_dir / SAMPLES_FILE, self.step, losses["val_loss"], text)
-        if self.dist.is_main:
-            draw_curves(read_metrics(self.out_dir / METRICS_FILE), self.out_dir / "curves.png")
+        self._draw_curves()
         return self.early_stopping.update(improved)
+
+    def _draw_curves(self, force: bool = False) -> None:
+        """Redraw curves.png from metrics.jsonl, unless it was drawn less than CURVES_EVERY_S ago (then later)."""
+        if not self.dist.is_main:
+            return
+        if not force and time.perf_counter() - self.curves_drawn_at < CURVES_EVERY_S:
+            self.curves_stale = True
+            return
+        draw_curves(read_metrics(self.out_dir / METRICS_FILE), self.out_dir / CURVES_FILE)
+        self.curves_drawn_at, self.curves_stale = time.perf_counter(), False
 
     def _final_sample(self) -> str:
         """A sample from the best model (model.safetensors); rank 0 only, from a plain copy when distributed."""

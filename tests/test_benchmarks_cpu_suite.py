@@ -1,0 +1,45 @@
+"""benchmarks/cpu_suite.py: the whole suite with tiny shapes, as CI can afford it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_smoke_suite_times_both_recipes_and_decodes(tmp_path, small_text_file):
+    out = tmp_path / "suite.json"
+    cmd = [sys.executable, str(BENCHMARKS / "cpu_suite.py"), "--smoke", "--threads", "1", "--data", str(small_text_file),
+           "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["torch"] and doc["meta"]["threads"] == 1
+    t, d = doc["parts"]["t"], doc["parts"]["d"]
+    assert t["status"] == "ok" and d["status"] == "ok"
+    for recipe in ("preset", "reference"):
+        run = t[recipe]
+        assert run["reached"] and 0 < run["time_to_target_s"] <= run["wall_s"] and [e["step"] for e in run["evals"]] == [10, 20]
+    assert t["speedup"] > 0
+    assert "--model.n_embd 128" in " ".join(t["reference"]["command"])  # the reference really is the old recipe...
+    assert "--model.n_embd 128" not in " ".join(t["preset"]["command"])  # ...and the preset runs as shipped
+    assert [r["batch"] for r in d["rows"]] == [1, 8]
+    for r in d["rows"]:
+        assert r["lmforge_tok_s"] > 0
+        if importlib.util.find_spec("transformers") is not None:
+            assert r["transformers_tok_s"] > 0 and r["tokens_agree"] == r["new_tokens"]
+
+
+def test_unknown_part_is_one_line_error():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "cpu_suite.py"), "--parts", "t,x"], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "choose from t, d" in done.stderr
