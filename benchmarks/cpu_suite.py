@@ -10,7 +10,8 @@
     times survives a noisy, shared machine.
 (d) decode: a GPT-2-small-shaped model (random weights) decoding greedily at batch 1
     and 8, lmforge against `transformers`' `generate` with the same weights
-    (`benchmarks/decode.py`).
+    (`benchmarks/decode.py`): lmforge in float32, then lmforge with int8 weights
+    (`--quantize int8`) against the same float32 `transformers`.
 
 Each part catches its own failure, so one broken part does not lose the other's
 figures. `--smoke` shrinks everything to check the plumbing in seconds.
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from lmforge.generation.quantize import quantize_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import decode as decode_bench  # benchmarks/ is not a package
@@ -86,7 +89,12 @@ def part_d(args: argparse.Namespace) -> dict[str, Any]:
           f"best of {args.repeats}", flush=True)
     rows = decode_bench.measure(model, hf, torch.device("cpu"), [1, 8], new_tokens, 16, args.repeats, "eager")
     decode_bench.print_table(rows)
-    return {"rows": rows, "logit_gap": gap, "notes": [] if hf_ok else ["transformers is not installed"]}
+    print("\nlmforge with int8 weights (`lmforge sample --quantize int8`), against the same float32 transformers:")
+    rows8 = decode_bench.measure(quantize_model(model, "int8"), hf, torch.device("cpu"), [1, 8], new_tokens, 16,
+                                 args.repeats, "eager")
+    decode_bench.print_table(rows8)
+    return {"rows": rows, "int8_rows": rows8, "logit_gap": gap,
+            "notes": [] if hf_ok else ["transformers is not installed"]}
 
 
 def main(argv: list[str] | None = None) -> int:

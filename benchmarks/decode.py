@@ -11,6 +11,7 @@ two sides alternate, so that a busy machine slows both alike.
 
     python benchmarks/decode.py                                 # CPU, 256 tokens, batch 1 and 8
     python benchmarks/decode.py --new-tokens 64 --repeats 1     # a quicker look
+    python benchmarks/decode.py --quantize int8                 # also lmforge with int8 weights (CPU)
     python benchmarks/decode.py --device cuda --dtype bfloat16  # the GPU figures
 
 benchmarks/gpu_suite.py calls `build` and `measure` itself.
@@ -32,6 +33,7 @@ from gpt2_twin import max_logit_gap, to_gpt2
 
 from lmforge.config import DecodeConfig, ModelConfig
 from lmforge.generation import decode
+from lmforge.generation.quantize import quantize_model
 from lmforge.models import build_model
 
 VOCAB = 50304
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--mode", default="auto", help="lmforge decode mode: auto | eager | static | compiled")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--quantize", default="none", choices=["none", "int8"],
+                    help="lmforge's weights: int8 also times an int8 copy (CPU only) against the same transformers")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -149,11 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# decode: GPT-2-small shape, random weights, {args.dtype} on {device} "
           f"({torch.get_num_threads()} threads), prompt {args.prompt_len}, {n} new tokens, greedy; "
           f"logit gap lmforge vs GPT2LMHeadModel {gap:.1e}")
-    rows = measure(model, hf, device, [int(b) for b in args.batch_sizes.split(",")], n, args.prompt_len,
-                   args.repeats, args.mode)
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    rows = measure(model, hf, device, batches, n, args.prompt_len, args.repeats, args.mode)
     print_table(rows)
+    if args.quantize == "int8":
+        print(f"\nlmforge with int8 weights (`--quantize int8`), against the same float32 transformers:")
+        rows8 = measure(quantize_model(model, "int8"), hf, device, batches, n, args.prompt_len, args.repeats, args.mode)
+        print_table(rows8)
+        rows += [{**r, "quantize": "int8"} for r in rows8]
     if args.json:
-        meta = {"device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        meta = {"device": str(device), "dtype": args.dtype, "quantize": args.quantize, "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "python": platform.python_version(), "logit_gap": gap}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0

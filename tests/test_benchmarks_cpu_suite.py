@@ -32,11 +32,13 @@ def test_smoke_suite_times_both_recipes_and_decodes(tmp_path, small_text_file):
     assert t["speedup"] > 0
     assert "--model.n_embd 128" in " ".join(t["reference"]["command"])  # the reference really is the old recipe...
     assert "--model.n_embd 128" not in " ".join(t["preset"]["command"])  # ...and the preset runs as shipped
-    assert [r["batch"] for r in d["rows"]] == [1, 8]
-    for r in d["rows"]:
+    assert [r["batch"] for r in d["rows"]] == [1, 8] == [r["batch"] for r in d["int8_rows"]]
+    for r in d["rows"] + d["int8_rows"]:
         assert r["lmforge_tok_s"] > 0
         if importlib.util.find_spec("transformers") is not None:
-            assert r["transformers_tok_s"] > 0 and r["tokens_agree"] == r["new_tokens"]
+            assert r["transformers_tok_s"] > 0
+    if importlib.util.find_spec("transformers") is not None:  # float32 is the same model; int8 may part at a near tie
+        assert all(r["tokens_agree"] == r["new_tokens"] for r in d["rows"])
 
 
 def test_unknown_part_is_one_line_error():

@@ -234,7 +234,13 @@ def add_sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--decode", default="auto", metavar="MODE",
                    help="auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's choice on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_quantize(p)
     return p
+
+
+def add_quantize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", default="none", choices=["none", "int8"],
+                   help="int8: int8 weights on a CPU, about 3x faster decoding at a small cost in loss")
 
 
 def cmd_sample(args: argparse.Namespace, extra: list[str]) -> int:
@@ -248,7 +254,7 @@ def cmd_sample(args: argparse.Namespace, extra: list[str]) -> int:
         raise LmforgeError("beam search knows its best beams only at the end; drop --stream")
     if args.top_logprobs < 0:
         raise LmforgeError(f"--top-logprobs must be 0 or more, not {args.top_logprobs}")
-    run = lmforge.load(args.run_dir, device=args.device)
+    run = lmforge.load(args.run_dir, device=args.device, quantize=args.quantize)
     s = run.config.sample
     prompt = s.prompt if args.prompt is None else args.prompt
     n = s.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
@@ -318,6 +324,7 @@ def add_eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", help="also write RUN_DIR/evals/eval-NAME.json for `lmforge report`")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="windows per forward pass")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_quantize(p)
     return p
 
 
@@ -325,7 +332,7 @@ def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
     import lmforge
     from lmforge.evaluation.evaluate import eval_save_path, evaluate_run
 
-    run = lmforge.load(args.run_dir, device=args.device)
+    run = lmforge.load(args.run_dir, device=args.device, quantize=args.quantize)
     result = evaluate_run(run, args.data, stride=args.stride, batch_size=args.batch_size)
     if result["unknown_chars"]:
         print(f"warning: {result['unknown_chars']:,} character(s) of {args.data} are not in the vocabulary and were "

@@ -13,6 +13,7 @@ from lmforge.device import resolve_device
 from lmforge.errors import LmforgeError
 from lmforge.generation.beam import beam_search
 from lmforge.generation.decode import Step, decode
+from lmforge.generation.quantize import quantize_model
 from lmforge.generation.text import Continuation
 from lmforge.models import LanguageModel, build_model
 from lmforge.tokenizers import Tokenizer, load_tokenizer
@@ -158,8 +159,9 @@ class Run:
         return [torch.Generator(device=self.device).manual_seed(seed + i) for i in range(n)]
 
 
-def load(path: str | Path, device: str = "auto") -> Run:
-    """Load a run directory written by `lmforge train`."""
+def load(path: str | Path, device: str = "auto", quantize: str = "none") -> Run:
+    """Load a run directory written by `lmforge train`; `quantize="int8"` decodes with int8 weights on a CPU
+    (generation/quantize.py)."""
     path = Path(path)
     check_run_dir(path)
     config = Config.from_file(path / CONFIG_FILE).validate()
@@ -171,4 +173,4 @@ def load(path: str | Path, device: str = "auto") -> Run:
     model = build_model(config.model)
     load_weights(model, path / MODEL_FILE)
     model.to(dev).eval()
-    return Run(path, config, tokenizer, model, dev)
+    return Run(path, config, tokenizer, quantize_model(model, quantize), dev)
