@@ -134,6 +134,11 @@ def val_text_of(text: str, val_fraction: float) -> str:
     return text[int(len(text) * (1.0 - val_fraction)) :]
 
 
+def seconds_text(seconds: float) -> str:
+    """One decimal, but two significant digits below a second: an n-gram counts its text in hundredths."""
+    return f"{seconds:.1f}" if seconds >= 1 or seconds == 0 else f"{seconds:.2g}"
+
+
 def training_seconds(run_dir: Path) -> tuple[float, list[tuple[float, float]]]:
     """Seconds from the run's start event to its end (data loaded, model built: the loop and its evals), and its eval curve."""
     records = read_metrics(run_dir / "metrics.jsonl")
@@ -172,7 +177,7 @@ def comparison_table(rows: list[Row]) -> str:
     lines = ["| run | family | model | parameters | training s | val loss (nats/token) | perplexity | bits/byte |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r.result.bits_per_byte):
-        lines.append(f"| {r.name} | {r.family} | {r.model} | {r.params:,} | {r.train_seconds:.1f} | "
+        lines.append(f"| {r.name} | {r.family} | {r.model} | {r.params:,} | {seconds_text(r.train_seconds)} | "
                      f"{r.result.loss:.4f} | {r.result.perplexity:.3f} | {r.result.bits_per_byte:.4f} |")
     return "\n".join(lines)
 
