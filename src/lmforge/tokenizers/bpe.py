@@ -7,11 +7,20 @@ until the vocabulary has `vocab_size` tokens. The pipeline, GPT-2's:
     text ─► pieces (PATTERN: words with their leading space, numbers, punctuation runs, whitespace)
          ─► each piece's UTF-8 bytes ─► merges, lowest rank first ─► ids
 
-Encoding runs the pieces through a cache: corpora repeat the same words, so
-each distinct piece is merged once (by Hugging Face's BPE model) and every
-later occurrence is a dictionary lookup. ASCII text is split by an equivalent
-pattern in the standard library's faster engine. Long texts are cut at safe
-points (`cuts.py`) and encoded on every core.
+Encoding runs through two caches, because corpora repeat the same words:
+
+- a word cache: the text is cut at every space (`str.split`, far faster than the
+  pattern), and each space-led word (" Hello,") is looked up whole. A word whose
+  first and last characters are not whitespace is tokenized alike wherever it
+  stands: no piece of the pattern reaches across the space before it or the
+  space after it. So its ids are worked out once, and every later occurrence is
+  one dictionary lookup. The few other stretches (around double spaces or a space
+  beside a newline) take the piece path below.
+- a piece cache: each distinct piece is merged once (by Hugging Face's BPE model).
+  ASCII text is split by an equivalent pattern in the standard library's faster
+  engine.
+
+Long texts are cut at safe points (`cuts.py`) and encoded on every core.
 
 The whole Hugging Face pipeline is stored inside lmforge's JSON, so a
 `tokenizer.json` stays one self-contained file.
@@ -21,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from itertools import chain, repeat
 from typing import Any
@@ -30,7 +39,14 @@ import numpy as np
 import regex
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
+from lmforge.tokenizers.base import (
+    SPECIAL_TEXT,
+    Tokenizer,
+    as_texts,
+    check_specials,
+    check_text,
+    id_dtype,
+)
 from lmforge.tokenizers.cuts import last_safe, next_safe, split_text
 from lmforge.tokenizers.parallel import can_fork_workers, cores, process_pool
 
@@ -45,6 +61,8 @@ MAX_CACHE = 1 << 19  # distinct pieces remembered (~60 MB); the cache is emptied
 PARALLEL_CHUNK = 1 << 20  # characters per part when a long text is encoded on several cores
 PROCESS_MIN = 1 << 22  # characters from which forking worker processes pays off
 _MISSING = -(1 << 62)  # what a cache lookup gives for a piece not seen before
+_IRREGULAR = -(1 << 61)  # the word cache's mark for a word that starts or ends with whitespace (or is empty)
+_SPACE = regex.compile(r"\s")
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +106,64 @@ def split_pieces(text: str) -> list[str]:
     return pieces
 
 
+_EMPTY_CODE = -(1 << 60)  # a code that expands to no ids (Sequences.expand)
+
+
+def _is_space(char: str) -> bool:
+    return char.isspace() or _SPACE.match(char) is not None  # either definition of whitespace: the safe side
+
+
+class Sequences:
+    """Multi-token id sequences, end to end in one array, that cache codes -(k+1) point to.
+
+    A cache code is a token id (≥ 0), -(k+1) for sequence k, or _EMPTY_CODE for nothing.
+    Expanding codes to ids is a few numpy gathers, not a Python loop over the text.
+    """
+
+    def __init__(self):
+        self.flat = np.empty(0, dtype=np.int64)  # the sequences, end to end
+        self.starts = np.empty(0, dtype=np.int64)  # where sequence k begins in flat
+        self.lengths = np.empty(0, dtype=np.int64)
+
+    def codes(self, sequences: list[list[int]]) -> list[int]:
+        """The code of each sequence: its id when it has one, else -(k+1) for a newly stored k."""
+        out, new = [], []
+        for ids in sequences:
+            if len(ids) == 1:
+                out.append(ids[0])
+            else:
+                new.append(ids)
+                out.append(-(len(self.lengths) + len(new)))
+        if new:
+            lengths = np.fromiter(map(len, new), dtype=np.int64, count=len(new))
+            self.starts = np.concatenate([self.starts, len(self.flat) + np.cumsum(lengths) - lengths])
+            self.lengths = np.concatenate([self.lengths, lengths])
+            self.flat = np.concatenate([self.flat, np.fromiter(chain.from_iterable(new), np.int64)])
+        return out
+
+    def token_counts(self, codes: np.ndarray) -> np.ndarray:
+        """How many ids each code stands for."""
+        n = np.ones(len(codes), dtype=np.int64)
+        n[codes == _EMPTY_CODE] = 0
+        is_multi = (codes < 0) & (codes != _EMPTY_CODE)
+        n[is_multi] = self.lengths[-codes[is_multi] - 1]
+        return n
+
+    def expand(self, codes: np.ndarray) -> np.ndarray:
+        """The ids the codes stand for, in order."""
+        is_multi = codes < 0
+        if not is_multi.any():
+            return codes
+        n = self.token_counts(codes)
+        out = np.repeat(codes, n)  # single ids are already right; an empty code repeats 0 times
+        is_multi &= codes != _EMPTY_CODE
+        k = -codes[is_multi] - 1  # which sequence each multi-token code is
+        m = self.lengths[k]
+        offset = np.arange(m.sum()) - np.repeat(np.cumsum(m) - m, m)  # position inside each sequence
+        out[np.repeat((np.cumsum(n) - n)[is_multi], m) + offset] = self.flat[np.repeat(self.starts[k], m) + offset]
+        return out
+
+
 class BpeTokenizer(Tokenizer):
     kind = "bpe"
 
@@ -114,10 +190,16 @@ class BpeTokenizer(Tokenizer):
         self._clear_cache()
 
     def _clear_cache(self) -> None:
+        self._clear_piece_cache()
+        self._clear_word_cache()
+
+    def _clear_piece_cache(self) -> None:  # the word cache keeps its own sequences, so it stays valid
         self._cache: dict[str, int] = {}  # piece → its id, or -(k+1) for the k-th multi-token sequence
-        self._flat = np.empty(0, dtype=np.int64)  # the multi-token sequences, end to end
-        self._starts = np.empty(0, dtype=np.int64)  # where sequence k begins in _flat
-        self._lengths = np.empty(0, dtype=np.int64)
+        self._multi = Sequences()
+
+    def _clear_word_cache(self) -> None:
+        self._words: dict[str, int] = {}  # word (after a space) → its id, -(k+1) for a sequence, or _IRREGULAR
+        self._word_multi = Sequences()
 
     # ------------------------------------------------------------------ training
 
@@ -149,51 +231,75 @@ class BpeTokenizer(Tokenizer):
         return len(self._bytes)
 
     def _ids_of(self, pieces: list[str]) -> np.ndarray:
-        """The ids of the pieces, in order (int64).
+        """The ids of the pieces, in order (int64)."""
+        codes = self._piece_codes(pieces)  # first: it may empty the cache and start a new self._multi
+        return self._multi.expand(codes)
 
-        The cache maps a piece to its id when it is one token (most are), or to
-        -(k+1) for the k-th multi-token sequence; pieces not seen before are
-        merged by Hugging Face's BPE model. Expanding the multi-token pieces is
-        a few numpy gathers, not a Python loop over the text.
-        """
-        cache = self._cache
-        codes = np.fromiter(map(cache.get, pieces, repeat(_MISSING)), dtype=np.int64, count=len(pieces))
+    def _piece_codes(self, pieces: list[str]) -> np.ndarray:
+        """Each piece's cache code: its id when it is one token (most are), or -(k+1) for the k-th multi-token
+        sequence. Pieces not seen before are merged by Hugging Face's BPE model."""
+        return self._cached_codes("_cache", pieces, self._learn_pieces, self._clear_piece_cache)
+
+    def _learn_pieces(self, pieces: list[str]) -> None:
+        tokenize = self.hf.model.tokenize  # the BPE model alone: merges one piece, no pipeline around it
+        merged = [[t.id for t in tokenize(piece.encode("utf-8").decode("latin-1").translate(_TO_UNICODE))]
+                  for piece in pieces]
+        self._cache.update(zip(pieces, self._multi.codes(merged)))
+
+    def _cached_codes(self, cache_name: str, keys: list[str], learn: Callable[[list[str]], None],
+                      clear: Callable[[], None]) -> np.ndarray:
+        """The codes of `keys` in the cache `self.<cache_name>`; `learn` caches the ones not seen before. A cache
+        that would grow past MAX_CACHE is emptied (by `clear`) first."""
+        cache = getattr(self, cache_name)
+        codes = np.fromiter(map(cache.get, keys, repeat(_MISSING)), dtype=np.int64, count=len(keys))
         unseen = np.flatnonzero(codes == _MISSING)
         if len(unseen):
-            missing = list({pieces[i] for i in unseen})
+            missing = list({keys[i] for i in unseen})
             if cache and len(cache) + len(missing) > MAX_CACHE:
-                self._clear_cache()
-                return self._ids_of(pieces)
-            new_multi = []
-            tokenize = self.hf.model.tokenize  # the BPE model alone: merges one piece, no pipeline around it
-            for piece in missing:
-                ids = [t.id for t in tokenize(piece.encode("utf-8").decode("latin-1").translate(_TO_UNICODE))]
-                if len(ids) == 1:
-                    cache[piece] = ids[0]
-                else:
-                    new_multi.append(ids)
-                    cache[piece] = -(len(self._lengths) + len(new_multi))
-            if new_multi:
-                lengths = np.fromiter(map(len, new_multi), dtype=np.int64, count=len(new_multi))
-                self._starts = np.concatenate([self._starts, len(self._flat) + np.cumsum(lengths) - lengths])
-                self._lengths = np.concatenate([self._lengths, lengths])
-                self._flat = np.concatenate([self._flat, np.fromiter(chain.from_iterable(new_multi), np.int64)])
-            codes[unseen] = np.fromiter(map(cache.__getitem__, (pieces[i] for i in unseen)), np.int64, len(unseen))
-        is_multi = codes < 0
-        if not is_multi.any():
-            return codes
-        flat, starts, lengths = self._flat, self._starts, self._lengths
-        k = -codes[is_multi] - 1  # which sequence each multi-token piece is
-        n = np.ones(len(codes), dtype=np.int64)
-        n[is_multi] = lengths[k]
-        out = np.repeat(codes, n)  # single-token pieces are already right
-        m = lengths[k]
-        offset = np.arange(m.sum()) - np.repeat(np.cumsum(m) - m, m)  # position inside each sequence
-        out[np.repeat((np.cumsum(n) - n)[is_multi], m) + offset] = flat[np.repeat(starts[k], m) + offset]
-        return out
+                clear()
+                return self._cached_codes(cache_name, keys, learn, clear)
+            learn(missing)
+            codes[unseen] = np.fromiter(map(cache.__getitem__, (keys[i] for i in unseen)), np.int64, len(unseen))
+        return codes
+
+    def _encode_text(self, text: str) -> np.ndarray:
+        """The ids of `text` (int64), word by word through the word cache (see the module's docstring)."""
+        words = text.split(" ")  # words[i] stands after a space, except words[0]
+        codes = self._cached_codes("_words", words, self._learn_words, self._clear_word_cache)
+        codes[0] = _IRREGULAR  # no space before it
+        odd = np.flatnonzero(codes == _IRREGULAR)
+        if not len(odd):
+            return self._word_multi.expand(codes)
+        # runs of consecutive odd words are encoded as one stretch of text, by pieces
+        run_starts = odd[np.r_[True, np.diff(odd) > 1]]
+        run_ends = odd[np.r_[np.diff(odd) > 1, True]] + 1
+        stretches = [self._ids_of(split_pieces((" " if a else "") + " ".join(words[a:b])))
+                     for a, b in zip(run_starts.tolist(), run_ends.tolist())]
+        codes[odd] = _EMPTY_CODE
+        out = self._word_multi.expand(codes)
+        lengths = self._word_multi.token_counts(codes)
+        where = (np.cumsum(lengths) - lengths)[run_starts]  # each stretch goes where its first word stood
+        return np.insert(out, np.repeat(where, [len(ids) for ids in stretches]), np.concatenate(stretches))
+
+    def _learn_words(self, words: list[str]) -> None:
+        """Work out and cache the codes of words not seen before, all of them in one pass of the piece path."""
+        regular = [w for w in words if w and not _is_space(w[0]) and not _is_space(w[-1])]
+        self._words.update(dict.fromkeys(words, _IRREGULAR))
+        if not regular:
+            return
+        # " w1 w2 w3 ...": no piece crosses from one regular word into the next, so one split serves them all
+        pieces = split_pieces("".join(" " + w for w in regular))
+        piece_codes = self._piece_codes(pieces)
+        ids = self._multi.expand(piece_codes)
+        piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
+        word_ends = np.cumsum(np.fromiter(map(len, regular), np.int64, len(regular)) + 1)
+        last_piece = np.searchsorted(piece_ends, word_ends)  # the piece that ends each word
+        token_ends = np.cumsum(self._multi.token_counts(piece_codes))[last_piece]
+        sequences = np.split(ids, token_ends[:-1])
+        self._words.update(zip(regular, self._word_multi.codes([seq.tolist() for seq in sequences])))
 
     def encode(self, text: str) -> list[int]:
-        return self._ids_of(split_pieces(check_text(text))).tolist()
+        return self._encode_text(check_text(text)).tolist()
 
     def encode_array(self, text: str) -> np.ndarray:
         """`encode` for whole corpora: a long text is cut at safe points (`cuts.py`) and its parts are
@@ -202,7 +308,7 @@ class BpeTokenizer(Tokenizer):
         n = cores()
         if n > 1 and len(text) >= PROCESS_MIN and can_fork_workers():
             return self._encode_in_processes(split_text(text, PARALLEL_CHUNK), n)
-        return self._ids_of(split_pieces(text)).astype(id_dtype(self.vocab_size))
+        return self._encode_text(text).astype(id_dtype(self.vocab_size))
 
     def _encode_in_processes(self, parts: list[str], n: int) -> np.ndarray:
         global _WORKER_TOKENIZER
@@ -238,4 +344,4 @@ _WORKER_TOKENIZER: BpeTokenizer | None = None
 
 def _encode_part(part: str) -> np.ndarray:
     tok = _WORKER_TOKENIZER
-    return tok._ids_of(split_pieces(part)).astype(id_dtype(tok.vocab_size))
+    return tok._encode_text(part).astype(id_dtype(tok.vocab_size))
