@@ -212,3 +212,18 @@ def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):
     assert results[8]["loss"] < results[32]["loss"]  # more context per token
     assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--stride", "33"]) == 2
     assert "--stride must be between 1 and the context size 32" in capsys.readouterr().err
+
+
+def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown_token(tmp_path, small_text_file):
+    """bits per byte is per byte of the text: an unknown word costs its own bytes, not those of `<|unk|>`."""
+    from lmforge.cli import main
+    from lmforge.evaluation.evaluate import evaluate_file
+
+    run = tmp_path / "word"
+    assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run), "--data.tokenizer",
+                 "word", "--train.max_steps", "2", "--train.eval_interval", "2", "--sample.max_new_tokens", "0"]) == 0
+    text = "First Zyzzyvas hear Quokkas of Xanadu, rather"  # known words and words the tokenizer never saw
+    (tmp_path / "eval.txt").write_text(text, encoding="utf-8")
+    result = evaluate_file(run, tmp_path / "eval.txt")
+    assert result["unknown_chars"] > 0
+    assert result["bytes"] == len(text.encode("utf-8")) - len("First")  # every byte but the first token's

@@ -20,6 +20,7 @@ from lmforge.config import Config
 from lmforge.corpus import load_corpus
 from lmforge.data.shards import PreparedData, ShardedTokens, is_prepared_dir
 from lmforge.data.windows import check_long_enough
+from lmforge.evaluation.perplexity import text_scored_bytes
 from lmforge.tokenizers import Tokenizer, train_tokenizer
 from lmforge.tokenizers.cuts import safe_cut
 
@@ -50,9 +51,8 @@ def load_training_data(cfg: Config, text: str | None = None, tokenizer: Tokenize
         if tokenizer is None:
             tokenizer = train_tokenizer(d.tokenizer, text if d.tokenizer == "char" else train_text, d.vocab_size)
         val_ids = tokenizer.encode_array(val_text)
-        first = tokenizer.token_bytes(int(val_ids[0])) if len(val_ids) else b""
         data = TrainingData(tokenizer, tokenizer.encode_array(train_text), val_ids,
-                            len(val_text.encode("utf-8")) - len(first))
+                            text_scored_bytes(tokenizer, val_text, val_ids))
     check_long_enough(data.val_ids, cfg.model.block_size, "val split")
     check_long_enough(data.train_ids, cfg.model.block_size, "train split")
     return data
