@@ -2,7 +2,8 @@
 
 Both tokenizers are built offline from GPT-2's encoder.json + vocab.bpe; every
 row must produce tiktoken's ids exactly (checked). Rows alternate and each
-keeps its best of --repeats, because the machine is shared and noisy. "CPU s
+keeps its best of --repeats, because the machine is shared and noisy; every row but
+the cold one is timed right after an untimed call of itself. "CPU s
 per MB" adds up every thread and worker process: on a machine whose cores are
 busy with other work, parallel rows cannot beat their CPU cost.
 
@@ -69,7 +70,12 @@ def main() -> None:
         return measure(lambda: tok.encode_array(text))
 
     def timed(fn):
-        return lambda: measure(fn)
+        """Time `fn` right after an untimed call of it: a warm row, whatever ran before (a forked row leaves
+        this process's pages to be re-touched; that is the cost of the row before, not of this one)."""
+        def run():
+            fn()
+            return measure(fn)
+        return run
 
     flat = lambda lists: np.fromiter((i for ids in lists for i in ids), dtype=np.int64)  # noqa: E731
     rows = {

@@ -47,6 +47,24 @@ def test_word_cache_gives_the_ids_of_the_piece_path(bpe, text):
     assert bpe.encode(text) == bpe.encode(text)  # again, from a warm word cache
 
 
+@pytest.mark.parametrize("slot_bits", [1, 19])
+def test_word_table_is_exact_even_when_every_word_shares_a_slot(monkeypatch, slot_bits):
+    """Words of every length around the table's 8- and 16-byte keys, some alike in their first and last 8 bytes."""
+    from lmforge.tokenizers import word_table
+
+    monkeypatch.setattr(word_table, "SLOT_BITS", slot_bits)
+    bpe = BpeTokenizer.train(TRAIN_TEXT, vocab_size=400)  # its table has 2 slots when slot_bits is 1
+    words = ["a" * n for n in range(1, 20)] + ["ab" * n for n in range(1, 10)] + ["fox" + "x" * n + "fox" for n in range(12)]
+    words += ["The", "the", "fox.", "fox,", "say:\nIt", "Ünï", "naïve", "x\ty", "42"]
+    words += [f"quickfox{middle}quickfox" for middle in ("a", "b", "ab", "ba", "aaa")]  # alike but in the middle
+    for text in (" ".join(words * 3), "x " + " ".join(words[-5:] * 2)):
+        bpe._clear_cache()
+        expected = bpe._ids_of(bpe_module.split_pieces(text)).tolist()
+        assert bpe.encode(text) == expected  # cold: every word through the dict, then into the table
+        assert bpe.encode(text) == expected  # warm: what the table holds
+        assert (bpe._table.length >= 0).sum() <= 2 ** slot_bits
+
+
 def test_ids_equal_hugging_face_on_the_whole_text(bpe):
     """The piece cache gives the ids that Hugging Face's own pipeline gives, on ordinary and tricky text."""
     text = TRAIN_TEXT + " Zebra-crossings  and\t\ttabs \n\n\n  trailing   " + "".join(TRICKY)

@@ -49,6 +49,7 @@ from lmforge.tokenizers.base import (
 )
 from lmforge.tokenizers.cuts import last_safe, next_safe, split_text
 from lmforge.tokenizers.parallel import can_fork_workers, cores, process_pool
+from lmforge.tokenizers.word_table import Words, WordTable
 
 # GPT-2's pre-tokenizer, also Hugging Face's ByteLevel(use_regex=True) and tiktoken's "gpt2" pattern
 PATTERN = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
@@ -200,6 +201,7 @@ class BpeTokenizer(Tokenizer):
     def _clear_word_cache(self) -> None:
         self._words: dict[str, int] = {}  # word (after a space) → its id, -(k+1) for a sequence, or _IRREGULAR
         self._word_multi = Sequences()
+        self._table = WordTable()  # the same codes for short words, looked up in numpy (word_table.py)
 
     # ------------------------------------------------------------------ training
 
@@ -263,17 +265,30 @@ class BpeTokenizer(Tokenizer):
         return codes
 
     def _encode_text(self, text: str) -> np.ndarray:
-        """The ids of `text` (int64), word by word through the word cache (see the module's docstring)."""
-        words = text.split(" ")  # words[i] stands after a space, except words[0]
-        codes = self._cached_codes("_words", words, self._learn_words, self._clear_word_cache)
+        """The ids of `text` (int64), word by word through the word caches (see the module's docstring)."""
+        raw = text.encode("utf-8")
+        words = Words.of(raw)  # words[i] stands after a space, except words[0]
+        codes = self._table.lookup(words, _MISSING)  # most words, in a few numpy gathers
         codes[0] = _IRREGULAR  # no space before it
+        rest = np.flatnonzero(codes == _MISSING)
+        if len(rest):  # the others through the dict, which learns the new ones
+            multi = self._word_multi
+            if len(rest) > len(codes) // 8:  # a cold cache: splitting the whole text is cheaper than many slices
+                every = text.split(" ")  # the same words: a space is one byte in UTF-8, and never inside a character
+                texts = [every[i] for i in rest.tolist()]
+            else:
+                texts = [raw[a:b].decode("utf-8") for a, b in zip(words.starts[rest].tolist(), words.ends[rest].tolist())]
+            codes[rest] = self._cached_codes("_words", texts, self._learn_words, self._clear_word_cache)
+            if self._word_multi is not multi:  # the caches were emptied to make room: earlier codes are stale
+                return self._encode_text(text)
+            self._table.insert(words, rest, codes[rest])
         odd = np.flatnonzero(codes == _IRREGULAR)
         if not len(odd):
             return self._word_multi.expand(codes)
         # runs of consecutive odd words are encoded as one stretch of text, by pieces
         run_starts = odd[np.r_[True, np.diff(odd) > 1]]
         run_ends = odd[np.r_[np.diff(odd) > 1, True]] + 1
-        stretches = [self._ids_of(split_pieces((" " if a else "") + " ".join(words[a:b])))
+        stretches = [self._ids_of(split_pieces((" " if a else "") + raw[words.starts[a]:words.ends[b - 1]].decode()))
                      for a, b in zip(run_starts.tolist(), run_ends.tolist())]
         codes[odd] = _EMPTY_CODE
         out = self._word_multi.expand(codes)
