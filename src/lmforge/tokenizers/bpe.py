@@ -63,7 +63,6 @@ PARALLEL_CHUNK = 1 << 20  # characters per part when a long text is encoded on s
 PROCESS_MIN = 1 << 22  # characters from which forking worker processes pays off
 _MISSING = -(1 << 62)  # what a cache lookup gives for a piece not seen before
 _IRREGULAR = -(1 << 61)  # the word cache's mark for a word that starts or ends with whitespace (or is empty)
-_SPACE = regex.compile(r"\s")
 
 
 @lru_cache(maxsize=1)
@@ -110,10 +109,6 @@ def split_pieces(text: str) -> list[str]:
 _EMPTY_CODE = -(1 << 60)  # a code that expands to no ids (Sequences.expand)
 
 
-def _is_space(char: str) -> bool:
-    return char.isspace() or _SPACE.match(char) is not None  # either definition of whitespace: the safe side
-
-
 class Sequences:
     """Multi-token id sequences, end to end in one array, that cache codes -(k+1) point to.
 
@@ -126,21 +121,22 @@ class Sequences:
         self.starts = np.empty(0, dtype=np.int64)  # where sequence k begins in flat
         self.lengths = np.empty(0, dtype=np.int64)
 
-    def codes(self, sequences: list[list[int]]) -> list[int]:
+    def codes(self, sequences: list[list[int]]) -> np.ndarray:
         """The code of each sequence: its id when it has one, else -(k+1) for a newly stored k."""
-        out, new = [], []
-        for ids in sequences:
-            if len(ids) == 1:
-                out.append(ids[0])
-            else:
-                new.append(ids)
-                out.append(-(len(self.lengths) + len(new)))
-        if new:
-            lengths = np.fromiter(map(len, new), dtype=np.int64, count=len(new))
-            self.starts = np.concatenate([self.starts, len(self.flat) + np.cumsum(lengths) - lengths])
-            self.lengths = np.concatenate([self.lengths, lengths])
-            self.flat = np.concatenate([self.flat, np.fromiter(chain.from_iterable(new), np.int64)])
-        return out
+        counts = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        return self.add(np.fromiter(chain.from_iterable(sequences), dtype=np.int64, count=int(counts.sum())), counts)
+
+    def add(self, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """`codes` for sequences given end to end: `ids`, of which the first counts[0] are sequence 0, and so on."""
+        first = np.cumsum(counts) - counts
+        codes = ids[first]  # every sequence has at least one id
+        multi = counts > 1
+        lengths = counts[multi]
+        codes[multi] = -(len(self.lengths) + np.arange(1, len(lengths) + 1))
+        self.starts = np.concatenate([self.starts, len(self.flat) + np.cumsum(lengths) - lengths])
+        self.lengths = np.concatenate([self.lengths, lengths])
+        self.flat = np.concatenate([self.flat, ids[np.repeat(multi, counts)]])
+        return codes
 
     def token_counts(self, codes: np.ndarray) -> np.ndarray:
         """How many ids each code stands for."""
@@ -246,7 +242,7 @@ class BpeTokenizer(Tokenizer):
         tokenize = self.hf.model.tokenize  # the BPE model alone: merges one piece, no pipeline around it
         merged = [[t.id for t in tokenize(piece.encode("utf-8").decode("latin-1").translate(_TO_UNICODE))]
                   for piece in pieces]
-        self._cache.update(zip(pieces, self._multi.codes(merged)))
+        self._cache.update(zip(pieces, self._multi.codes(merged).tolist()))
 
     def _cached_codes(self, cache_name: str, keys: list[str], learn: Callable[[list[str]], None],
                       clear: Callable[[], None]) -> np.ndarray:
@@ -298,7 +294,8 @@ class BpeTokenizer(Tokenizer):
 
     def _learn_words(self, words: list[str]) -> None:
         """Work out and cache the codes of words not seen before, all of them in one pass of the piece path."""
-        regular = [w for w in words if w and not _is_space(w[0]) and not _is_space(w[-1])]
+        # str.isspace covers the pattern's \s (and \x1c-\x1f besides): the safe side
+        regular = [w for w in words if w and not w[0].isspace() and not w[-1].isspace()]
         self._words.update(dict.fromkeys(words, _IRREGULAR))
         if not regular:
             return
@@ -310,8 +307,8 @@ class BpeTokenizer(Tokenizer):
         word_ends = np.cumsum(np.fromiter(map(len, regular), np.int64, len(regular)) + 1)
         last_piece = np.searchsorted(piece_ends, word_ends)  # the piece that ends each word
         token_ends = np.cumsum(self._multi.token_counts(piece_codes))[last_piece]
-        sequences = np.split(ids, token_ends[:-1])
-        self._words.update(zip(regular, self._word_multi.codes([seq.tolist() for seq in sequences])))
+        codes = self._word_multi.add(ids, np.diff(token_ends, prepend=0))
+        self._words.update(zip(regular, codes.tolist()))
 
     def encode(self, text: str) -> list[int]:
         return self._encode_text(check_text(text)).tolist()
