@@ -12,7 +12,8 @@ busy with other work, parallel rows cannot beat their CPU cost.
 Rows:
 - tiktoken encode_ordinary: one call, one thread (how most people call it);
 - tiktoken encode_ordinary_batch: the text in ~1 MB parts on all cores;
-- lmforge encode_array, cold: a freshly loaded tokenizer (its piece cache empty), all cores;
+- lmforge encode_array, cold: a freshly loaded tokenizer (its caches empty), all cores;
+- lmforge encode, cold: the same on one thread;
 - lmforge encode_array, warm: the same tokenizer again (every piece cached);
 - lmforge encode, 1 thread: one call on the whole text as a list;
 - Hugging Face alone: encode_batch_fast on the same ~1 MB parts, all cores (no piece cache).
@@ -65,9 +66,11 @@ def main() -> None:
         ids = fn()
         return ids, time.perf_counter() - wall, cpu_seconds() - cpu
 
-    def cold():
-        tok = load_gpt2(args.gpt2)  # loading is not timed: only the encode below
-        return measure(lambda: tok.encode_array(text))
+    def cold(method: str):
+        def run():
+            tok = load_gpt2(args.gpt2)  # loading is not timed: only the encode below
+            return measure(lambda: getattr(tok, method)(text))
+        return run
 
     def timed(fn):
         """Time `fn` right after an untimed call of it: a warm row, whatever ran before (a forked row leaves
@@ -82,7 +85,8 @@ def main() -> None:
         "tiktoken encode_ordinary": (1, timed(lambda: reference.encode_ordinary(text))),
         "tiktoken encode_ordinary_batch": (cores, timed(lambda: flat(reference.encode_ordinary_batch(
             parts, num_threads=cores)))),
-        "lmforge encode_array, cold cache": (cores, cold),
+        "lmforge encode_array, cold cache": (cores, cold("encode_array")),
+        "lmforge encode (list), cold cache": (1, cold("encode")),
         "lmforge encode_array, warm cache": (cores, timed(lambda: warm.encode_array(text))),
         "lmforge encode (list), warm cache": (1, timed(lambda: warm.encode(text))),
         "Hugging Face encode_batch_fast": (cores, timed(lambda: flat(e.ids for e in warm.hf.encode_batch_fast(

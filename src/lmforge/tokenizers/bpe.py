@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,11 @@ def split_pieces(text: str) -> list[str]:
 
 
 _EMPTY_CODE = -(1 << 60)  # a code that expands to no ids (Sequences.expand)
+
+
+def _pick(items: list[str], rows: np.ndarray) -> Sequence[str]:
+    """items[i] for each i in rows, gathered in C (itemgetter) rather than by a Python loop."""
+    return [items[i] for i in rows.tolist()] if len(rows) < 2 else itemgetter(*rows.tolist())(items)
 
 
 class Sequences:
@@ -252,16 +258,19 @@ class BpeTokenizer(Tokenizer):
         codes = np.fromiter(map(cache.get, keys, repeat(_MISSING)), dtype=np.int64, count=len(keys))
         unseen = np.flatnonzero(codes == _MISSING)
         if len(unseen):
-            missing = list({keys[i] for i in unseen})
+            unseen_keys = _pick(keys, unseen)
+            missing = list(set(unseen_keys))
             if cache and len(cache) + len(missing) > MAX_CACHE:
                 clear()
                 return self._cached_codes(cache_name, keys, learn, clear)
             learn(missing)
-            codes[unseen] = np.fromiter(map(cache.__getitem__, (keys[i] for i in unseen)), np.int64, len(unseen))
+            codes[unseen] = np.fromiter(map(cache.__getitem__, unseen_keys), np.int64, len(unseen))
         return codes
 
     def _encode_text(self, text: str) -> np.ndarray:
         """The ids of `text` (int64), word by word through the word caches (see the module's docstring)."""
+        if len(text) > PARALLEL_CHUNK:  # in parts: the first fill the caches, so most words of the rest hit them
+            return np.concatenate([self._encode_text(part) for part in split_text(text, PARALLEL_CHUNK)])
         raw = text.encode("utf-8")
         words = Words.of(raw)  # words[i] stands after a space, except words[0]
         codes = self._table.lookup(words, _MISSING)  # most words, in a few numpy gathers
@@ -271,7 +280,7 @@ class BpeTokenizer(Tokenizer):
             multi = self._word_multi
             if len(rest) > len(codes) // 8:  # a cold cache: splitting the whole text is cheaper than many slices
                 every = text.split(" ")  # the same words: a space is one byte in UTF-8, and never inside a character
-                texts = [every[i] for i in rest.tolist()]
+                texts = _pick(every, rest)
             else:
                 texts = [raw[a:b].decode("utf-8") for a, b in zip(words.starts[rest].tolist(), words.ends[rest].tolist())]
             codes[rest] = self._cached_codes("_words", texts, self._learn_words, self._clear_word_cache)
