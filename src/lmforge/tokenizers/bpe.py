@@ -282,7 +282,8 @@ class BpeTokenizer(Tokenizer):
                 every = text.split(" ")  # the same words: a space is one byte in UTF-8, and never inside a character
                 texts = _pick(every, rest)
             else:
-                texts = [raw[a:b].decode("utf-8") for a, b in zip(words.starts[rest].tolist(), words.ends[rest].tolist())]
+                spans = zip(words.starts[rest].tolist(), words.ends[rest].tolist())
+                texts = [raw[a:b].decode("utf-8") for a, b in spans]
             codes[rest] = self._cached_codes("_words", texts, self._learn_words, self._clear_word_cache)
             if self._word_multi is not multi:  # the caches were emptied to make room: earlier codes are stale
                 return self._encode_text(text)
@@ -324,7 +325,7 @@ class BpeTokenizer(Tokenizer):
 
     def encode_array(self, text: str) -> np.ndarray:
         """`encode` for whole corpora: a long text is cut at safe points (`cuts.py`) and its parts are
-        encoded by forked worker processes, one per core, that inherit the piece cache."""
+        encoded by forked worker processes, one per core, that inherit the caches."""
         check_text(text)
         n = cores()
         if n > 1 and len(text) >= PROCESS_MIN and can_fork_workers():
@@ -333,7 +334,7 @@ class BpeTokenizer(Tokenizer):
 
     def _encode_in_processes(self, parts: list[str], n: int) -> np.ndarray:
         global _WORKER_TOKENIZER
-        _WORKER_TOKENIZER = self  # forked workers inherit it, piece cache included
+        _WORKER_TOKENIZER = self  # forked workers inherit it, caches included
         try:
             with process_pool(min(n, len(parts))) as pool:
                 return np.concatenate(pool.map(_encode_part, parts, chunksize=1))
