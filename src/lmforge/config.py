@@ -56,6 +56,7 @@ class DataConfig:
     tokenizer: str = "char"  # char | word | bpe (a prepared directory brings its own)
     val_fraction: float = 0.1  # the last fraction of the text is the val split
     vocab_size: int = 0  # word and bpe vocabulary size; 0: 8192 (char: always every character of the text)
+    batches: str = "windows"  # windows (random contiguous windows) | documents (whole documents, padded; prepared data)
 
 
 @dataclass
@@ -179,6 +180,7 @@ RNN_CELLS = ("elman", "lstm", "gru")
 NGRAM_SMOOTHINGS = ("modified_kn", "kn")
 MAX_NGRAM_ORDER = 16
 TOKENIZERS = ("char", "word", "bpe")
+BATCHES = ("windows", "documents")
 
 
 @dataclass
@@ -241,6 +243,9 @@ class Config:
         cell_hint = " (a recurrent cell is chosen with --model.family rnn --model.rnn_cell NAME)" if m.family in RNN_CELLS else ""
         _check(m.family in FAMILIES, f"--model.family must be one of {', '.join(FAMILIES)}, not '{m.family}'{cell_hint}")
         _check(d.tokenizer in TOKENIZERS, f"--data.tokenizer must be one of {', '.join(TOKENIZERS)}, not '{d.tokenizer}'")
+        _check(d.batches in BATCHES, f"--data.batches must be one of {', '.join(BATCHES)}, not '{d.batches}'")
+        _check(d.batches == "windows" or m.family == "transformer",
+               f"--data.batches documents trains a transformer; a {m.family} model reads windows, so leave it out")
         for name in ("n_layer", "n_head", "n_embd", "block_size"):
             _check(getattr(m, name) >= 1, f"--model.{name} must be at least 1, not {getattr(m, name)}")
         if m.family == "transformer":  # heads split the width; other families have no heads

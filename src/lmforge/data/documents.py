@@ -84,3 +84,34 @@ def document_batches(ids: np.ndarray, eos_id: int, batch_size: int, max_len: int
     order = np.arange(len(rows)) if seed is None else np.random.default_rng(seed).permutation(len(rows))
     for start in range(0, len(rows), batch_size):
         yield pad_batch([rows[i] for i in order[start : start + batch_size]], pad_id)
+
+
+class DocumentFeed:
+    """The trainer's feed for `--data.batches documents`: each step, `batch_size` rows drawn at random from the
+    split's documents (a long one cut into rows of at most `block_size` + 1 tokens), right-padded.
+
+    Drawn with the trainer's generator, like random windows, so that generator is the whole data position and
+    a resumed run draws what an uninterrupted one would. With right padding a causal model needs no attention
+    mask: no real position comes after a padded one, and padded targets are IGNORE_INDEX.
+    """
+
+    def __init__(self, ids: np.ndarray, eos_id: int, batch_size: int, block_size: int, generator: torch.Generator):
+        self.rows = [p for doc in split_documents(ids, eos_id) for p in pieces_of(doc, block_size) if len(p) >= 2]
+        if not self.rows:
+            raise LmforgeError("--data.batches documents found no document of 2 tokens or more in the train split; "
+                               "use --data.batches windows")
+        self.batch_size, self.generator = batch_size, generator
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = torch.randint(len(self.rows), (self.batch_size,), generator=self.generator).tolist()
+        batch = pad_batch([self.rows[i] for i in picks])
+        return batch.inputs, batch.targets
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        return model(x)
+
+    def state_dict(self) -> dict:
+        return {}  # the generator, which the trainer saves, is the whole position
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -29,6 +29,8 @@ import torch
 from tqdm import tqdm
 
 from lmforge.config import Config
+from lmforge.data.documents import DocumentFeed
+from lmforge.data.shards import is_prepared_dir
 from lmforge.data.training import load_training_data
 from lmforge.data.windows import random_batch
 from lmforge.device import autocast, resolve_dtype
@@ -129,8 +131,9 @@ class Trainer:
         self.optimizers = [] if self.model.fitted_by_counts else build_optimizers(self.model, t, self.device)
         self.scaler = grad_scaler(self.device, self.dtype)
         self.batch_gen = torch.Generator().manual_seed(t.seed)
-        # random windows by default; an RNN reads consecutive windows and carries its hidden state across them
-        self.feed = self.model.training_feed(self.train_ids, t.batch_size, cfg.model.block_size, self.batch_gen)
+        # random windows by default; an RNN reads consecutive windows and carries its hidden state across them;
+        # --data.batches documents: whole documents, padded
+        self.feed = self._training_feed()
         self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.step = 0
         self.best_val_loss, self.best_step = math.inf, -1
@@ -146,6 +149,16 @@ class Trainer:
             if self.step >= t.max_steps:
                 raise LmforgeError(f"'{self.out_dir}' is already trained to step {self.step} (--train.max_steps "
                                    f"{t.max_steps}); raise --train.max_steps to train it further")
+
+    def _training_feed(self):
+        cfg, t = self.cfg, self.cfg.train
+        if cfg.data.batches == "documents":
+            eos = self.tokenizer.eos_id
+            if not is_prepared_dir(cfg.data.path) or eos is None:
+                raise LmforgeError("--data.batches documents needs a directory from `lmforge prepare` (it marks where "
+                                   "each document ends); prepare your text first, or use --data.batches windows")
+            return DocumentFeed(self.train_ids, eos, t.batch_size, cfg.model.block_size, self.batch_gen)
+        return self.model.training_feed(self.train_ids, t.batch_size, cfg.model.block_size, self.batch_gen)
 
     # ------------------------------------------------------------------ steps
 
