@@ -80,6 +80,42 @@ def test_train_on_whole_documents_padded(capsys, folder, bpe_file, tmp_path, sma
     assert_one_line_error(code, err, "--data.batches documents", "lmforge prepare")
 
 
+def test_document_batches_resume_exactly(capsys, folder, bpe_file, tmp_path):
+    """The feed draws with the run's generator, which checkpoints hold: a crashed run resumes bitwise."""
+    import torch
+
+    from lmforge.config import Config
+    from lmforge.training import Trainer
+
+    prep = tmp_path / "prep"
+    assert run_cli(capsys, "prepare", "--data", folder, "--tokenizer", bpe_file, "--out", prep, "--no-progress")[0] == 0
+
+    def cfg():
+        c = Config.from_preset("tiny")
+        c.data.path, c.data.batches, c.model.block_size = str(prep), "documents", 32
+        c.sample.max_new_tokens, c.train.tensorboard = 0, False
+        c.train.max_steps, c.train.eval_interval, c.train.checkpoint_interval = 6, 3, 3
+        return c.validate()
+
+    Trainer(cfg(), tmp_path / "ref").fit()
+    crashed = Trainer(cfg(), tmp_path / "run")
+    real_step = crashed.train_step
+
+    def step_then_crash():
+        if crashed.step == 4:
+            raise KeyboardInterrupt  # fit stops there and keeps the checkpoint of step 3
+        return real_step()
+
+    crashed.train_step = step_then_crash
+    crashed.fit()
+    resumed = Trainer(cfg(), tmp_path / "run", resume=True)
+    assert resumed.step in (3, 4)
+    resumed.fit()
+    final = "checkpoints/step-00000006.pt"  # the last step's whole state, not the best model (which may be older)
+    ref, got = (torch.load(tmp_path / run / final, weights_only=True)["model"] for run in ("ref", "run"))
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+
+
 def test_document_feed_rows_stay_inside_one_document():
     import numpy as np
     import torch
