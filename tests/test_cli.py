@@ -145,3 +145,15 @@ def test_help_has_examples(capsys):
             main([command, "--help"])
         assert exc.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+def test_presets_lists_each_with_what_it_is_for(capsys):
+    from lmforge.config import preset_names
+
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == preset_names()
+    described = dict(line.split(None, 1) for line in lines)
+    assert described["tiny"].startswith("A model small enough to train in seconds")
+    assert "laptop-class CPU" in described["shakespeare-char-cpu"] and "#" not in out

@@ -730,9 +730,12 @@ def add_presets(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_presets(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.config import preset_names
+    from lmforge.config import preset_names, preset_summary
 
-    print("\n".join(preset_names()))
+    names = preset_names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {preset_summary(name)}")
     return 0
 
 

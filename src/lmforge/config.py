@@ -384,6 +384,19 @@ def preset_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def preset_summary(name: str) -> str:
+    """The first sentence of a preset file's opening comment: what the preset is for."""
+    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#") or not line.strip("# "):
+            break
+        lines.append(line.lstrip("# ").strip())
+    summary = " ".join(lines)
+    end = summary.find(". ")
+    return (summary[:end] if end >= 0 else summary).rstrip(".")
+
+
 def load_preset(name: str) -> dict[str, Any]:
     names = preset_names()
     if name not in names:
