@@ -106,6 +106,24 @@ def _fully_shard():
 
 
 @contextlib.contextmanager
+def gathered(model: nn.Module) -> Iterator[None]:
+    """Under FSDP, the root's own weights (embeddings, final norm, head) gathered for calls other than forward.
+
+    FSDP gathers a sharded module's weights in hooks around its forward. Generation calls the model's `decode`
+    instead, which reaches the blocks through their forward (their hooks still gather them) but uses the
+    root's embedding, norm and head directly: those must be gathered by hand, on every rank.
+    """
+    sharded = hasattr(model, "unshard") and hasattr(model, "reshard")  # an FSDP2 module
+    if sharded:
+        model.unshard()
+    try:
+        yield
+    finally:
+        if sharded:
+            model.reshard()
+
+
+@contextlib.contextmanager
 def grad_sync(wrapped: nn.Module, sync: bool) -> Iterator[None]:
     """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
     if hasattr(wrapped, "no_sync") and not sync:  # DDP

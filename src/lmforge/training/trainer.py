@@ -254,11 +254,13 @@ class Trainer:
         prompt = self.tokenizer.encode(s.prompt) or [0]
         ids = torch.tensor([prompt], device=self.device)
         n = s.max_new_tokens if max_new_tokens is None else max_new_tokens
-        out = [
-            int(t)
-            for t in generate_ids(model or self.model, ids, n, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                  greedy=s.temperature == 0, generator=self.sample_gen)
-        ]
+        model = model or self.model
+        with distributed.gathered(model):  # FSDP: the root's weights, which decoding uses outside forward
+            out = [
+                int(t)
+                for t in generate_ids(model, ids, n, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                      greedy=s.temperature == 0, generator=self.sample_gen)
+            ]
         return self.tokenizer.decode(prompt + out)
 
     # ------------------------------------------------------------------ loop
