@@ -189,6 +189,4 @@ class PreparedData:
 
     def scored_bytes(self, name: str) -> int:
         """UTF-8 bytes of a split's documents spelled by all tokens but the first (as in bits per byte)."""
-        ids = self.split(name)
-        first = self.tokenizer.token_bytes(int(ids[:1][0])) if len(ids) else b""
-        return max(self.index["splits"][name]["bytes"] - len(first), 0)
+        return self.tokenizer.scored_bytes(self.split(name), self.index["splits"][name]["bytes"])

@@ -20,7 +20,6 @@ from lmforge.config import Config
 from lmforge.corpus import load_corpus
 from lmforge.data.shards import PreparedData, ShardedTokens, is_prepared_dir
 from lmforge.data.windows import check_long_enough
-from lmforge.evaluation.perplexity import text_scored_bytes
 from lmforge.tokenizers import Tokenizer, train_tokenizer
 from lmforge.tokenizers.cuts import safe_cut
 
@@ -52,7 +51,7 @@ def load_training_data(cfg: Config, text: str | None = None, tokenizer: Tokenize
             tokenizer = train_tokenizer(d.tokenizer, text if d.tokenizer == "char" else train_text, d.vocab_size)
         val_ids = tokenizer.encode_array(val_text)
         data = TrainingData(tokenizer, tokenizer.encode_array(train_text), val_ids,
-                            text_scored_bytes(tokenizer, val_text, val_ids))
+                            tokenizer.scored_bytes(val_ids, len(val_text.encode("utf-8"))))
     check_long_enough(data.val_ids, cfg.model.block_size, "val split")
     check_long_enough(data.train_ids, cfg.model.block_size, "train split")
     return data

@@ -19,7 +19,7 @@ def evaluate_run(run: Run, data: str | Path, stride: int | None = None, batch_si
     from lmforge.corpus import read_text
     from lmforge.device import autocast, resolve_dtype
     from lmforge.errors import LmforgeError
-    from lmforge.evaluation.perplexity import evaluate_ids, text_scored_bytes
+    from lmforge.evaluation.perplexity import evaluate_ids
 
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
@@ -29,7 +29,7 @@ def evaluate_run(run: Run, data: str | Path, stride: int | None = None, batch_si
     amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
     block = run.config.model.block_size
     result = evaluate_ids(run.model, run.tokenizer, ids, block, batch_size, run.device, amp,
-                          n_bytes=text_scored_bytes(run.tokenizer, text, ids), stride=stride)
+                          n_bytes=run.tokenizer.scored_bytes(ids, len(text.encode("utf-8"))), stride=stride)
     return {"run": str(run.path), "data": str(data), "tokenizer": run.tokenizer.kind, **result.to_dict(),
             "unknown_chars": unknown}
 

@@ -164,14 +164,6 @@ def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
     return max(whole - first, 0)
 
 
-def text_scored_bytes(tokenizer: Tokenizer, text: str, ids: np.ndarray) -> int:
-    """UTF-8 bytes of `text` that its scored tokens (all but the first) stand for: the text's bytes less the
-    first token's. Counted from the text itself where it is at hand, not by decoding `ids`: a word tokenizer
-    decodes an unknown word as its unknown token, whose bytes are not the word's."""
-    first = tokenizer.token_bytes(int(ids[0])) if len(ids) else b""
-    return max(len(text.encode("utf-8")) - len(first), 0)
-
-
 def evaluate_ids(
     model: LanguageModel,
     tokenizer: Tokenizer,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from lmforge.errors import LmforgeError
+from lmforge.generation.decode import model_device
 from lmforge.models.base import LanguageModel
 
 QUANTIZE = ("none", "int8")
@@ -38,7 +39,7 @@ def quantize_model(model: LanguageModel, scheme: str = "int8") -> LanguageModel:
         raise LmforgeError(f"--quantize must be one of {', '.join(QUANTIZE)}, not '{scheme}'")
     if scheme == "none" or not any(isinstance(m, nn.Linear) for m in model.modules()):
         return model
-    device = next(model.parameters()).device
+    device = model_device(model)
     if device.type != "cpu":
         raise LmforgeError(f"--quantize int8 runs on a CPU, and this model is on {device.type}; add --device cpu, "
                            "or on a GPU decode in bfloat16 instead")
