@@ -40,14 +40,7 @@ import numpy as np
 import regex
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import (
-    SPECIAL_TEXT,
-    Tokenizer,
-    as_texts,
-    check_specials,
-    check_text,
-    id_dtype,
-)
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
 from lmforge.tokenizers.cuts import last_safe, next_safe, split_text
 from lmforge.tokenizers.parallel import can_fork_workers, cores, process_pool
 from lmforge.tokenizers.word_table import Words, WordTable
@@ -64,6 +57,7 @@ PARALLEL_CHUNK = 1 << 20  # characters per part when a long text is encoded on s
 PROCESS_MIN = 1 << 22  # characters from which forking worker processes pays off
 _MISSING = -(1 << 62)  # what a cache lookup gives for a piece not seen before
 _IRREGULAR = -(1 << 61)  # the word cache's mark for a word that starts or ends with whitespace (or is empty)
+_EMPTY_CODE = -(1 << 60)  # a code that expands to no ids (Sequences.expand)
 
 
 @lru_cache(maxsize=1)
@@ -105,9 +99,6 @@ def split_pieces(text: str) -> list[str]:
         pos = hi
     pieces += ASCII_PATTERN.findall(text[pos:])
     return pieces
-
-
-_EMPTY_CODE = -(1 << 60)  # a code that expands to no ids (Sequences.expand)
 
 
 def _pick(items: list[str], rows: np.ndarray) -> Sequence[str]:
@@ -305,8 +296,9 @@ class BpeTokenizer(Tokenizer):
     def _learn_words(self, words: list[str]) -> None:
         """Work out and cache the codes of words not seen before, all of them in one pass of the piece path."""
         # str.isspace covers the pattern's \s (and \x1c-\x1f besides): the safe side
-        regular = [w for w in words if w and not w[0].isspace() and not w[-1].isspace()]
-        self._words.update(dict.fromkeys(words, _IRREGULAR))
+        is_regular = [bool(w) and not w[0].isspace() and not w[-1].isspace() for w in words]
+        self._words.update(dict.fromkeys((w for w, ok in zip(words, is_regular) if not ok), _IRREGULAR))
+        regular = [w for w, ok in zip(words, is_regular) if ok]
         if not regular:
             return
         # " w1 w2 w3 ...": no piece crosses from one regular word into the next, so one split serves them all
