@@ -65,6 +65,25 @@ def test_word_table_is_exact_even_when_every_word_shares_a_slot(monkeypatch, slo
         assert (bpe._table.length >= 0).sum() <= 2 ** slot_bits
 
 
+def test_repeated_new_words_are_learned_once_and_exactly_even_when_every_key_clashes(bpe, monkeypatch):
+    """A cold cache works out each distinct word once per part; words whose keys clash still get their own ids."""
+    from lmforge.tokenizers import word_table
+
+    of = word_table.Words.of
+    clashing = lambda raw: (w := of(raw)).__class__(**{**vars(w), "key": np.zeros_like(w.key)})
+    text = " ".join(["fox", "Fox", "fox", "dog.", "fox", "dog,", "dog.", "quickfox"] * 5)
+    expected = bpe._ids_of(bpe_module.split_pieces(text)).tolist()
+    learned = []
+    learn = bpe._learn_words
+    monkeypatch.setattr(bpe, "_learn_words", lambda words: learned.extend(words) or learn(words))
+    for words_of in (of, clashing):
+        monkeypatch.setattr(word_table.Words, "of", staticmethod(words_of))
+        bpe._clear_cache()
+        learned.clear()
+        assert bpe.encode(text) == expected
+        assert sorted(learned) == sorted({"Fox", "fox", "dog.", "dog,", "quickfox"})  # the first word goes by pieces
+
+
 def test_ids_equal_hugging_face_on_the_whole_text(bpe):
     """The piece cache gives the ids that Hugging Face's own pipeline gives, on ordinary and tricky text."""
     text = TRAIN_TEXT + " Zebra-crossings  and\t\ttabs \n\n\n  trailing   " + "".join(TRICKY)
@@ -87,6 +106,15 @@ def test_ascii_stretches_take_the_fast_pattern_and_give_the_same_pieces(chunks):
     assert bpe_module.split_pieces(text) == bpe_module.PATTERN.findall(text)
     ascii_text = "".join(c for c in text if c.isascii())
     assert bpe_module.ASCII_PATTERN.findall(ascii_text) == bpe_module.PATTERN.findall(ascii_text)
+
+
+def test_a_lone_surrogate_deep_in_a_text_encoded_in_processes_is_named_where_it_stands(bpe, monkeypatch):
+    monkeypatch.setattr(bpe_module, "PARALLEL_CHUNK", 97)
+    monkeypatch.setattr(bpe_module, "PROCESS_MIN", 1000)
+    monkeypatch.setattr(bpe_module, "cores", lambda: 2)
+    text = TRAIN_TEXT * 2 + "\udc80" + TRAIN_TEXT
+    with pytest.raises(LmforgeError, match=f"lone surrogate U\\+DC80 at character {2 * len(TRAIN_TEXT):,}"):
+        bpe.encode_array(text)
 
 
 def test_cache_is_bounded(monkeypatch):

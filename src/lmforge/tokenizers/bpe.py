@@ -14,8 +14,10 @@ Encoding runs through two caches, because corpora repeat the same words:
   first and last characters are not whitespace is tokenized alike wherever it
   stands: no piece of the pattern reaches across the space before it or the
   space after it. So its ids are worked out once, and every later occurrence is
-  one dictionary lookup. The few other stretches (around double spaces or a space
-  beside a newline) take the piece path below.
+  a lookup: short words in a numpy table, all at once (`word_table.py`), the
+  rest in a dict. New words are worked out together, each distinct one once
+  however often the text repeats it. The few other stretches (around double
+  spaces or a space beside a newline) take the piece path below.
 - a piece cache: each distinct piece is merged once (by Hugging Face's BPE model).
   ASCII text is split by an equivalent pattern in the standard library's faster
   engine.
@@ -262,23 +264,27 @@ class BpeTokenizer(Tokenizer):
         """The ids of `text` (int64), word by word through the word caches (see the module's docstring)."""
         if len(text) > PARALLEL_CHUNK:  # in parts: the first fill the caches, so most words of the rest hit them
             return np.concatenate([self._encode_text(part) for part in split_text(text, PARALLEL_CHUNK)])
-        raw = text.encode("utf-8")
+        raw = text.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate (see encode)
         words = Words.of(raw)  # words[i] stands after a space, except words[0]
         codes = self._table.lookup(words, _MISSING)  # most words, in a few numpy gathers
         codes[0] = _IRREGULAR  # no space before it
         rest = np.flatnonzero(codes == _MISSING)
-        if len(rest):  # the others through the dict, which learns the new ones
+        if len(rest):  # the others through the dict, which learns the new ones: each distinct word once
             multi = self._word_multi
-            if len(rest) > len(codes) // 8:  # a cold cache: splitting the whole text is cheaper than many slices
+            short = rest[words.eligible[rest]]
+            distinct, holder = words.distinct(short)
+            look = np.concatenate([rest[~words.eligible[rest]], distinct])  # the rows to look up, once each
+            if len(look) > len(codes) // 8:  # a cold cache: splitting the whole text is cheaper than many slices
                 every = text.split(" ")  # the same words: a space is one byte in UTF-8, and never inside a character
-                texts = _pick(every, rest)
+                texts = _pick(every, look)
             else:
-                spans = zip(words.starts[rest].tolist(), words.ends[rest].tolist())
+                spans = zip(words.starts[look].tolist(), words.ends[look].tolist())
                 texts = [raw[a:b].decode("utf-8") for a, b in spans]
-            codes[rest] = self._cached_codes("_words", texts, self._learn_words, self._clear_word_cache)
+            codes[look] = self._cached_codes("_words", texts, self._learn_words, self._clear_word_cache)
             if self._word_multi is not multi:  # the caches were emptied to make room: earlier codes are stale
                 return self._encode_text(text)
-            self._table.insert(words, rest, codes[rest])
+            codes[short] = codes[holder]
+            self._table.insert(words, distinct, codes[distinct])
         odd = np.flatnonzero(codes == _IRREGULAR)
         if not len(odd):
             return self._word_multi.expand(codes)
@@ -294,35 +300,49 @@ class BpeTokenizer(Tokenizer):
         return np.insert(out, np.repeat(where, [len(ids) for ids in stretches]), np.concatenate(stretches))
 
     def _learn_words(self, words: list[str]) -> None:
-        """Work out and cache the codes of words not seen before, all of them in one pass of the piece path."""
+        """Work out and cache the codes of words not seen before, through the piece path: ASCII words in one pass
+        of the faster pattern, the others in one of the full one."""
         # str.isspace covers the pattern's \s (and \x1c-\x1f besides): the safe side
         is_regular = [bool(w) and not w[0].isspace() and not w[-1].isspace() for w in words]
         self._words.update(dict.fromkeys((w for w, ok in zip(words, is_regular) if not ok), _IRREGULAR))
         regular = [w for w, ok in zip(words, is_regular) if ok]
-        if not regular:
-            return
+        ascii_words = [w for w in regular if w.isascii()]
+        for group, pattern in ((ascii_words, ASCII_PATTERN), ([w for w in regular if not w.isascii()], PATTERN)):
+            if group:
+                self._learn_regular(group, pattern)
+
+    def _learn_regular(self, words: list[str], pattern: re.Pattern | regex.Pattern) -> None:
         # " w1 w2 w3 ...": no piece crosses from one regular word into the next, so one split serves them all
-        pieces = split_pieces("".join(" " + w for w in regular))
+        pieces = pattern.findall("".join(" " + w for w in words))
         piece_codes = self._piece_codes(pieces)
         ids = self._multi.expand(piece_codes)
         piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        word_ends = np.cumsum(np.fromiter(map(len, regular), np.int64, len(regular)) + 1)
+        word_ends = np.cumsum(np.fromiter(map(len, words), np.int64, len(words)) + 1)
         last_piece = np.searchsorted(piece_ends, word_ends)  # the piece that ends each word
         token_ends = np.cumsum(self._multi.token_counts(piece_codes))[last_piece]
         codes = self._word_multi.add(ids, np.diff(token_ends, prepend=0))
-        self._words.update(zip(regular, codes.tolist()))
+        self._words.update(zip(words, codes.tolist()))
 
     def encode(self, text: str) -> list[int]:
-        return self._encode_text(check_text(text)).tolist()
+        return self._checked(self._encode_text, text).tolist()
 
     def encode_array(self, text: str) -> np.ndarray:
         """`encode` for whole corpora: a long text is cut at safe points (`cuts.py`) and its parts are
         encoded by forked worker processes, one per core, that inherit the caches."""
-        check_text(text)
         n = cores()
         if n > 1 and len(text) >= PROCESS_MIN and can_fork_workers():
-            return self._encode_in_processes(split_text(text, PARALLEL_CHUNK), n)
-        return self._encode_text(text).astype(id_dtype(self.vocab_size))
+            return self._checked(lambda t: self._encode_in_processes(split_text(t, PARALLEL_CHUNK), n), text)
+        return self._checked(self._encode_text, text).astype(id_dtype(self.vocab_size))
+
+    @staticmethod
+    def _checked(encode: Callable[[str], np.ndarray], text: str) -> np.ndarray:
+        """`encode(text)`, with check_text's message for a lone surrogate. Encoding reads the text as UTF-8, which
+        refuses one anyway: a separate scan of the text beforehand would cost a tenth of the encoding."""
+        try:
+            return encode(text)
+        except UnicodeEncodeError:
+            check_text(text)  # raises, naming the surrogate
+            raise
 
     def _encode_in_processes(self, parts: list[str], n: int) -> np.ndarray:
         global _WORKER_TOKENIZER

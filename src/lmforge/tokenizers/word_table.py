@@ -38,6 +38,7 @@ class Words:
     length: np.ndarray  # (W,) bytes
     first8: np.ndarray  # (W,) uint64: the first 8 bytes, masked to the word's length
     last8: np.ndarray  # (W,) uint64: the last 8 bytes of a word longer than 8, else 0
+    key: np.ndarray  # (W,) uint64: a hash of (length, first8, last8); equal words have equal keys
     slot: np.ndarray  # (W,) int64: the word's slot in a WordTable
     eligible: np.ndarray  # (W,) bool: the table may hold this word
 
@@ -58,10 +59,23 @@ class Words:
         head, tail = b[starts], b[np.maximum(ends - 1, 0)]
         eligible = ((length >= 1) & (length <= MAX_BYTES) & (head < 0x80) & (tail < 0x80)
                     & ~_WHITESPACE[head] & ~_WHITESPACE[tail])
-        mixed = ((first8 * np.uint64(0x9E37_79B9_7F4A_7C15)) ^ (last8 * np.uint64(0xC2B2_AE3D_27D4_EB4F))
-                 ^ (length.astype(np.uint64) * np.uint64(0x1656_67B1_9E37_79F9)))  # each part reaches the top bits
-        slot = (mixed >> np.uint64(64 - SLOT_BITS)).astype(np.int64)
-        return cls(starts, ends, length, first8, last8, slot, eligible)
+        key = ((first8 * np.uint64(0x9E37_79B9_7F4A_7C15)) ^ (last8 * np.uint64(0xC2B2_AE3D_27D4_EB4F))
+               ^ (length.astype(np.uint64) * np.uint64(0x1656_67B1_9E37_79F9)))  # each part reaches the top bits
+        slot = (key >> np.uint64(64 - SLOT_BITS)).astype(np.int64)
+        return cls(starts, ends, length, first8, last8, key, slot, eligible)
+
+    def same(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Whether words a[i] and b[i] are the same word, for eligible words (those are their three numbers)."""
+        return (self.length[a] == self.length[b]) & (self.first8[a] == self.first8[b]) & (self.last8[a] == self.last8[b])
+
+    def distinct(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For eligible `rows`: the rows of their distinct words, and for each row, the one of those that holds its
+        word. A fresh corpus repeats its new words many times over; each is then worked out once."""
+        _, first, which = np.unique(self.key[rows], return_index=True, return_inverse=True)
+        holder = rows[first][which]
+        clash = ~self.same(rows, holder)  # two words with one key (rare): each stands for itself
+        holder[clash] = rows[clash]
+        return np.concatenate([rows[first], rows[clash]]), holder
 
 
 class WordTable:
