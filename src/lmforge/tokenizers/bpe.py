@@ -108,6 +108,15 @@ def _pick(items: list[str], rows: np.ndarray) -> Sequence[str]:
     return [items[i] for i in rows.tolist()] if len(rows) < 2 else itemgetter(*rows.tolist())(items)
 
 
+def _room(array: np.ndarray, size: int) -> np.ndarray:
+    """`array`, or a copy twice as large (or more) when it holds fewer than `size` entries."""
+    if size <= len(array):
+        return array
+    grown = np.empty(max(size, 2 * len(array)), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
 class Sequences:
     """Multi-token id sequences, end to end in one array, that cache codes -(k+1) point to.
 
@@ -116,9 +125,24 @@ class Sequences:
     """
 
     def __init__(self):
-        self.flat = np.empty(0, dtype=np.int64)  # the sequences, end to end
-        self.starts = np.empty(0, dtype=np.int64)  # where sequence k begins in flat
-        self.lengths = np.empty(0, dtype=np.int64)
+        # the arrays grow by doubling: a text encoded document by document adds a few sequences at a time, and
+        # copying everything stored at each addition made that quadratic
+        self._flat = np.empty(1024, dtype=np.int64)  # the sequences, end to end
+        self._starts = np.empty(256, dtype=np.int64)  # where sequence k begins in flat
+        self._lengths = np.empty(256, dtype=np.int64)
+        self._n_flat = self._n_seq = 0
+
+    @property
+    def flat(self) -> np.ndarray:
+        return self._flat[: self._n_flat]
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._starts[: self._n_seq]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._lengths[: self._n_seq]
 
     def codes(self, sequences: list[list[int]]) -> np.ndarray:
         """The code of each sequence: its id when it has one, else -(k+1) for a newly stored k."""
@@ -131,10 +155,15 @@ class Sequences:
         codes = ids[first]  # every sequence has at least one id
         multi = counts > 1
         lengths = counts[multi]
-        codes[multi] = -(len(self.lengths) + np.arange(1, len(lengths) + 1))
-        self.starts = np.concatenate([self.starts, len(self.flat) + np.cumsum(lengths) - lengths])
-        self.lengths = np.concatenate([self.lengths, lengths])
-        self.flat = np.concatenate([self.flat, ids[np.repeat(multi, counts)]])
+        new_ids = ids[np.repeat(multi, counts)]
+        k, at = self._n_seq, self._n_flat
+        codes[multi] = -(k + np.arange(1, len(lengths) + 1))
+        self._starts, self._lengths = (_room(a, k + len(lengths)) for a in (self._starts, self._lengths))
+        self._flat = _room(self._flat, at + len(new_ids))
+        self._starts[k: k + len(lengths)] = at + np.cumsum(lengths) - lengths
+        self._lengths[k: k + len(lengths)] = lengths
+        self._flat[at: at + len(new_ids)] = new_ids
+        self._n_seq, self._n_flat = k + len(lengths), at + len(new_ids)
         return codes
 
     def token_counts(self, codes: np.ndarray) -> np.ndarray:
