@@ -47,6 +47,20 @@ def test_word_cache_gives_the_ids_of_the_piece_path(bpe, text):
     assert bpe.encode(text) == bpe.encode(text)  # again, from a warm word cache
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(SPACED, st.sampled_from(["", " ", "  ", "fox ", " fox", "\n", "x\n "])), max_size=8))
+def test_many_texts_in_one_pass_give_each_text_its_own_ids(bpe, texts):
+    """No word or piece spans two texts, whatever they start or end with: empty texts, spaces, newlines."""
+    bpe._clear_cache()
+    for _ in range(2):  # cold caches, then warm ones
+        assert [ids.tolist() for ids in bpe.encode_many(texts)] == [bpe.encode(text) for text in texts]
+
+
+def test_encode_many_names_a_lone_surrogate(bpe):
+    with pytest.raises(LmforgeError, match="lone surrogate U\\+DC80 at character 1"):
+        bpe.encode_many(["fox", "a\udc80b", "dog"])
+
+
 @pytest.mark.parametrize("slot_bits", [1, 19])
 def test_word_table_is_exact_even_when_every_word_shares_a_slot(monkeypatch, slot_bits):
     """Words of every length around the table's 8- and 16-byte keys, some alike in their first and last 8 bytes."""
@@ -70,7 +84,7 @@ def test_repeated_new_words_are_learned_once_and_exactly_even_when_every_key_cla
     from lmforge.tokenizers import word_table
 
     of = word_table.Words.of
-    clashing = lambda raw: (w := of(raw)).__class__(**{**vars(w), "key": np.zeros_like(w.key)})
+    clashing = lambda *args: (w := of(*args)).__class__(**{**vars(w), "key": np.zeros_like(w.key)})
     text = " ".join(["fox", "Fox", "fox", "dog.", "fox", "dog,", "dog.", "quickfox"] * 5)
     expected = bpe._ids_of(bpe_module.split_pieces(text)).tolist()
     learned = []

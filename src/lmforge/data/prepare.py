@@ -102,7 +102,7 @@ def _init_worker(tokenizer: Tokenizer) -> None:
 def encode_parts(texts: list[str], tokenizer: Tokenizer | None = None) -> list[tuple[np.ndarray, int]]:
     """Each part's ids and UTF-8 byte count (runs in a worker, or inline with one worker)."""
     tok = tokenizer or _TOKENIZER
-    return [(tok.encode_array(t), len(t.encode("utf-8"))) for t in texts]
+    return list(zip(tok.encode_many(texts), (len(t.encode("utf-8")) for t in texts)))
 
 
 def _tasks(parts: Iterator[Part], chunk_chars: int, bar: tqdm) -> Iterator[list[Part]]:

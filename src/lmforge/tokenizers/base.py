@@ -101,6 +101,10 @@ class Tokenizer(ABC):
         """Encode a whole corpus to the smallest unsigned integer array that holds its ids."""
         return np.asarray(self.encode(text), dtype=id_dtype(self.vocab_size))
 
+    def encode_many(self, texts: list[str]) -> list[np.ndarray]:
+        """`encode_array` of each text, separately (no token spans two texts): many documents at once."""
+        return [self.encode_array(text) for text in texts]
+
     def token_bytes(self, token_id: int) -> bytes:
         """The UTF-8 bytes one token stands for (for BPE, possibly part of a character)."""
         return self.decode([token_id]).encode("utf-8")

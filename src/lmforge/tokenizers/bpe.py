@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, repeat
 from operator import itemgetter
@@ -293,10 +293,17 @@ class BpeTokenizer(Tokenizer):
         """The ids of `text` (int64), word by word through the word caches (see the module's docstring)."""
         if len(text) > PARALLEL_CHUNK:  # in parts: the first fill the caches, so most words of the rest hit them
             return np.concatenate([self._encode_text(part) for part in split_text(text, PARALLEL_CHUNK)])
-        raw = text.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate (see encode)
-        words = Words.of(raw)  # words[i] stands after a space, except words[0]
+        return self._encode_texts([text])[0]
+
+    def _encode_texts(self, texts: list[str]) -> list[np.ndarray]:
+        """The ids of each text (int64), all in one pass: their words are looked up together, as one text's are,
+        but no word or piece spans two texts."""
+        raws = [text.encode("utf-8") for text in texts]  # raises UnicodeEncodeError on a lone surrogate (see encode)
+        sizes = np.fromiter(map(len, raws), np.int64, len(raws))
+        raw = b"".join(raws)
+        words = Words.of(raw, (np.cumsum(sizes) - sizes)[1:])  # words[i] stands after a space, except the firsts
         codes = self._table.lookup(words, _MISSING)  # most words, in a few numpy gathers
-        codes[0] = _IRREGULAR  # no space before it
+        codes[words.firsts] = _IRREGULAR  # no space before them
         rest = np.flatnonzero(codes == _MISSING)
         if len(rest):  # the others through the dict, which learns the new ones: each distinct word once
             multi = self._word_multi
@@ -304,29 +311,37 @@ class BpeTokenizer(Tokenizer):
             distinct, holder = words.distinct(short)
             look = np.concatenate([rest[~words.eligible[rest]], distinct])  # the rows to look up, once each
             if len(look) > len(codes) // 8:  # a cold cache: splitting the whole text is cheaper than many slices
-                every = text.split(" ")  # the same words: a space is one byte in UTF-8, and never inside a character
-                texts = _pick(every, look)
+                # the same words: a space is one byte in UTF-8, and never inside a character
+                every = [word for text in texts for word in text.split(" ")] if len(texts) > 1 else texts[0].split(" ")
+                keys = _pick(every, look)
             else:
                 spans = zip(words.starts[look].tolist(), words.ends[look].tolist())
-                texts = [raw[a:b].decode("utf-8") for a, b in spans]
-            codes[look] = self._cached_codes("_words", texts, self._learn_words, self._clear_word_cache)
+                keys = [raw[a:b].decode("utf-8") for a, b in spans]
+            codes[look] = self._cached_codes("_words", keys, self._learn_words, self._clear_word_cache)
             if self._word_multi is not multi:  # the caches were emptied to make room: earlier codes are stale
-                return self._encode_text(text)
+                return self._encode_texts(texts)
             codes[short] = codes[holder]
             self._table.insert(words, distinct, codes[distinct])
+        # runs of consecutive odd words (each text's first among them) are encoded as one stretch, by pieces
         odd = np.flatnonzero(codes == _IRREGULAR)
-        if not len(odd):
-            return self._word_multi.expand(codes)
-        # runs of consecutive odd words are encoded as one stretch of text, by pieces
-        run_starts = odd[np.r_[True, np.diff(odd) > 1]]
-        run_ends = odd[np.r_[np.diff(odd) > 1, True]] + 1
-        stretches = [self._ids_of(split_pieces((" " if a else "") + raw[words.starts[a]:words.ends[b - 1]].decode()))
+        is_first = np.zeros(len(codes), dtype=bool)
+        is_first[words.firsts] = True
+        new_run = np.r_[True, np.diff(odd) > 1] | is_first[odd]  # a run stops where the next text begins
+        run_starts = odd[new_run]
+        run_ends = np.r_[odd[np.flatnonzero(new_run)[1:] - 1], odd[-1]] + 1
+        stretches = [self._ids_of(split_pieces(("" if is_first[a] else " ")
+                                               + raw[words.starts[a]:words.ends[b - 1]].decode()))
                      for a, b in zip(run_starts.tolist(), run_ends.tolist())]
         codes[odd] = _EMPTY_CODE
         out = self._word_multi.expand(codes)
         lengths = self._word_multi.token_counts(codes)
+        stretch_lengths = np.fromiter(map(len, stretches), np.int64, len(stretches))
         where = (np.cumsum(lengths) - lengths)[run_starts]  # each stretch goes where its first word stood
-        return np.insert(out, np.repeat(where, [len(ids) for ids in stretches]), np.concatenate(stretches))
+        out = np.insert(out, np.repeat(where, stretch_lengths), np.concatenate(stretches))
+        if len(texts) == 1:
+            return [out]
+        lengths[run_starts] += stretch_lengths
+        return np.split(out, (np.cumsum(lengths) - lengths)[words.firsts[1:]])
 
     def _learn_words(self, words: list[str]) -> None:
         """Work out and cache the codes of words not seen before, through the piece path: ASCII words in one pass
@@ -363,14 +378,26 @@ class BpeTokenizer(Tokenizer):
             return self._checked(lambda t: self._encode_in_processes(split_text(t, PARALLEL_CHUNK), n), text)
         return self._checked(self._encode_text, text).astype(id_dtype(self.vocab_size))
 
+    def encode_many(self, texts: list[str]) -> list[np.ndarray]:
+        """`encode_array` of each text, texts of up to PARALLEL_CHUNK characters together in one pass: for
+        documents of a few kilobytes, a pass each would cost more in fixed numpy overhead than their words."""
+        dtype, out = id_dtype(self.vocab_size), []
+        for group in _groups(texts, PARALLEL_CHUNK):
+            if len(group) == 1:
+                out.append(self.encode_array(group[0]))
+            else:
+                out += [ids.astype(dtype) for ids in self._checked(self._encode_texts, group)]
+        return out
+
     @staticmethod
-    def _checked(encode: Callable[[str], np.ndarray], text: str) -> np.ndarray:
+    def _checked(encode: Callable[[Any], Any], text: str | list[str]) -> Any:
         """`encode(text)`, with check_text's message for a lone surrogate. Encoding reads the text as UTF-8, which
         refuses one anyway: a separate scan of the text beforehand would cost a tenth of the encoding."""
         try:
             return encode(text)
         except UnicodeEncodeError:
-            check_text(text)  # raises, naming the surrogate
+            for one in [text] if isinstance(text, str) else text:
+                check_text(one)  # raises, naming the surrogate
             raise
 
     def _encode_in_processes(self, parts: list[str], n: int) -> np.ndarray:
@@ -400,6 +427,20 @@ class BpeTokenizer(Tokenizer):
     def from_dict(cls, data: dict[str, Any]) -> BpeTokenizer:
         return cls(data["hf_tokenizer"], data.get("specials"))
 
+
+
+def _groups(texts: list[str], size: int) -> Iterator[list[str]]:
+    """Consecutive texts in groups of at most `size` characters (a longer text forms a group alone)."""
+    group: list[str] = []
+    chars = 0
+    for text in texts:
+        if group and chars + len(text) > size:
+            yield group
+            group, chars = [], 0
+        group.append(text)
+        chars += len(text)
+    if group:
+        yield group
 
 
 _WORKER_TOKENIZER: BpeTokenizer | None = None

@@ -41,9 +41,12 @@ class Words:
     key: np.ndarray  # (W,) uint64: a hash of (length, first8, last8); equal words have equal keys
     slot: np.ndarray  # (W,) int64: the word's slot in a WordTable
     eligible: np.ndarray  # (W,) bool: the table may hold this word
+    firsts: np.ndarray  # (T,) the first word of each text (the only words with no space before them)
 
     @classmethod
-    def of(cls, raw: bytes) -> Words:
+    def of(cls, raw: bytes, breaks: np.ndarray | None = None) -> Words:
+        """The words of `raw`; `breaks`: byte offsets where texts joined end to end meet, which end a word as the
+        end of the text does (a text that ends with a space ends with an empty word)."""
         n = len(raw)
         padded = raw + bytes(MAX_BYTES)  # 8-byte reads near the end stay inside the buffer
         b = np.frombuffer(padded, dtype=np.uint8)
@@ -51,6 +54,11 @@ class Words:
         spaces = np.flatnonzero(b[:n] == 32)
         starts = np.concatenate(([0], spaces + 1))
         ends = np.concatenate((spaces, [n]))
+        firsts = np.zeros(1, dtype=np.int64)
+        if breaks is not None and len(breaks):
+            starts, ends = np.sort(np.concatenate((starts, breaks))), np.sort(np.concatenate((ends, breaks)))
+            # text i's first word comes after the words of the spaces before it and one more per text before it
+            firsts = np.concatenate((firsts, np.searchsorted(spaces, breaks) + np.arange(1, len(breaks) + 1)))
         length = ends - starts
         short = length < 8
         bits = np.where(short, length * 8, 0).astype(np.uint64)
@@ -62,7 +70,7 @@ class Words:
         key = ((first8 * np.uint64(0x9E37_79B9_7F4A_7C15)) ^ (last8 * np.uint64(0xC2B2_AE3D_27D4_EB4F))
                ^ (length.astype(np.uint64) * np.uint64(0x1656_67B1_9E37_79F9)))  # each part reaches the top bits
         slot = (key >> np.uint64(64 - SLOT_BITS)).astype(np.int64)
-        return cls(starts, ends, length, first8, last8, key, slot, eligible)
+        return cls(starts, ends, length, first8, last8, key, slot, eligible, firsts)
 
     def same(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Whether words a[i] and b[i] are the same word, for eligible words (those are their three numbers)."""
