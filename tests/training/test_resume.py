@@ -5,9 +5,11 @@ away, a new one built with resume=True). The slow test kills real processes with
 SIGKILL at random moments, including mid-checkpoint.
 """
 
+import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -158,6 +160,13 @@ def _last_step(out: Path) -> int:
     return max(steps, default=0)
 
 
+def _seconds_per_step(out: Path) -> float:
+    """A step's time in the run at `out`, checkpoint included (the median over its logged steps)."""
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    times = [json.loads(line)["elapsed_s"] for line in lines if '"event": "train"' in line]
+    return statistics.median(b - a for a, b in zip(times, times[1:]))
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_steps_then_resume_is_bitwise_identical(tmp_path, small_text_file):
     """Three SIGKILLs at random steps of a 40-step CPU run (checkpoint every step); the resumed run's final
@@ -167,14 +176,16 @@ def test_kill_9_at_random_steps_then_resume_is_bitwise_identical(tmp_path, small
                           timeout=600)
     assert done.returncode == 0, done.stderr
     out, rng, kills = tmp_path / "run", random.Random(), 0
+    step_s = _seconds_per_step(ref)
     for attempt in range(3):
-        target = rng.randint(_last_step(out) + 2, 10 + 10 * attempt)
+        first = _last_step(out) + 2  # a step (and its checkpoint) after the last one logged, at least
+        target = rng.randint(first, max(first, 10 + 10 * attempt))
         proc = subprocess.Popen(_train_cmd(small_text_file, out, resume=attempt > 0), env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while proc.poll() is None and _last_step(out) < target:
-            time.sleep(0.01)
+            time.sleep(0.002)
         if proc.poll() is None:
-            time.sleep(rng.random() * 0.2)  # land anywhere in a step, a checkpoint write included
+            time.sleep(rng.random() * step_s)  # land anywhere in a step, a checkpoint write included
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
