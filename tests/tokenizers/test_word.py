@@ -1,5 +1,6 @@
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import WordTokenizer, load_tokenizer
@@ -30,6 +31,20 @@ def test_unknown_words_keep_their_space():
     assert ids == [0, 3, tok.specials["unk"], 2]
     assert tok.decode(ids) == " cat <|unk|>."
     assert tok.unknown_count(" cat zebra.") == 1
+
+
+@pytest.mark.parametrize("words", [[" cat", "\n", ".", " "], [" cat", "\n", "."]])  # with and without " "
+@given(text=st.lists(st.sampled_from([" cat", " zebra", "cat", ".", "  ", "\n", "!", " ", "é"]), max_size=20).map("".join))
+def test_every_unknown_piece_becomes_unk_after_its_space_if_the_vocabulary_has_one(words, text):
+    tok = WordTokenizer(words)
+    expected = []
+    for piece in pieces(text):
+        if piece in tok.stoi:
+            expected.append(tok.stoi[piece])
+        else:
+            spaced = piece[0] == " " and len(piece) > 1 and tok.space_id is not None
+            expected += [tok.space_id, tok.unk_id] if spaced else [tok.unk_id]
+    assert tok.encode(text) == expected == tok.encode_array(text).tolist()
 
 
 def test_round_trip_for_text_inside_the_vocabulary():

@@ -18,10 +18,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
+import numpy as np
+
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
 
 PIECE = re.compile(r" ?\w+| ?[^\w\s]|\s")
 DEFAULT_SPECIALS = {"unk": SPECIAL_TEXT["unk"], "eos": SPECIAL_TEXT["eos"]}
@@ -69,20 +72,21 @@ class WordTokenizer(Tokenizer):
         return len(self.vocab)
 
     def encode(self, text: str) -> list[int]:
-        stoi = self.stoi
-        found = [stoi.get(p) for p in pieces(text)]
-        if None not in found:
-            return found  # type: ignore[return-value]
+        return self.encode_array(text).tolist()
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Each piece looked up once, in C (`map`); only the unknown ones need more, and that is done in numpy."""
+        found = pieces(text)
+        ids = np.fromiter(map(self.stoi.get, found, repeat(-1)), np.int64, len(found))
+        unknown = np.flatnonzero(ids < 0)
+        if not len(unknown):
+            return ids.astype(id_dtype(self.vocab_size))
         check_text(text)
-        ids: list[int] = []
-        for piece, i in zip(pieces(text), found):
-            if i is not None:
-                ids.append(i)
-            elif piece[0] == " " and len(piece) > 1 and self.space_id is not None:
-                ids += [self.space_id, self.unk_id]  # keep the space, lose the word
-            else:
-                ids.append(self.unk_id)
-        return ids
+        ids[unknown] = self.unk_id
+        if self.space_id is not None:  # " word" unknown: keep the space, lose the word
+            spaced = unknown[[found[i][0] == " " and len(found[i]) > 1 for i in unknown.tolist()]]
+            ids = np.insert(ids, spaced, self.space_id)
+        return ids.astype(id_dtype(self.vocab_size))
 
     def unknown_count(self, text: str) -> int:
         """Pieces of `text` outside the vocabulary, each encoded as the unknown token."""
