@@ -401,11 +401,16 @@ class BpeTokenizer(Tokenizer):
             raise
 
     def _encode_in_processes(self, parts: list[str], n: int) -> np.ndarray:
+        """The first part here, the rest in forked workers: they inherit the caches that the first part filled
+        with the text's commonest words, which each would otherwise learn again on its own."""
         global _WORKER_TOKENIZER
+        first = self._encode_text(parts[0]).astype(id_dtype(self.vocab_size))
+        if len(parts) == 1:
+            return first
         _WORKER_TOKENIZER = self  # forked workers inherit it, caches included
         try:
-            with process_pool(min(n, len(parts))) as pool:
-                return np.concatenate(pool.map(_encode_part, parts, chunksize=1))
+            with process_pool(min(n, len(parts) - 1)) as pool:
+                return np.concatenate([first, *pool.map(_encode_part, parts[1:], chunksize=1)])
         finally:
             _WORKER_TOKENIZER = None
 
