@@ -60,6 +60,9 @@ def test_same_ids_whatever_the_workers_chunks_and_shards(corpus, tmp_path):
     assert len(two.index["splits"]["train"]["shards"]) > 3
     for split in ("train", "val"):
         assert np.array_equal(one.split(split)[:], two.split(split)[:])
+    # each document encoded on its own (prepare encodes many in one pass), then its EOS
+    expected = [i for n, doc in enumerate(DOCS) if not in_val(1337, n, 0.1) for i in [*bpe.encode(doc), bpe.eos_id]]
+    assert one.split("train")[:].tolist() == expected
     for shard in two.index["splits"]["train"]["shards"]:  # a shard holds whole documents
         ids = np.fromfile(tmp_path / "two" / shard["file"], dtype=np.uint16)
         assert ids[-1] == bpe.eos_id and (ids == bpe.eos_id).sum() == shard["documents"]
