@@ -56,7 +56,8 @@ class Words:
         ends = np.concatenate((spaces, [n]))
         firsts = np.zeros(1, dtype=np.int64)
         if breaks is not None and len(breaks):
-            starts, ends = np.sort(np.concatenate((starts, breaks))), np.sort(np.concatenate((ends, breaks)))
+            starts = np.insert(starts, np.searchsorted(starts, breaks), breaks)  # both stay sorted
+            ends = np.insert(ends, np.searchsorted(ends, breaks), breaks)
             # text i's first word comes after the words of the spaces before it and one more per text before it
             firsts = np.concatenate((firsts, np.searchsorted(spaces, breaks) + np.arange(1, len(breaks) + 1)))
         length = ends - starts
