@@ -312,8 +312,7 @@ class BpeTokenizer(Tokenizer):
             look = np.concatenate([rest[~words.eligible[rest]], distinct])  # the rows to look up, once each
             if len(look) > len(codes) // 8:  # a cold cache: splitting the whole text is cheaper than many slices
                 # the same words: a space is one byte in UTF-8, and never inside a character
-                every = [word for text in texts for word in text.split(" ")] if len(texts) > 1 else texts[0].split(" ")
-                keys = _pick(every, look)
+                keys = _pick(list(chain.from_iterable(text.split(" ") for text in texts)), look)
             else:
                 spans = zip(words.starts[look].tolist(), words.ends[look].tolist())
                 keys = [raw[a:b].decode("utf-8") for a, b in spans]
@@ -338,8 +337,6 @@ class BpeTokenizer(Tokenizer):
         stretch_lengths = np.fromiter(map(len, stretches), np.int64, len(stretches))
         where = (np.cumsum(lengths) - lengths)[run_starts]  # each stretch goes where its first word stood
         out = np.insert(out, np.repeat(where, stretch_lengths), np.concatenate(stretches))
-        if len(texts) == 1:
-            return [out]
         lengths[run_starts] += stretch_lengths
         return np.split(out, (np.cumsum(lengths) - lengths)[words.firsts[1:]])
 
