@@ -1,12 +1,19 @@
 """Probes: every check type passes when it should and fails when it should, on a model whose output is known."""
 
 import json
+import math
 
 import pytest
+import torch
 
 from lmforge.cli import main
+from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.evaluation.probes import load_suite, parse_probe, run_probe, run_suite, shipped_suites
+from lmforge.models.base import LanguageModel
+from lmforge.run import Run
+from lmforge.tokenizers.bpe import BpeTokenizer
+from lmforge.tokenizers.word import WordTokenizer
 
 
 def check(run, **probe):
@@ -62,6 +69,66 @@ def test_length_normalized_choices(cycle_run):
     probe = {"prompt": "a", "choices": ["c", "bcdefgh"], "answer": "bcdefgh"}  # c: unlikely but short
     assert not check(cycle_run, **probe).passed
     assert check(cycle_run, **probe, length_normalize=True).passed
+
+
+# A BPE tokenizer learns " 1861" as one token from this text, so "June 30, 18" + "61" encoded apart
+# (" 18", "61") is not how the tokenizer writes "June 30, 1861" (" 1861").
+BPE_TEXT = "On June 30, 1861 the war went on. " * 20 + "In 1816 it snowed in June. " * 3
+
+
+class BigramModel(LanguageModel):
+    """log p(next | token) from the bigram counts of `ids` (add-0.01 smoothing): a model trained on those ids."""
+
+    family = "bigram"
+
+    def __init__(self, ids: list[int], vocab_size: int):
+        super().__init__()
+        counts = torch.full((vocab_size, vocab_size), 0.01)
+        for a, b in zip(ids, ids[1:]):
+            counts[a, b] += 1
+        self.register_buffer("logp", (counts / counts.sum(1, keepdim=True)).log())
+
+    def forward(self, ids):
+        return self.logp[ids]  # (B, T, V)
+
+
+@pytest.fixture
+def bpe_run(tmp_path):
+    tok = BpeTokenizer.train(BPE_TEXT, vocab_size=300)
+    return Run(tmp_path, Config(), tok, BigramModel(tok.encode(BPE_TEXT), tok.vocab_size), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("prompt, choices", [
+    ("June 30, 18", ["16", "61"]),  # the prompt ends inside the token " 1861"
+    ("June 30, ", ["1816", "1861"]),  # the prompt ends in a space that BPE writes into " 1861"
+])
+def test_choices_are_scored_as_the_tokenizer_writes_prompt_and_choice_together(bpe_run, prompt, choices):
+    tok = bpe_run.tokenizer
+    assert tok.encode(prompt) + tok.encode(choices[1]) != tok.encode(prompt + choices[1])  # the split differs
+    comma, year = tok.encode("June 30, 1861")[-2:]
+    assert tok.token_bytes(year) == b" 1861"
+    # scored from the first token not wholly inside the prompt: " 1861", which followed each of the 20 ","
+    # in training (the comma's row: 20.01 of 20 + 0.01·V); split apart, both choices would score about ln(1/V)
+    want = math.log(20.01 / (20 + 0.01 * tok.vocab_size))
+    result = check(bpe_run, prompt=prompt, choices=choices, answer=1)
+    assert result.passed, result.detail
+    assert result.outputs["scores"][choices[1]] == pytest.approx(want, rel=1e-5)  # float32 logits: ~3e-6 off
+    per_byte = check(bpe_run, prompt=prompt, choices=choices, answer=1, length_normalize=True)
+    assert per_byte.outputs["scores"][choices[1]] == pytest.approx(want / len(choices[1]), rel=1e-5)
+
+
+def test_a_prompt_inside_the_first_token_is_an_error(bpe_run):
+    with pytest.raises(LmforgeError, match="ends inside the first token of 'June'"):
+        check(bpe_run, prompt="J", choices=["une", "uly"], answer=0)
+
+
+def test_split_at_prompt_compares_unknown_words_as_the_tokenizer_spells_them():
+    from lmforge.evaluation.scoring import split_at_prompt
+
+    tok = WordTokenizer.train("the united states of the", vocab_size=0)
+    prompt, choice = "zebra the", " united states"  # "zebra" is unknown: its token's bytes are not the word's
+    assert split_at_prompt(tok, prompt, choice) == (tok.encode(prompt), tok.encode(choice))
+    assert tok.unk_id in tok.encode(prompt)
 
 
 def test_consistency_of_continuations_pass_and_fail(cycle_run):

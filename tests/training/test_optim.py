@@ -1,7 +1,10 @@
 import pytest
+from torch import nn
 
 from lmforge.config import ModelConfig
+from lmforge.errors import LmforgeError
 from lmforge.models import build_model
+from lmforge.models.base import LanguageModel
 from lmforge.training.optim import decay_groups
 
 
@@ -14,6 +17,83 @@ def test_only_hidden_matrices_are_decayed():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert "tok_emb.weight" in {names[id(p)] for p in no_decay["params"]}
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def _names(model, params):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)] for p in params}
+
+
+RNN_MATRICES = {f"cell.weight_{kind}_l{i}" for i in range(2) for kind in ("ih", "hh")}
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("tie", [True, False])
+def test_rnn_matrices_are_decayed_and_the_head_is_not(cell, tie):
+    model = build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=8, block_size=8, vocab_size=10,
+                                    tie_weights=tie))
+    decay, no_decay = decay_groups(model, 0.1)
+    assert _names(model, decay["params"]) == RNN_MATRICES
+    rest = {"tok_emb.weight"} | {f"cell.bias_{kind}_l{i}" for i in range(2) for kind in ("ih", "hh")}
+    assert _names(model, no_decay["params"]) == (rest if tie else rest | {"head.weight"})
+
+
+def test_an_untied_head_stays_with_adamw_undecayed():
+    import torch
+
+    from lmforge.config import TrainConfig
+    from lmforge.training.optim import build_optimizers
+
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=10, tie_weights=False))
+    muon, adam = build_optimizers(model, TrainConfig(optimizer="muon"), torch.device("cpu"))
+    assert "head.weight" not in _names(model, (p for g in muon.param_groups for p in g["params"]))
+    (adam_group,) = adam.param_groups  # one group, not decayed: the head, embeddings and norm gains
+    assert {"head.weight", "tok_emb.weight"} <= _names(model, adam_group["params"]) and adam_group["weight_decay"] == 0
+    decay, _ = decay_groups(model, 0.1)
+    assert "head.weight" not in _names(model, decay["params"])
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_muon_takes_the_rnn_matrices(cell):
+    import torch
+
+    from lmforge.config import TrainConfig
+    from lmforge.training.optim import build_optimizers
+
+    model = build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=8, block_size=8, vocab_size=10))
+    muon, adam = build_optimizers(model, TrainConfig(optimizer="muon"), torch.device("cpu"))
+    assert _names(model, (p for g in muon.param_groups for p in g["params"])) == RNN_MATRICES
+    assert not RNN_MATRICES & _names(model, (p for g in adam.param_groups for p in g["params"]))
+
+
+class EmbeddingOnly(LanguageModel):
+    """A bigram table: an embedding read back through its tied head, no hidden matrix at all."""
+
+    family = "bigram"
+
+    def __init__(self):
+        super().__init__()
+        self.tok_emb = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.tok_emb.weight
+
+    def output_head(self):
+        return self.head
+
+
+def test_an_empty_optimizer_group_is_an_error():
+    import torch
+
+    from lmforge.config import TrainConfig
+    from lmforge.training.optim import build_optimizers
+
+    cpu = torch.device("cpu")
+    with pytest.raises(LmforgeError, match="use --train.optimizer adamw"):
+        build_optimizers(EmbeddingOnly(), TrainConfig(optimizer="muon"), cpu)
+    with pytest.raises(LmforgeError, match="use --train.weight_decay 0"):
+        build_optimizers(EmbeddingOnly(), TrainConfig(weight_decay=0.1), cpu)
+    (adam,) = build_optimizers(EmbeddingOnly(), TrainConfig(weight_decay=0.0), cpu)
+    assert [len(g["params"]) for g in adam.param_groups] == [1]
 
 
 def test_orthogonalize_flattens_the_singular_values():

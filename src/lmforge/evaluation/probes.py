@@ -17,7 +17,8 @@ with `#` are skipped). A probe is one of three kinds:
 
 2. Multiple choice, ranked by the model's log-likelihood of each choice after
    the prompt (summed over its tokens; `"length_normalize": true` divides by
-   the choice's UTF-8 bytes, for choices of different lengths):
+   the choice's UTF-8 bytes, for choices of different lengths), encoded with
+   the prompt as one text (`scoring.split_at_prompt` says where scoring starts):
 
        {"id": "us", "prompt": "the United", "choices": [" States", " Kingdom"], "answer": " States"}
 
@@ -291,14 +292,14 @@ def continuation(run: Run, probe: Probe, prompt: str) -> str:
 
 
 def choice_scores(run: Run, prompt: str, probe: Probe) -> list[float]:
-    """The log-likelihood of each choice after `prompt` (per byte when the probe asks for it)."""
-    from lmforge.evaluation.scoring import continuation_logprobs
+    """The log-likelihood of each choice after `prompt`, encoded with it (per byte of the choice if asked)."""
+    from lmforge.evaluation.scoring import continuation_logprobs, split_at_prompt
 
     block = run.model.context_size or run.config.model.block_size
-    prompt_ids = run.tokenizer.encode(prompt)
     scores = []
     for choice in probe.choices:
-        total = float(continuation_logprobs(run.model, prompt_ids, run.tokenizer.encode(choice), block, run.device).sum())
+        context, scored = split_at_prompt(run.tokenizer, prompt, choice)
+        total = float(continuation_logprobs(run.model, context, scored, block, run.device).sum())
         scores.append(total / len(choice.encode("utf-8")) if probe.length_normalize else total)
     return scores
 

@@ -16,6 +16,7 @@ import torch
 from lmforge.errors import LmforgeError
 from lmforge.evaluation.perplexity import token_nats
 from lmforge.models.base import LanguageModel
+from lmforge.tokenizers.base import Tokenizer
 
 
 def continuation_logprobs(
@@ -38,3 +39,34 @@ def continuation_logprobs(
     ids = np.asarray(keep, dtype=np.int64)
     nats = token_nats(model, ids, block_size, batch_size, device, stride=stride)
     return -nats[-len(continuation_ids) :]
+
+
+def split_at_prompt(tokenizer: Tokenizer, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """`prompt + continuation` encoded as one text, split into (context ids, scored ids) where the prompt ends.
+
+    Encoding the two apart and joining the ids gives a sequence the tokenizer never makes: BPE
+    writes "June 30, 1861" with the token " 1861", not " 18" then "61", so scoring the joined ids
+    asks the model about tokens it never saw in training. As the common evaluation harnesses do
+    (lm-evaluation-harness), encode the whole text once and score the tokens past the prompt.
+
+    The boundary: context is the leading tokens whose bytes lie wholly inside the prompt (as the
+    prompt's own encoding spells it, so a word tokenizer's unknown token compares alike); scoring
+    starts at the first token that is not. When the prompt ends inside a token (" 1861" over
+    "…, 18" + "61"), that token is scored whole: its log-likelihood also pays for the prompt's
+    last bytes, the price of scoring tokens the model knows. A prompt that ends in whitespace
+    gets the same treatment (BPE and word tokens carry their leading space), which is what
+    lm-evaluation-harness does by moving the whitespace to the continuation.
+    """
+    prompt_ids = tokenizer.encode(prompt)
+    whole = tokenizer.encode(prompt + continuation)
+    prompt_bytes = b"".join(tokenizer.token_bytes(i) for i in prompt_ids)
+    cut, end = 0, 0  # tokens of `whole` inside the prompt, and the bytes they cover
+    while cut < len(whole):
+        piece = tokenizer.token_bytes(whole[cut])
+        if not prompt_bytes.startswith(piece, end):  # runs past the prompt's end, or spells other bytes
+            break
+        cut, end = cut + 1, end + len(piece)
+    if cut == 0 and prompt:
+        raise LmforgeError(f"the prompt {prompt!r} ends inside the first token of {prompt + continuation!r}, so "
+                           "nothing is left to score it from; give a longer prompt")
+    return whole[:cut], whole[cut:]

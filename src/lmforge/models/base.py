@@ -125,6 +125,14 @@ class LanguageModel(nn.Module):
             return state
         raise TypeError(f"{type(self).__name__}: cannot reorder a state of type {type(state).__name__}")
 
+    def output_head(self) -> nn.Module | None:
+        """The layer that turns features into logits (None: the family has none).
+
+        The optimizer reads it to keep the head, tied or untied, out of the hidden matrices
+        that get weight decay and Muon (`training/optim.py`); a family with a head says so.
+        """
+        return None
+
     def num_params(self) -> int:
         """Distinct parameters (a tied weight counts once)."""
         return sum(p.numel() for p in self.parameters())

@@ -118,6 +118,9 @@ class RNN(LanguageModel):
                     nn.init.zeros_(p)
                     nn.init.ones_(p[C : 2 * C])  # PyTorch's gate order: input, forget, cell, output
 
+    def output_head(self) -> nn.Module:
+        return self.head
+
     def scan(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits (B, T, V) for every position of `ids` (B, T), starting from `state` (None: zeros), and the final state."""
         x = self.drop(self.tok_emb(ids))  # (B, T, C)

@@ -147,6 +147,9 @@ class Transformer(LanguageModel):
     def context_size(self) -> int:
         return self.cfg.block_size
 
+    def output_head(self) -> nn.Module:
+        return self.head
+
     def describe(self) -> str:
         c = self.cfg
         return f"transformer ({c.n_layer} layers, {c.n_embd} wide, context {c.block_size})"
