@@ -111,6 +111,24 @@ def test_tokens_seen_and_tokens_per_s_count_real_targets_not_padding(tmp_path, t
         assert r["tokens_per_s"] * timed.seconds[r["step"]] <= real * 1.001, r
 
 
+def test_tokens_per_s_after_an_eval_times_training_steps_only(tmp_path, tiny_cfg):
+    """Eval, sampling and checkpoints take time between steps; the train record after them must not count it."""
+    pause = 0.5
+    trainer = Trainer(tiny_cfg(max_steps=3, eval_interval=2, peak_flops=1e12), tmp_path / "run")
+    scripted_evals(trainer, [(3.0, 3.0), (2.9, 2.9)])
+    evaluate, save_checkpoint = trainer.evaluate, trainer.save_checkpoint
+    trainer.evaluate = lambda: time.sleep(pause) or evaluate()
+    trainer.save_checkpoint = lambda: time.sleep(pause) or save_checkpoint()
+    timed = Timed(trainer)
+    trainer.fit()
+    per_step = trainer.cfg.train.batch_size * trainer.cfg.model.block_size
+    after = records(tmp_path / "run", "train")[2]  # step 3, the first after the eval and checkpoint of step 2
+    assert after["step"] == 3
+    window_s = per_step / after["tokens_per_s"]
+    # the window holds step 3 and the loop's own bookkeeping, not the 2 × 0.5 s of eval and checkpoint
+    assert timed.seconds[3] <= window_s * 1.001 and window_s < timed.seconds[3] + pause / 2, (window_s, timed.seconds)
+
+
 class NaNAt(torch.nn.Module):
     """The model, but with NaN logits at the chosen optimizer steps."""
 

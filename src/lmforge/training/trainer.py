@@ -310,6 +310,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{self.best_val_loss:.3f}")
                 out_of_time = t.max_seconds > 0 and distributed.any_rank(  # ranks must agree on when to stop
                     time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
+                paused = time.perf_counter()  # eval, sampling and checkpoints: not training, so not in tokens/s
                 is_eval = self.step % t.eval_interval == 0 or self.step == t.max_steps or out_of_time
                 stop_early = self._eval_event(lr) if is_eval else False
                 if out_of_time or stop_early:
@@ -318,6 +319,7 @@ class Trainer:
                 stopping = self.step == t.max_steps or stop_reason != "max_steps"
                 if bad_in_row == 0 and (due or stopping):  # never checkpoint in the middle of a run of bad steps
                     self.save_checkpoint()
+                window_start += time.perf_counter() - paused
                 if stop_reason != "max_steps":
                     break
         except KeyboardInterrupt:
