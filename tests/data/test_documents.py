@@ -19,6 +19,26 @@ def test_padding_and_masks():
     assert torch.equal(b.attention_mask, b.targets != IGNORE_INDEX)
 
 
+@pytest.mark.parametrize("positions,attention", [("learned", "fused"), ("rope", "fused"), ("learned", "explicit")])
+def test_right_padding_needs_no_attention_mask(positions, attention):
+    """The trainer gives a transformer only the padded ids, no mask: with padding on the right and causal
+    attention, no real position attends to a later pad, so its logits are those of the document alone."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=11, dropout=0.0,
+                                    positions=positions, attention=attention)).eval()
+    with torch.no_grad():
+        for pad_id in (0, 10):
+            b = pad_batch(DOCS, pad_id)
+            padded = model(b.inputs)
+            for row, doc in enumerate(DOCS):
+                alone = model(torch.tensor(doc[:-1])[None])[0]
+                assert torch.allclose(padded[row, : len(doc) - 1], alone, atol=1e-5, rtol=0), (row, pad_id)
+        # the control: the same pads on the left would be attended to (and shift learned positions)
+        short = torch.tensor(DOCS[1][:-1])
+        left = model(torch.cat([torch.full((4,), 10), short])[None])[0, 4:]
+        assert not torch.allclose(left, model(short[None])[0], atol=1e-3)
+
+
 def loss_and_grads(model, compute):
     model.zero_grad(set_to_none=True)
     loss = compute()

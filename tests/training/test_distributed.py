@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import records
+from training_helpers import checkpoint_state, records
 
 from lmforge.errors import LmforgeError
 from lmforge.training import Trainer, distributed
@@ -74,6 +74,47 @@ def test_fsdp_across_two_processes_resumes_in_one(tmp_path, small_text_file, one
     lmforge("--resume", str(run), "--train.max_steps", "8")
     assert [r["world_size"] for r in records(run) if r["event"] in ("start", "resume")] == [2, 1]
     assert train_losses(run) == pytest.approx(one_process_losses, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def prepared_documents(tmp_path_factory) -> Path:
+    """A prepared directory of documents from 3 to 150 characters: padded batches whose rows hold very
+    different numbers of real targets (context 32, so long documents are cut into rows)."""
+    from lmforge.data.prepare import PrepareOptions, prepare
+    from lmforge.tokenizers import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("docs")
+    texts = [("To be, or not to be: that is the question. " * 4)[: 3 + (i * 37) % 148] for i in range(60)]
+    for i, text in enumerate(texts):
+        (folder / f"{i:02d}.txt").write_text(text)
+    out = tmp_path_factory.mktemp("prepared") / "prep"
+    prepare(folder, train_tokenizer("char", texts, documents=True), out, PrepareOptions(workers=1, progress=False))
+    return out
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_with_accumulation_match_one_on_padded_documents(tmp_path, prepared_documents):
+    """2 ranks × 2 micro-batches of padded documents: the same step as one process with one micro-batch,
+    since every real target weighs the same wherever it sits (issue 13, defect 1)."""
+    from lmforge.config import Config
+
+    args = ["--preset", "tiny", "--data", str(prepared_documents), "--data.batches", "documents",
+            "--train.max_steps", "6", "--train.decay_steps", "6", "--train.eval_interval", "6",
+            "--sample.max_new_tokens", "0", "--train.tensorboard", "false"]
+    lmforge(*args, "--out", str(tmp_path / "ddp"), "--train.grad_accum", "2", nproc=2)
+    cfg = Config.from_preset("tiny")
+    cfg.data.path, cfg.data.batches = str(prepared_documents), "documents"
+    for key, value in dict(max_steps=6, decay_steps=6, eval_interval=6, tensorboard=False).items():
+        setattr(cfg.train, key, value)
+    cfg.sample.max_new_tokens = 0
+    Trainer(cfg, tmp_path / "one").fit()
+    one, ddp = (checkpoint_state(tmp_path / run, 6)["model"] for run in ("one", "ddp"))
+    assert one.keys() == ddp.keys()
+    for name in one:
+        assert one[name].dtype == torch.float32
+        assert (one[name] - ddp[name]).abs().max().item() < 1e-5, name
+    assert [r["tokens_seen"] for r in records(tmp_path / "ddp", "train")] == \
+        [r["tokens_seen"] for r in records(tmp_path / "one", "train")]
 
 
 # ---------------------------------------------------------------------- one process: the helpers do nothing

@@ -2,12 +2,15 @@
 and what it logs (metrics.jsonl, TensorBoard, tokens/s)."""
 
 import math
+import time
 
 import pytest
 import torch
 from training_helpers import checkpoint_state, records
 
+from lmforge.data.documents import IGNORE_INDEX, pad_batch
 from lmforge.errors import LmforgeError
+from lmforge.models import next_token_loss
 from lmforge.training import Trainer, checkpoint
 
 
@@ -34,6 +37,96 @@ def test_accumulating_4_micro_batches_of_8_matches_one_batch_of_32(tmp_path, tin
     assert accumulated.step_model.shapes == [(8, 32)] * 12  # 4 forwards of 8 sequences per step
     for (name, a), b in zip(whole.model.named_parameters(), accumulated.model.parameters()):
         assert (a - b).abs().max().item() < 1e-5, name
+
+
+class FixedDocuments:
+    """A feed that gives the same right-padded batch every step: 4 documents that fill the context (32 targets
+    each), then 4 of one target each, so with grad_accum 2 one micro-batch holds 128 real targets and the other 4."""
+
+    def __init__(self, vocab_size: int, block_size: int):
+        gen = torch.Generator().manual_seed(0)
+        docs = [torch.randint(vocab_size, (n,), generator=gen).numpy() for n in [block_size + 1] * 4 + [2] * 4]
+        batch = pad_batch(docs)
+        self.x, self.y = batch.inputs, batch.targets
+        self.real_targets = int((self.y != IGNORE_INDEX).sum())
+
+    def next_batch(self):
+        return self.x, self.y
+
+    def forward(self, model, x, rows):
+        return model(x)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def document_trainer(tiny_cfg, out, **train) -> Trainer:
+    trainer = Trainer(tiny_cfg(**train), out)
+    trainer.feed = FixedDocuments(trainer.cfg.model.vocab_size, trainer.cfg.model.block_size)
+    return trainer
+
+
+def test_padded_documents_of_unequal_length_give_the_same_step_with_any_grad_accum(tmp_path, tiny_cfg):
+    whole = document_trainer(tiny_cfg, tmp_path / "whole", batch_size=8, grad_accum=1)
+    accumulated = document_trainer(tiny_cfg, tmp_path / "accum", batch_size=8, grad_accum=2)
+    feed = whole.feed
+    assert feed.real_targets == 4 * 32 + 4
+    for _ in range(3):
+        with torch.no_grad():  # the per-token mean over the whole batch, from the weights before the step
+            expected = next_token_loss(whole.model(feed.x), feed.y).item()
+        loss_a, norm_a, _ = whole.train_step()
+        loss_b, norm_b, _ = accumulated.train_step()
+        assert loss_a == pytest.approx(expected, abs=1e-6) and loss_b == pytest.approx(expected, abs=1e-6)
+        assert norm_b == pytest.approx(norm_a, rel=1e-5)
+    for (name, a), b in zip(whole.model.named_parameters(), accumulated.model.parameters()):
+        assert (a - b).abs().max().item() < 1e-6, name
+
+
+class Timed:
+    """Wrap a trainer's train_step, recording how long each step took (by the step it ends at)."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer, self.step, self.seconds = trainer, trainer.train_step, {}
+        trainer.train_step = self
+
+    def __call__(self):
+        start = time.perf_counter()
+        out = self.step()
+        self.seconds[self.trainer.step] = time.perf_counter() - start
+        return out
+
+
+def test_tokens_seen_and_tokens_per_s_count_real_targets_not_padding(tmp_path, tiny_cfg):
+    trainer = document_trainer(tiny_cfg, tmp_path / "run", max_steps=3, eval_interval=3, peak_flops=1e12)
+    timed = Timed(trainer)
+    trainer.fit()
+    real = trainer.feed.real_targets  # 132 of the batch's 8 × 32 positions
+    train = records(tmp_path / "run", "train")
+    assert [r["tokens_seen"] for r in train] == [real, 2 * real, 3 * real]
+    assert records(tmp_path / "run", "eval")[0]["tokens_seen"] == 3 * real
+    for r in train:  # each window holds one step, and lasts at least as long as it: at most `real` tokens in it
+        assert r["tokens_per_s"] * timed.seconds[r["step"]] <= real * 1.001, r
+
+
+def test_tokens_per_s_after_an_eval_times_training_steps_only(tmp_path, tiny_cfg):
+    """Eval, sampling and checkpoints take time between steps; the train record after them must not count it."""
+    pause = 0.5
+    trainer = Trainer(tiny_cfg(max_steps=3, eval_interval=2, peak_flops=1e12), tmp_path / "run")
+    scripted_evals(trainer, [(3.0, 3.0), (2.9, 2.9)])
+    evaluate, save_checkpoint = trainer.evaluate, trainer.save_checkpoint
+    trainer.evaluate = lambda: time.sleep(pause) or evaluate()
+    trainer.save_checkpoint = lambda: time.sleep(pause) or save_checkpoint()
+    timed = Timed(trainer)
+    trainer.fit()
+    per_step = trainer.cfg.train.batch_size * trainer.cfg.model.block_size
+    after = records(tmp_path / "run", "train")[2]  # step 3, the first after the eval and checkpoint of step 2
+    assert after["step"] == 3
+    window_s = per_step / after["tokens_per_s"]
+    # the window holds step 3 and the loop's own bookkeeping, not the 2 × 0.5 s of eval and checkpoint
+    assert timed.seconds[3] <= window_s * 1.001 and window_s < timed.seconds[3] + pause / 2, (window_s, timed.seconds)
 
 
 class NaNAt(torch.nn.Module):

@@ -1,13 +1,16 @@
-"""Document batches: whole documents padded to the longest, with masks.
+"""Document batches: whole documents right-padded to the longest.
 
 Contiguous windows (`windows.py`) ignore where documents begin and end. Here
 each row of a batch is one document (or a piece of a long one), so a model
 never sees two documents in one context. Rows are padded on the right to the
-longest row, and two masks keep the padding out of training:
+longest row, which keeps the padding out of training without any mask reaching
+the model:
 
-- `attention_mask` (B, T): True at real positions. With right padding and a
-  causal model no real position can attend to a later padded one, so a causal
-  transformer needs no mask; a model that looks both ways, or left padding, does.
+- the model is given the padded ids alone. With right padding and causal
+  attention no real position can attend to a later padded one, so a row's logits
+  at its real positions are the document's own. `attention_mask` (B, T), True at
+  real positions, is built for inspection and for a model that would need it (one
+  that looks both ways, or left padding); no trainer passes it to a model.
 - targets are `ignore_index` (-100) at padded positions, so they add nothing to
   the cross-entropy (`models.base.next_token_loss`) and nothing to any gradient.
 """

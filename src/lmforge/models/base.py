@@ -142,6 +142,13 @@ class LanguageModel(nn.Module):
         return self.family
 
 
-def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean cross-entropy in nats per target token: mean of -log p(target | context)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=ignore_index)
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
+                    reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats, -log p(target | context), over the targets that are not `ignore_index`.
+
+    `reduction="mean"`: nats per real target. `"sum"`: their total, for a caller that divides by a count
+    it knows better, such as the trainer, whose micro-batches of padded documents hold different numbers of
+    real targets: the mean of their means would weigh a short document's tokens more than a long one's.
+    """
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=ignore_index,
+                           reduction=reduction)

@@ -148,6 +148,14 @@ def mean(value: torch.Tensor, info: DistInfo) -> float:
     return float(value)
 
 
+def total(value: torch.Tensor, info: DistInfo) -> float:
+    """The sum of a scalar over all ranks, as a Python float (every rank gets the same)."""
+    if info.enabled:
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return float(value)
+
+
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank when it is true on one: ranks must agree on when to stop, or they wait forever."""
     if not info.enabled:

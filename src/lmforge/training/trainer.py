@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from lmforge.config import Config
-from lmforge.data.documents import DocumentFeed
+from lmforge.data.documents import IGNORE_INDEX, DocumentFeed
 from lmforge.data.shards import is_prepared_dir
 from lmforge.data.training import load_training_data
 from lmforge.data.windows import random_batch
@@ -136,6 +136,7 @@ class Trainer:
         self.feed = self._training_feed()
         self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.step = 0
+        self.tokens_seen = 0  # real targets trained on (padding excluded), over all ranks
         self.best_val_loss, self.best_step = math.inf, -1
         self.best: dict[str, Any] | None = None  # the eval record of the best step
         self.early_stopping = EarlyStopping(t.patience)
@@ -165,7 +166,9 @@ class Trainer:
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step over `batch_size` sequences, split into `grad_accum` micro-batches (and across ranks).
 
-        Returns (mean loss, gradient norm before clipping, lr). A non-finite loss or
+        Returns (mean loss, gradient norm before clipping, lr). The loss is the mean over the real targets of the
+        whole global batch: every token weighs the same whatever micro-batch or rank holds it, so padded documents
+        of unequal lengths give the same step with any `grad_accum` and number of processes. A non-finite loss or
         gradient norm skips the update; the caller logs it and counts it.
         """
         if self.model.fitted_by_counts:
@@ -173,18 +176,22 @@ class Trainer:
         t = self.cfg.train
         lr = lr_at(self.step, t)
         set_lr(self.optimizers, lr)
-        x, y = self._next_batch()
+        x, y, n_targets = self._next_batch()
+        # each micro-batch's summed nats over the global batch's count of real targets, times the number of ranks
+        # because DDP and FSDP average gradients over ranks: accumulated, that is the gradient of the per-token mean
+        scale = self.dist.world_size / n_targets
         micro = x.size(0) // t.grad_accum
-        loss_sum = torch.zeros((), device=self.device)
+        nats = torch.zeros((), device=self.device)
         for i in range(t.grad_accum):
             rows = slice(i * micro, (i + 1) * micro)
             with distributed.grad_sync(self.parallel_model, sync=i == t.grad_accum - 1):
                 with autocast(self.device, self.dtype):
-                    loss = next_token_loss(self.feed.forward(self.step_model, x[rows], rows), y[rows])
-                # the mean over micro-batches: accumulating loss / n gives the gradient of the full batch's mean
-                self.scaler.scale(loss / t.grad_accum).backward()
-            loss_sum += loss.detach()
-        loss_value = distributed.mean(loss_sum / t.grad_accum, self.dist)
+                    micro_nats = next_token_loss(self.feed.forward(self.step_model, x[rows], rows), y[rows],
+                                                 reduction="sum")
+                self.scaler.scale(micro_nats * scale).backward()
+            nats += micro_nats.detach()
+        loss_value = distributed.total(nats, self.dist) / n_targets
+        self.tokens_seen += n_targets
         for optimizer in self.optimizers:
             self.scaler.unscale_(optimizer)  # true gradients before clipping (a no-op without float16)
         max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
@@ -202,26 +209,30 @@ class Trainer:
         self.step += 1
         return loss_value, norm_value, lr
 
-    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's rows of the next global batch.
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """This rank's rows of the next global batch, and the global batch's count of real targets.
 
         Every rank draws the same `batch_size` windows from the same generator and keeps
         its own contiguous share, so the data a step sees does not depend on how many
-        processes share it, and the generator's state is the whole data position.
+        processes share it, and the generator's state is the whole data position. So
+        every rank also counts the real (not padded) targets of all ranks without a collective.
         """
         share = self.cfg.train.batch_size // self.dist.world_size
         x, y = self.feed.next_batch()  # (batch_size, block_size) each, on the CPU
+        n_targets = int((y != IGNORE_INDEX).sum())  # every target for windows; fewer for padded documents
         rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
         x, y = x[rows], y[rows]
         if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device), y.to(self.device)
+            x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+            return x, y, n_targets
+        return x.to(self.device), y.to(self.device), n_targets
 
     def count_step(self) -> tuple[float, float, float]:
         """Fit a count-based model on the whole train split at once; its loss on one batch stands as the train loss."""
         self.model.fit_counts(self.train_ids)
         self.step += 1
-        x, y = self._next_batch()
+        x, y, n_targets = self._next_batch()
+        self.tokens_seen += n_targets
         with torch.inference_mode():
             loss = next_token_loss(self.model(x), y).item()
         return loss, 0.0, 0.0  # no gradient, no learning rate
@@ -266,9 +277,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def fit(self) -> TrainResult:
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         self._open_logs()
-        tokens_per_step = t.batch_size * cfg.model.block_size
         per_token = flops.flops_per_token(self.model)
         peak = t.peak_flops or flops.peak_flops(self.device, self.dtype, t.tf32)
         self._log("resume" if self.resuming else "start", step=self.step, elapsed_s=self._elapsed(),
@@ -278,13 +288,12 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not (t.progress and self.dist.is_main), unit="step",
                    dynamic_ncols=True, leave=False)
         loop_start = time.perf_counter()
-        window_start, window_steps = loop_start, 0
+        window_start, window_tokens = loop_start, self.tokens_seen  # tokens/s counts real targets, not padding
         bad_in_row = 0
         stop_reason = "max_steps"
         try:
             while self.step < t.max_steps:
                 loss, grad_norm, lr = self.train_step()
-                window_steps += 1
                 bad_in_row = self._count_bad_steps(loss, grad_norm, bad_in_row)
                 if bad_in_row >= t.max_bad_steps:
                     stop_reason = "non_finite"
@@ -292,23 +301,25 @@ class Trainer:
                 bar.update(1)
                 if self.step % t.log_interval == 0 or self.step == t.max_steps:
                     now = time.perf_counter()
-                    tok_s = window_steps * tokens_per_step / max(now - window_start, 1e-9)
-                    window_start, window_steps = now, 0
+                    tok_s = (self.tokens_seen - window_tokens) / max(now - window_start, 1e-9)
+                    window_start, window_tokens = now, self.tokens_seen
                     utilization = flops.mfu(tok_s, per_token, peak, self.dist.world_size)
-                    self._log("train", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.step * tokens_per_step,
+                    self._log("train", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.tokens_seen,
                               loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(tok_s, 1),
                               mfu=None if utilization is None else round(utilization, 4))
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{self.best_val_loss:.3f}")
                 out_of_time = t.max_seconds > 0 and distributed.any_rank(  # ranks must agree on when to stop
                     time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
+                paused = time.perf_counter()  # eval, sampling and checkpoints: not training, so not in tokens/s
                 is_eval = self.step % t.eval_interval == 0 or self.step == t.max_steps or out_of_time
-                stop_early = self._eval_event(lr, tokens_per_step) if is_eval else False
+                stop_early = self._eval_event(lr) if is_eval else False
                 if out_of_time or stop_early:
                     stop_reason = "max_seconds" if out_of_time else "early_stop"
                 due = is_eval if t.checkpoint_interval == 0 else self.step % t.checkpoint_interval == 0
                 stopping = self.step == t.max_steps or stop_reason != "max_steps"
                 if bad_in_row == 0 and (due or stopping):  # never checkpoint in the middle of a run of bad steps
                     self.save_checkpoint()
+                window_start += time.perf_counter() - paused
                 if stop_reason != "max_steps":
                     break
         except KeyboardInterrupt:
@@ -345,14 +356,14 @@ class Trainer:
         return LmforgeError(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
                             f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
 
-    def _eval_event(self, lr: float, tokens_per_step: int) -> bool:
+    def _eval_event(self, lr: float) -> bool:
         """Evaluate, keep the best model, sample, redraw the curves; True when early stopping says stop."""
         losses = self.evaluate()
         improved = losses["val_loss"] < self.best_val_loss
         if improved:
             self.best_val_loss, self.best_step = losses["val_loss"], self.step
             self._save_best()
-        record = self._log("eval", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.step * tokens_per_step,
+        record = self._log("eval", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.tokens_seen,
                            **losses, lr=lr, best=improved)
         if improved:
             self.best = record
@@ -439,7 +450,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The loop's own state: step, best so far, guards, the data position and the sampling generator."""
         return {
-            "step": self.step, "elapsed_s": self.elapsed_before + elapsed_s(), "best_val_loss": self.best_val_loss,
+            "step": self.step, "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_before + elapsed_s(), "best_val_loss": self.best_val_loss,
             "best_step": self.best_step, "best": self.best, "early_stopping": self.early_stopping.state_dict(),
             "overfit_watch": self.overfit_watch.state_dict(), "batch_gen": self.batch_gen.get_state(),
             "sample_gen": self.sample_gen.get_state(), "data": data_fingerprint(self.train_ids),
@@ -453,6 +464,8 @@ class Trainer:
                                f"({state['data']['tokens']:,} train tokens then, {len(self.train_ids):,} now); "
                                "resume with the same --data")
         self.step, self.elapsed_before = state["step"], state["elapsed_s"]
+        # a checkpoint from before tokens_seen was saved: steps × batch, exact for windows (no padding)
+        self.tokens_seen = state.get("tokens_seen", self.step * self.cfg.train.batch_size * self.cfg.model.block_size)
         self.best_val_loss, self.best_step, self.best = state["best_val_loss"], state["best_step"], state["best"]
         self.early_stopping.load_state_dict(state["early_stopping"])
         self.overfit_watch.load_state_dict(state["overfit_watch"])
