@@ -25,6 +25,7 @@ from training_helpers import assert_same_tensors, checkpoint_state, records
 
 from lmforge.config import Config
 from lmforge.training import checkpoint
+from lmforge.training import samples as samples_module
 from lmforge.training import trainer as trainer_module
 from lmforge.training.metrics import MetricsLog
 from lmforge.training.trainer import Trainer
@@ -101,6 +102,40 @@ def _tear_metrics_line(step: int) -> None:
         return original(self, event, **values)
 
     MetricsLog.write = write
+
+
+def _tear_sample(step: int, keep: int) -> None:
+    """Die with samples.py's writes cut `keep` characters into step `step`'s section, whatever file it writes."""
+    marker, real_open = f"=== step {step} ", open
+
+    class Torn:
+        def __init__(self, f):
+            self.f, self.seen = f, ""
+
+        def write(self, text: str) -> int:
+            stream = self.seen + text
+            at = stream.find(marker)
+            if at >= 0:
+                self.f.write(stream[len(self.seen): at + keep])
+                self.f.flush()
+                os._exit(CRASHED)
+            self.seen = stream
+            return self.f.write(text)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.f.close()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def tearing_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Torn(f) if "w" in mode or "a" in mode else f
+
+    samples_module.open = tearing_open  # found before the builtin by samples.py's own calls
 
 
 def _run_in_child(cfg: Config, out: Path, resume: bool, arm=None) -> int:
@@ -224,4 +259,15 @@ def test_killed_mid_metrics_line(tmp_path, small_text_file, reference, dtype):
     assert "=== step 4 " in (run / "samples.txt").read_text(encoding="utf-8")  # an eval the resume must forget
     assert _run_in_child(cfg, run, resume=True) == 0
     assert records(run, "resume")[0]["step"] == 3
+    assert_same_end(ref, run)
+
+
+@pytest.mark.parametrize("keep", [6, 40])
+def test_killed_mid_sample(tmp_path, small_text_file, reference, keep):
+    """A torn samples.txt section, cut inside its header (6 characters) or inside its text (40)."""
+    ref, run, cfg = reference("float32"), tmp_path / "run", make_cfg(small_text_file, "float32")
+    assert _run_in_child(cfg, run, resume=False, arm=lambda: _tear_sample(8, keep)) == CRASHED
+    assert [s for s, _ in checkpoint.list_checkpoints(run)] == [3, 6]
+    assert _run_in_child(cfg, run, resume=True) == 0
+    assert records(run, "resume")[0]["step"] == 6
     assert_same_end(ref, run)
