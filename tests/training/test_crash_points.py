@@ -27,7 +27,7 @@ from lmforge.config import Config
 from lmforge.training import checkpoint
 from lmforge.training import samples as samples_module
 from lmforge.training import trainer as trainer_module
-from lmforge.training.metrics import MetricsLog
+from lmforge.training.metrics import MetricsLog, read_metrics
 from lmforge.training.trainer import Trainer
 
 CRASHED = 77  # the exit status of a child that ended itself at its crash point
@@ -256,6 +256,8 @@ def test_killed_mid_metrics_line(tmp_path, small_text_file, reference, dtype):
     text = (run / "metrics.jsonl").read_text(encoding="utf-8")
     torn = text.rsplit("\n", 1)[-1]
     assert torn.startswith('{"event": "train", "step": 5') and not torn.endswith("}")
+    # what `lmforge report` and `compare` read before anyone resumes: the records up to the torn one
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"] == [1, 2, 3, 4]
     assert "=== step 4 " in (run / "samples.txt").read_text(encoding="utf-8")  # an eval the resume must forget
     assert _run_in_child(cfg, run, resume=True) == 0
     assert records(run, "resume")[0]["step"] == 3
