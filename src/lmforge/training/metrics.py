@@ -48,9 +48,17 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Every record. A last line without its newline that is not JSON is left out: a process killed mid-write
+    tore it, and a resume drops it too; a bad line anywhere else still raises (the file is damaged)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    *lines, tail = path.read_text(encoding="utf-8").split("\n")  # tail is "" when the last line is whole
+    records = [json.loads(line) for line in lines if line.strip()]
+    try:
+        records += [json.loads(tail)] if tail.strip() else []
+    except json.JSONDecodeError:
+        pass
+    return records
 
 
 def rewind_metrics(path: Path, step: int) -> int:
