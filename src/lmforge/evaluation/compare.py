@@ -188,7 +188,8 @@ def write_comparison(rows: list[Row], out_dir: Path, about: str) -> tuple[Path, 
     ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
     parts = [
         "# Comparison", "", about, "",
-        "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own context. "
+        "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own context "
+        "(an RNN: in consecutive windows carrying its state). "
         "Bits per byte (total bits over the text's UTF-8 bytes) compares models whatever their tokenizer; loss and "
         "perplexity are per token. Training seconds run from the start of training (data loaded, model built) to "
         "its end, evals included. An n-gram's parameters are its stored probabilities and backoff weights.", "",

@@ -15,6 +15,16 @@ with a smaller stride every scored token has at least `block_size - stride + 1`
 tokens of context, so the loss falls towards the model's true full-context
 loss, and the cost grows by `block_size / stride`. Every token after the first
 is scored exactly once whatever the stride, and the result is deterministic.
+
+Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole
+past) are not scored in windows that each start from nothing: that is not how
+they train, and it throws their memory away. The text is read as `batch_size`
+consecutive streams, as training's consecutive windows cut it, each read from
+a zero state at its start and carrying its state from one window of
+`block_size` tokens to the next; the last stream also takes the tokens left
+over. With one stream (`batch_size` 1) the loss is that of one forward pass
+over the whole text. `stride` does not apply (the state already carries all
+of the stream's past) and is refused.
 """
 
 from __future__ import annotations
@@ -41,8 +51,9 @@ class EvalResult:
     bits_per_byte: float
     tokens: int  # tokens scored
     bytes: int  # UTF-8 bytes those tokens spell
-    stride: int | None = None  # sliding-window stride; None: non-overlapping windows
+    stride: int | None = None  # sliding-window stride; None: non-overlapping windows, or a recurrent model's streams
     block_size: int | None = None  # the window length
+    streams: int | None = None  # a recurrent model: how many streams the text was read as (1: one pass)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -83,6 +94,11 @@ def _batched(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
         yield group
 
 
+def recurrent_streams(n_ids: int, block_size: int, batch_size: int) -> int:
+    """How many consecutive streams a recurrent model reads `n_ids` ids as: `batch_size`, each at least one window."""
+    return max(1, min(batch_size, (n_ids - 1) // block_size))
+
+
 @torch.inference_mode()
 def iter_token_nats(
     model: LanguageModel,
@@ -94,27 +110,77 @@ def iter_token_nats(
     stride: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """-ln p of every token of `ids` but the first, in order, one batch of windows at a time (float32, on `device`)."""
-    stride = block_size if stride is None else stride
-    windows = sliding_windows(len(ids), block_size, stride)
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
+    recurrent = model.recurrent
+    if recurrent and stride is not None:
+        raise LmforgeError(f"--stride does not apply to a {model.family} model: its state carries everything before "
+                           "each token, so there is no window to slide; leave --stride out")
+    if block_size < 1:
+        raise LmforgeError(f"the window (context) must be at least 1 token, not {block_size}")
     was_training = model.training
     model.eval()
     try:
-        for group in _batched(windows, batch_size):
-            length = group[0].length
-            rows = np.array([w.begin for w in group])[:, None] + np.arange(length + 1)  # (B, T+1)
-            window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-            x, y = window[:, :-1], window[:, 1:]  # (B, T) each
-            with autocast or contextlib.nullcontext():
-                logits = model(x)  # (B, T, V)
-            nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
-            if all(w.n_scored == length for w in group):
-                yield nats.reshape(-1)
-            else:
-                yield torch.cat([nats[i, length - w.n_scored :] for i, w in enumerate(group)])
+        if recurrent:
+            yield from _stream_nats(model, ids, block_size, batch_size, device, autocast)
+        else:
+            yield from _window_nats(model, ids, block_size, batch_size, device, autocast, stride)
     finally:
         model.train(was_training)
+
+
+def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
+                 autocast: contextlib.AbstractContextManager | None, stride: int | None) -> Iterator[torch.Tensor]:
+    """Sliding windows, each from an empty context."""
+    windows = sliding_windows(len(ids), block_size, block_size if stride is None else stride)
+    for group in _batched(windows, batch_size):
+        length = group[0].length
+        rows = np.array([w.begin for w in group])[:, None] + np.arange(length + 1)  # (B, T+1)
+        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
+        x, y = window[:, :-1], window[:, 1:]  # (B, T) each
+        with autocast or contextlib.nullcontext():
+            logits = model(x)  # (B, T, V)
+        nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+        if all(w.n_scored == length for w in group):
+            yield nats.reshape(-1)
+        else:
+            yield torch.cat([nats[i, length - w.n_scored :] for i, w in enumerate(group)])
+
+
+def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
+                 autocast: contextlib.AbstractContextManager | None) -> Iterator[torch.Tensor]:
+    """Consecutive streams, each carrying the model's state across its windows; yields in text order at the end.
+
+    Stream b scores targets b*L+1 .. (b+1)*L (L = targets per stream); the last stream then goes on, alone, over
+    the targets left over, from its own state.
+    """
+    n_targets = len(ids) - 1
+    if n_targets < 1:
+        return
+    streams = recurrent_streams(len(ids), block_size, batch_size)
+    per_stream = n_targets // streams
+    starts = np.arange(streams) * per_stream  # (B,) first input position of each stream
+    nats = torch.empty(streams, per_stream, device=device)  # (B, L)
+    state = None
+
+    def run(begins: np.ndarray, length: int, state):
+        rows = begins[:, None] + np.arange(length + 1)  # (b, T+1)
+        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
+        with autocast or contextlib.nullcontext():
+            logits, state = model(window[:, :-1], state, return_state=True)  # (b, T, V)
+        return F.cross_entropy(logits.float().transpose(1, 2), window[:, 1:], reduction="none"), state  # (b, T)
+
+    for t in range(0, per_stream, block_size):
+        length = min(block_size, per_stream - t)
+        nats[:, t : t + length], state = run(starts + t, length, state)
+    yield nats.reshape(-1)  # stream after stream: text order
+    left = n_targets - streams * per_stream
+    if left:
+        state = model.reorder_state(state, torch.tensor([streams - 1], device=device))  # the last stream's state
+        for t in range(0, left, block_size):
+            length = min(block_size, left - t)
+            part, state = run(np.array([streams * per_stream + t]), length, state)
+            yield part.reshape(-1)
 
 
 def token_nats(
@@ -179,6 +245,7 @@ def evaluate_ids(
     check_long_enough(ids, 1, "evaluation text")
     nats, count = total_nats(model, ids, block_size, batch_size, device, autocast, stride)
     n_bytes = scored_bytes(tokenizer, ids) if n_bytes is None else n_bytes
+    recurrent = model.recurrent
     loss = nats / count
     return EvalResult(
         loss=loss,
@@ -186,6 +253,7 @@ def evaluate_ids(
         bits_per_byte=nats / math.log(2) / max(n_bytes, 1),
         tokens=count,
         bytes=n_bytes,
-        stride=block_size if stride is None else stride,
+        stride=None if recurrent else block_size if stride is None else stride,
         block_size=block_size,
+        streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None,
     )
