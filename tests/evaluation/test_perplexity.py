@@ -293,3 +293,26 @@ def test_rnn_continuation_scores_see_the_whole_prompt():
     scores = continuation_logprobs(model, prompt, continuation, 8, torch.device("cpu"))
     assert np.allclose(scores, -one_pass_nats(model, ids)[-len(continuation) :], rtol=1e-5, atol=1e-6)
 
+
+def test_a_word_runs_bits_per_byte_charges_8_bits_for_each_byte_of_an_unknown_word(tmp_path, small_text_file):
+    """An `<|unk|>` prediction says a word comes, not which one: its bytes are spelled at 8 bits each, not free."""
+    import lmforge
+    from lmforge.cli import main
+    from lmforge.evaluation.evaluate import evaluate_file
+
+    run_dir = tmp_path / "word"
+    assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run_dir), "--data.tokenizer",
+                 "word", "--train.max_steps", "2", "--train.eval_interval", "2", "--sample.max_new_tokens", "0"]) == 0
+    unknown_words = ["Zyzzyvas", "Quokkas", "Xanadu"]
+    text = "First Zyzzyvas hear Quokkas speak Xanadu, rather"
+    (tmp_path / "eval.txt").write_text(text, encoding="utf-8")
+    result = evaluate_file(run_dir, tmp_path / "eval.txt")
+    run = lmforge.load(run_dir)
+    tok = run.tokenizer
+    assert tok.unknown_count(text) == 3 and int(tok.encode_array(text)[0]) != tok.unk_id
+    spelled = sum(len(w) for w in unknown_words) + (0 if tok.space_id is not None else len(unknown_words))
+    nats = token_nats(run.model, tok.encode_array(text), run.config.model.block_size, 64)
+    n_bytes = len(text.encode()) - len("First")
+    assert math.isclose(result["bits_per_byte"], (nats.sum() / math.log(2) + 8 * spelled) / n_bytes, rel_tol=1e-9)
+    assert result["bytes"] == n_bytes and result["unknown_bytes"] == spelled
+

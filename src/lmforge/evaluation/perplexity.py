@@ -25,6 +25,12 @@ a zero state at its start and carrying its state from one window of
 over. With one stream (`batch_size` 1) the loss is that of one forward pass
 over the whole text. `stride` does not apply (the state already carries all
 of the stream's past) and is refused.
+
+What bits per byte counts. It scores the text's bytes, so:
+- an unknown token (a word tokenizer's `<|unk|>`) says that some word comes,
+  not which: bits per byte adds the cost of spelling that word's real bytes
+  under a uniform byte model, 8 bits a byte (`ScoredBytes`), so a word model
+  does not get the bytes of the words it cannot spell for free.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import torch.nn.functional as F
 from lmforge.data.windows import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
-from lmforge.tokenizers.base import Tokenizer
+from lmforge.tokenizers.base import UNKNOWN_BITS_PER_BYTE, ScoredBytes, Tokenizer
 
 
 @dataclass
@@ -53,6 +59,7 @@ class EvalResult:
     bytes: int  # UTF-8 bytes those tokens spell
     stride: int | None = None  # sliding-window stride; None: non-overlapping windows, or a recurrent model's streams
     block_size: int | None = None  # the window length
+    unknown_bytes: int = 0  # bytes of unknown words, charged 8 bits each in bits per byte
     streams: int | None = None  # a recurrent model: how many streams the text was read as (1: one pass)
 
     def to_dict(self) -> dict[str, float | int | None]:
@@ -216,13 +223,15 @@ def total_nats(
 
 
 def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
-    """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer.
+    """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer, from the ids alone.
 
     Computed as bytes(decode(all)) - bytes(decode(first)) rather than by decoding
     `ids[1:]` alone: a tokenizer's decode of a sequence need not be the
     concatenation of its tokens' texts (a word tokenizer joins with spaces, a
     byte-level BPE token may hold half a character), so the difference is the
-    number of bytes that scoring the rest of the text is responsible for.
+    number of bytes that scoring the rest of the text is responsible for. An
+    unknown token decodes as itself, not as the word it replaced: when the text
+    is at hand, `Tokenizer.count_scored_bytes` counts from the text instead.
     """
     ids = [int(i) for i in ids]
     whole = len(tokenizer.decode(ids).encode("utf-8"))
@@ -238,22 +247,47 @@ def evaluate_ids(
     batch_size: int,
     device: torch.device,
     autocast: contextlib.AbstractContextManager | None = None,
-    n_bytes: int | None = None,
+    n_bytes: int | ScoredBytes | None = None,
     stride: int | None = None,
 ) -> EvalResult:
-    """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window."""
+    """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window.
+
+    `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes it charges, as `ScoredBytes`);
+    None counts them by decoding `ids`. Bits per byte adds 8 bits a byte for unknown words (the module
+    docstring says why).
+    """
     check_long_enough(ids, 1, "evaluation text")
     nats, count = total_nats(model, ids, block_size, batch_size, device, autocast, stride)
-    n_bytes = scored_bytes(tokenizer, ids) if n_bytes is None else n_bytes
+    if n_bytes is None:
+        n_bytes = scored_bytes(tokenizer, ids)
+    counted = n_bytes if isinstance(n_bytes, ScoredBytes) else ScoredBytes(n_bytes)
+    bits = nats / math.log(2) + UNKNOWN_BITS_PER_BYTE * counted.unknown
     recurrent = model.recurrent
     loss = nats / count
     return EvalResult(
         loss=loss,
         perplexity=math.exp(min(loss, 700.0)),
-        bits_per_byte=nats / math.log(2) / max(n_bytes, 1),
+        bits_per_byte=bits / max(counted.bytes, 1),
         tokens=count,
-        bytes=n_bytes,
+        bytes=counted.bytes,
         stride=None if recurrent else block_size if stride is None else stride,
         block_size=block_size,
+        unknown_bytes=counted.unknown,
         streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None,
     )
+
+
+def evaluate_text(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    text: str,
+    block_size: int,
+    batch_size: int,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    stride: int | None = None,
+) -> EvalResult:
+    """`evaluate_ids` of a text, its bytes counted from the text itself: what `eval` and `compare` both run."""
+    ids = tokenizer.encode_array(text)
+    return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
+                        n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)
