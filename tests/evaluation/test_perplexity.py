@@ -140,6 +140,7 @@ class MultiCharTokenizer:
     """A fake subword tokenizer: greedy longest match over pieces of several characters, decode = concatenation."""
 
     kind = "test-multichar"
+    eos_id = None  # no special tokens
 
     def __init__(self, pieces):
         self.pieces = pieces
@@ -316,3 +317,39 @@ def test_a_word_runs_bits_per_byte_charges_8_bits_for_each_byte_of_an_unknown_wo
     assert math.isclose(result["bits_per_byte"], (nats.sum() / math.log(2) + 8 * spelled) / n_bytes, rel_tol=1e-9)
     assert result["bytes"] == n_bytes and result["unknown_bytes"] == spelled
 
+
+# ---------------------------------------------------------------------- EOS: a document's end, no byte of text
+
+
+def test_a_prepared_document_and_the_same_text_as_a_file_give_the_same_bits_per_byte(tmp_path):
+    """Bits per byte scores the text's bytes: the EOS target that ends a prepared document has none, so its loss
+    is left out of bits per byte (loss per token keeps it). Training's val_bpb on a prepared directory whose val
+    split is one document equals the bits per byte of that document's text, as `eval` and `compare` score it."""
+    from lmforge.config import Config, load_preset
+    from lmforge.data.prepare import PrepareOptions, in_val, prepare
+    from lmforge.evaluation.evaluate import evaluate_run
+    from lmforge.run import Run
+    from lmforge.tokenizers import train_tokenizer
+    from lmforge.training import Trainer
+
+    docs = [f"Document {i}: " + "the quick brown fox jumps over the lazy dog. " * (i % 4 + 3) for i in range(8)]
+    seed = next(s for s in range(1000) if sum(in_val(s, i, 0.2) for i in range(len(docs))) == 1)
+    [val_doc] = [d for i, d in enumerate(docs) if in_val(seed, i, 0.2)]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, doc in enumerate(docs):
+        (folder / f"{i}.txt").write_text(doc, encoding="utf-8")
+    tok = train_tokenizer("char", docs, documents=True)
+    prepare(folder, tok, tmp_path / "prepared", PrepareOptions(seed=seed, val_fraction=0.2, workers=1, progress=False))
+
+    cfg = Config.from_dict(load_preset("tiny"))
+    cfg.data.path = str(tmp_path / "prepared")
+    cfg.train.progress = False
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert len(trainer.val_ids) == len(val_doc) + 1 and int(trainer.val_ids[-1]) == tok.eos_id  # the document, then EOS
+    prepared = trainer.evaluate()
+    (tmp_path / "doc.txt").write_text(val_doc, encoding="utf-8")
+    run = Run(tmp_path / "run", cfg, trainer.tokenizer, trainer.model, trainer.device)
+    as_text = evaluate_run(run, tmp_path / "doc.txt", batch_size=cfg.train.eval_batch_size)  # what `eval` runs
+    assert math.isclose(prepared["val_bpb"], as_text["bits_per_byte"], rel_tol=1e-6)
+    assert not math.isclose(prepared["val_loss"], as_text["loss"], rel_tol=1e-4)  # loss per token still scores the EOS

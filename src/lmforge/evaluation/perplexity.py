@@ -27,6 +27,11 @@ over the whole text. `stride` does not apply (the state already carries all
 of the stream's past) and is refused.
 
 What bits per byte counts. It scores the text's bytes, so:
+- the loss of targets that are the tokenizer's EOS (a prepared document's end;
+  encoding text never makes one) is left out of its numerator, since no byte of
+  the text stands for them; loss and perplexity per token still include them.
+  A prepared directory of one document and the same text as a file then give
+  the same bits per byte.
 - an unknown token (a word tokenizer's `<|unk|>`) says that some word comes,
   not which: bits per byte adds the cost of spelling that word's real bytes
   under a uniform byte model, 8 bits a byte (`ScoredBytes`), so a word model
@@ -253,15 +258,26 @@ def evaluate_ids(
     """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window.
 
     `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes it charges, as `ScoredBytes`);
-    None counts them by decoding `ids`. Bits per byte adds 8 bits a byte for unknown words (the module
-    docstring says why).
+    None counts them by decoding `ids`. Bits per byte leaves out the loss of EOS targets and adds 8 bits a byte
+    for unknown words (the module docstring says why); loss and perplexity are of every scored token.
     """
     check_long_enough(ids, 1, "evaluation text")
-    nats, count = total_nats(model, ids, block_size, batch_size, device, autocast, stride)
+    eos = tokenizer.eos_id
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # nats of all targets, of the EOS targets
+    count = 0
+    for part in iter_token_nats(model, ids, block_size, batch_size, device, autocast, stride):
+        part = part.double()
+        sums[0] += part.sum()
+        if eos is not None:
+            targets = torch.from_numpy(np.asarray(ids[1 + count : 1 + count + part.numel()]).astype(np.int64))
+            sums[1] += torch.where(targets.to(part.device) == eos, part, 0.0).sum()
+        count += part.numel()
+    nats, eos_nats = sums.tolist()  # one sync, at the end
+    text_nats = nats - eos_nats  # bits per byte scores the text's bytes: no byte stands for an EOS
     if n_bytes is None:
         n_bytes = scored_bytes(tokenizer, ids)
     counted = n_bytes if isinstance(n_bytes, ScoredBytes) else ScoredBytes(n_bytes)
-    bits = nats / math.log(2) + UNKNOWN_BITS_PER_BYTE * counted.unknown
+    bits = text_nats / math.log(2) + UNKNOWN_BITS_PER_BYTE * counted.unknown
     recurrent = model.recurrent
     loss = nats / count
     return EvalResult(
