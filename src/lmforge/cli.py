@@ -342,8 +342,9 @@ def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.data}: {result['tokens']:,} tokens, {result['bytes']:,} bytes, "
-              f"windows of {result['block_size']} every {result['stride']} tokens")
+        how = (f"{result['streams']} stream(s) in windows of {result['block_size']}, the state carried"
+               if result.get("streams") else f"windows of {result['block_size']} every {result['stride']} tokens")
+        print(f"{args.data}: {result['tokens']:,} tokens, {result['bytes']:,} bytes, {how}")
         print(f"loss        {result['loss']:.4f} nats/token")
         print(f"perplexity  {result['perplexity']:.3f}")
         print(f"bits/byte   {result['bits_per_byte']:.4f}")

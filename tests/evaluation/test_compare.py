@@ -99,3 +99,21 @@ def test_compare_families_end_to_end(capsys, tmp_path, small_text_file):
                  "--out", str(out), "--max-new-tokens", "20"]) == 0
     rows = table_rows((out / "comparison.md").read_text())
     assert set(rows) == {"ngram", "rnn", "transformer"}
+
+
+def test_compare_and_eval_give_the_same_numbers_for_the_same_model_and_text(tmp_path, small_text_file, family_runs):
+    """One function scores both: same loss, bytes and bits per byte, for a word run (unknown words) and an RNN."""
+    from lmforge.cli import main
+    from lmforge.evaluation.compare import compare_runs, val_text_of
+    from lmforge.evaluation.evaluate import evaluate_file
+
+    word = tmp_path / "word"
+    assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(word), "--data.tokenizer",
+                 "word", "--train.max_steps", "2", "--train.eval_interval", "2", "--sample.max_new_tokens", "0"]) == 0
+    text = val_text_of(small_text_file.read_text(encoding="utf-8"), 0.1) + " Zyzzyvas of Xanadu"
+    (tmp_path / "val.txt").write_text(text, encoding="utf-8")
+    for run_dir in (word, family_runs["rnn"]):
+        [row] = compare_runs([run_dir], text, max_new_tokens=0)
+        evaluated = evaluate_file(run_dir, tmp_path / "val.txt")
+        for key in ("loss", "tokens", "bytes", "bits_per_byte"):
+            assert getattr(row.result, key) == evaluated[key], (run_dir.name, key)

@@ -140,6 +140,7 @@ class MultiCharTokenizer:
     """A fake subword tokenizer: greedy longest match over pieces of several characters, decode = concatenation."""
 
     kind = "test-multichar"
+    eos_id = None  # no special tokens
 
     def __init__(self, pieces):
         self.pieces = pieces
@@ -227,3 +228,128 @@ def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown
     result = evaluate_file(run, tmp_path / "eval.txt")
     assert result["unknown_chars"] > 0
     assert result["bytes"] == len(text.encode("utf-8")) - len("First")  # every byte but the first token's
+
+
+# ---------------------------------------------------------------------- recurrent models: the state carries
+
+
+def small_rnn(cell="lstm", vocab=11, seed=0):
+    from lmforge.config import ModelConfig
+    from lmforge.models import build_model
+
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=16, block_size=8,
+                                   vocab_size=vocab)).eval()
+
+
+def one_pass_nats(model, ids):
+    """-ln p of every token but the first, from one forward pass over the whole of `ids`."""
+    x = torch.from_numpy(np.asarray(ids, dtype=np.int64))[None]
+    with torch.inference_mode():
+        logits = model(x[:, :-1])
+    return torch.nn.functional.cross_entropy(logits[0].double(), x[0, 1:], reduction="none").numpy()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_rnn_eval_in_one_stream_is_one_forward_pass_over_the_whole_text(cell):
+    """An RNN trains with its state carried across windows, so eval carries it too: not a zero state per window."""
+    model = small_rnn(cell)
+    ids = np.random.default_rng(0).integers(0, 11, 203).astype(np.uint16)  # 202 targets: 25 windows of 8, and 2
+    expected = one_pass_nats(model, ids)
+    assert np.allclose(token_nats(model, ids, 8, 1, torch.device("cpu")), expected, rtol=1e-5, atol=1e-6)
+    result = evaluate_ids(model, CharTokenizer([chr(65 + i) for i in range(11)]), ids, 8, 1, torch.device("cpu"))
+    assert result.tokens == 202 and result.streams == 1 and result.stride is None
+    assert math.isclose(result.loss, expected.mean(), rel_tol=1e-6)
+
+
+def test_rnn_eval_in_streams_carries_each_streams_state_and_scores_every_token_once():
+    """With batch_size B the text is read as B consecutive streams (as training cuts it); the last takes the rest."""
+    model = small_rnn()
+    ids = np.random.default_rng(1).integers(0, 11, 207).astype(np.uint16)  # 206 targets: 4 streams of 51, 2 left
+    per_stream = 206 // 4
+    cuts = [0, per_stream, 2 * per_stream, 3 * per_stream, 206]
+    expected = np.concatenate([one_pass_nats(model, ids[a : b + 1]) for a, b in zip(cuts, cuts[1:])])
+    nats = token_nats(model, ids, 8, 4, torch.device("cpu"))
+    assert nats.shape == (206,)
+    assert np.allclose(nats, expected, rtol=1e-5, atol=1e-6)
+    # a text too short for B streams of a window each is read as fewer streams: 19 targets, 2 streams of 9 and 10
+    short = ids[:20]
+    assert np.allclose(token_nats(model, short, 8, 64, torch.device("cpu")),
+                       np.concatenate([one_pass_nats(model, short[:10]), one_pass_nats(model, short[9:])]),
+                       rtol=1e-5, atol=1e-6)
+
+
+def test_stride_does_not_apply_to_an_rnn():
+    with pytest.raises(LmforgeError, match="--stride does not apply to a rnn model"):
+        token_nats(small_rnn(), np.arange(20, dtype=np.uint16) % 11, 8, 1, torch.device("cpu"), stride=4)
+
+
+def test_rnn_continuation_scores_see_the_whole_prompt():
+    """As in generation, an RNN's state holds the whole prompt, however much longer than the training window."""
+    from lmforge.evaluation.scoring import continuation_logprobs
+
+    model = small_rnn()
+    ids = np.random.default_rng(2).integers(0, 11, 40).tolist()
+    prompt, continuation = ids[:30], ids[30:]  # the prompt is almost 4 windows of 8
+    scores = continuation_logprobs(model, prompt, continuation, 8, torch.device("cpu"))
+    assert np.allclose(scores, -one_pass_nats(model, ids)[-len(continuation) :], rtol=1e-5, atol=1e-6)
+
+
+def test_a_word_runs_bits_per_byte_charges_8_bits_for_each_byte_of_an_unknown_word(tmp_path, small_text_file):
+    """An `<|unk|>` prediction says a word comes, not which one: its bytes are spelled at 8 bits each, not free."""
+    import lmforge
+    from lmforge.cli import main
+    from lmforge.evaluation.evaluate import evaluate_file
+
+    run_dir = tmp_path / "word"
+    assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run_dir), "--data.tokenizer",
+                 "word", "--train.max_steps", "2", "--train.eval_interval", "2", "--sample.max_new_tokens", "0"]) == 0
+    unknown_words = ["Zyzzyvas", "Quokkas", "Xanadu"]
+    text = "First Zyzzyvas hear Quokkas speak Xanadu, rather"
+    (tmp_path / "eval.txt").write_text(text, encoding="utf-8")
+    result = evaluate_file(run_dir, tmp_path / "eval.txt")
+    run = lmforge.load(run_dir)
+    tok = run.tokenizer
+    assert tok.unknown_count(text) == 3 and int(tok.encode_array(text)[0]) != tok.unk_id
+    spelled = sum(len(w) for w in unknown_words) + (0 if tok.space_id is not None else len(unknown_words))
+    nats = token_nats(run.model, tok.encode_array(text), run.config.model.block_size, 64)
+    n_bytes = len(text.encode()) - len("First")
+    assert math.isclose(result["bits_per_byte"], (nats.sum() / math.log(2) + 8 * spelled) / n_bytes, rel_tol=1e-9)
+    assert result["bytes"] == n_bytes and result["unknown_bytes"] == spelled
+
+
+# ---------------------------------------------------------------------- EOS: a document's end, no byte of text
+
+
+def test_a_prepared_document_and_the_same_text_as_a_file_give_the_same_bits_per_byte(tmp_path):
+    """Bits per byte scores the text's bytes: the EOS target that ends a prepared document has none, so its loss
+    is left out of bits per byte (loss per token keeps it). Training's val_bpb on a prepared directory whose val
+    split is one document equals the bits per byte of that document's text, as `eval` and `compare` score it."""
+    from lmforge.config import Config, load_preset
+    from lmforge.data.prepare import PrepareOptions, in_val, prepare
+    from lmforge.evaluation.evaluate import evaluate_run
+    from lmforge.run import Run
+    from lmforge.tokenizers import train_tokenizer
+    from lmforge.training import Trainer
+
+    docs = [f"Document {i}: " + "the quick brown fox jumps over the lazy dog. " * (i % 4 + 3) for i in range(8)]
+    seed = next(s for s in range(1000) if sum(in_val(s, i, 0.2) for i in range(len(docs))) == 1)
+    [val_doc] = [d for i, d in enumerate(docs) if in_val(seed, i, 0.2)]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, doc in enumerate(docs):
+        (folder / f"{i}.txt").write_text(doc, encoding="utf-8")
+    tok = train_tokenizer("char", docs, documents=True)
+    prepare(folder, tok, tmp_path / "prepared", PrepareOptions(seed=seed, val_fraction=0.2, workers=1, progress=False))
+
+    cfg = Config.from_dict(load_preset("tiny"))
+    cfg.data.path = str(tmp_path / "prepared")
+    cfg.train.progress = False
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert len(trainer.val_ids) == len(val_doc) + 1 and int(trainer.val_ids[-1]) == tok.eos_id  # the document, then EOS
+    prepared = trainer.evaluate()
+    (tmp_path / "doc.txt").write_text(val_doc, encoding="utf-8")
+    run = Run(tmp_path / "run", cfg, trainer.tokenizer, trainer.model, trainer.device)
+    as_text = evaluate_run(run, tmp_path / "doc.txt", batch_size=cfg.train.eval_batch_size)  # what `eval` runs
+    assert math.isclose(prepared["val_bpb"], as_text["bits_per_byte"], rel_tol=1e-6)
+    assert not math.isclose(prepared["val_loss"], as_text["loss"], rel_tol=1e-4)  # loss per token still scores the EOS

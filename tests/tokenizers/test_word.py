@@ -71,3 +71,22 @@ def test_too_small_a_vocabulary_names_the_flag():
 def test_lone_surrogates_are_rejected(text):
     with pytest.raises(LmforgeError, match="lone surrogate"):
         WordTokenizer.train(TEXT).encode(text)
+
+
+def test_unknown_tokens_stand_for_the_bytes_of_their_words():
+    """What bits per byte charges for: the bytes each `<|unk|>` replaced (not its own 7), the kept space apart."""
+    with_space = WordTokenizer(["The", " cat", " ", "."])
+    assert with_space.unknown_bytes("The cat émeu.") == [len("émeu".encode())]  # " émeu": the space is its own token
+    no_space = WordTokenizer(["The", " cat", "."])
+    assert no_space.unknown_bytes("The cat émeu.") == [len(" émeu".encode())]  # the unknown token stands for the space too
+    assert WordTokenizer(["a"]).unknown_bytes("a a") == [2]  # " a" is not a word of the vocabulary
+
+
+def test_scored_bytes_are_counted_from_the_text_and_a_first_unknown_word_is_not_scored():
+    tok = WordTokenizer(["The", " cat", " ", "."])
+    text = "The cat émeu."
+    counted = tok.count_scored_bytes(text, tok.encode_array(text))
+    assert counted.bytes == len(" cat émeu.".encode()) and counted.unknown == len("émeu".encode())
+    text = "Émeu cat zebra."  # the first token is unknown: its word is not scored, so neither counted nor charged
+    counted = tok.count_scored_bytes(text, tok.encode_array(text))
+    assert counted.bytes == len(" cat zebra.".encode()) and counted.unknown == len("zebra")

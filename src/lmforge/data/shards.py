@@ -188,5 +188,7 @@ class PreparedData:
         return arrays[0] if len(arrays) == 1 else ShardedTokens(arrays)
 
     def scored_bytes(self, name: str) -> int:
-        """UTF-8 bytes of a split's documents spelled by all tokens but the first (as in bits per byte)."""
+        """UTF-8 bytes of a split's documents spelled by all tokens but the first (as in bits per byte).
+
+        The EOS ending each document stands for no byte; bits per byte leaves its loss out (evaluate_ids)."""
         return self.tokenizer.scored_bytes(self.split(name), self.index["splits"][name]["bytes"])

@@ -28,7 +28,7 @@ from pathlib import Path
 from lmforge.config import FAMILIES, Config, load_preset
 from lmforge.corpus import load_corpus
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
+from lmforge.evaluation.perplexity import EvalResult, evaluate_text
 from lmforge.training.metrics import read_metrics
 
 PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
@@ -158,9 +158,9 @@ def compare_runs(run_dirs: list[Path], val_text: str, device: str = "auto", batc
     rows = []
     for run_dir, name in zip(run_dirs, names):
         run = lmforge.load(run_dir, device=device)
-        ids = run.tokenizer.encode_array(val_text)
         amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
-        result = evaluate_ids(run.model, run.tokenizer, ids, run.config.model.block_size, batch_size, run.device, amp)
+        result = evaluate_text(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size,
+                               run.device, amp)  # as `lmforge eval` scores a file
         seconds, curve = training_seconds(Path(run_dir))
         start = (run.config.sample.prompt if prompt is None else prompt) or "\n"
         sample = run.generate(start, max_new_tokens, temperature=0.8, seed=seed) if max_new_tokens > 0 else ""
@@ -188,9 +188,10 @@ def write_comparison(rows: list[Row], out_dir: Path, about: str) -> tuple[Path, 
     ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
     parts = [
         "# Comparison", "", about, "",
-        "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own context. "
-        "Bits per byte (total bits over the text's UTF-8 bytes) compares models whatever their tokenizer; loss and "
-        "perplexity are per token. Training seconds run from the start of training (data loaded, model built) to "
+        "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own context "
+        "(an RNN: in consecutive windows carrying its state). "
+        "Bits per byte (total bits over the text's UTF-8 bytes, an unknown word's bytes charged 8 bits each) "
+        "compares models whatever their tokenizer; loss and perplexity are per token. Training seconds run from the start of training (data loaded, model built) to "
         "its end, evals included. An n-gram's parameters are its stored probabilities and backoff weights.", "",
         comparison_table(rows), "",
         "Ranked by val bits per byte, lowest first: " + " < ".join(f"{r.name}" for r in ranked) + ".", "",

@@ -14,22 +14,21 @@ def evaluate_run(run: Run, data: str | Path, stride: int | None = None, batch_si
     """Loss, perplexity and bits per byte of `run` on the file `data`, as a JSON-ready dict.
 
     `unknown_chars` counts characters the tokenizer had to replace (they lower
-    the result's meaning; the CLI warns about them).
+    the result's meaning; the CLI warns about them). `compare` scores its val text
+    with the same `evaluate_text`, so the two agree on the same model and text.
     """
     from lmforge.corpus import read_text
     from lmforge.device import autocast, resolve_dtype
     from lmforge.errors import LmforgeError
-    from lmforge.evaluation.perplexity import evaluate_ids
+    from lmforge.evaluation.perplexity import evaluate_text
 
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
     text = read_text(data)
     unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(text)
-    ids = run.tokenizer.encode_array(text)
     amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
-    block = run.config.model.block_size
-    result = evaluate_ids(run.model, run.tokenizer, ids, block, batch_size, run.device, amp,
-                          n_bytes=run.tokenizer.scored_bytes(ids, len(text.encode("utf-8"))), stride=stride)
+    result = evaluate_text(run.model, run.tokenizer, text, run.config.model.block_size, batch_size, run.device, amp,
+                           stride=stride)
     return {"run": str(run.path), "data": str(data), "tokenizer": run.tokenizer.kind, **result.to_dict(),
             "unknown_chars": unknown}
 

@@ -15,6 +15,27 @@ with a smaller stride every scored token has at least `block_size - stride + 1`
 tokens of context, so the loss falls towards the model's true full-context
 loss, and the cost grows by `block_size / stride`. Every token after the first
 is scored exactly once whatever the stride, and the result is deterministic.
+
+Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole
+past) are not scored in windows that each start from nothing: that is not how
+they train, and it throws their memory away. The text is read as `batch_size`
+consecutive streams, as training's consecutive windows cut it, each read from
+a zero state at its start and carrying its state from one window of
+`block_size` tokens to the next; the last stream also takes the tokens left
+over. With one stream (`batch_size` 1) the loss is that of one forward pass
+over the whole text. `stride` does not apply (the state already carries all
+of the stream's past) and is refused.
+
+What bits per byte counts. It scores the text's bytes, so:
+- the loss of targets that are the tokenizer's EOS (a prepared document's end;
+  encoding text never makes one) is left out of its numerator, since no byte of
+  the text stands for them; loss and perplexity per token still include them.
+  A prepared directory of one document and the same text as a file then give
+  the same bits per byte.
+- an unknown token (a word tokenizer's `<|unk|>`) says that some word comes,
+  not which: bits per byte adds the cost of spelling that word's real bytes
+  under a uniform byte model, 8 bits a byte (`ScoredBytes`), so a word model
+  does not get the bytes of the words it cannot spell for free.
 """
 
 from __future__ import annotations
@@ -31,7 +52,7 @@ import torch.nn.functional as F
 from lmforge.data.windows import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
-from lmforge.tokenizers.base import Tokenizer
+from lmforge.tokenizers.base import UNKNOWN_BITS_PER_BYTE, ScoredBytes, Tokenizer
 
 
 @dataclass
@@ -41,8 +62,10 @@ class EvalResult:
     bits_per_byte: float
     tokens: int  # tokens scored
     bytes: int  # UTF-8 bytes those tokens spell
-    stride: int | None = None  # sliding-window stride; None: non-overlapping windows
+    stride: int | None = None  # sliding-window stride; None: non-overlapping windows, or a recurrent model's streams
     block_size: int | None = None  # the window length
+    unknown_bytes: int = 0  # bytes of unknown words, charged 8 bits each in bits per byte
+    streams: int | None = None  # a recurrent model: how many streams the text was read as (1: one pass)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -83,6 +106,11 @@ def _batched(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
         yield group
 
 
+def recurrent_streams(n_ids: int, block_size: int, batch_size: int) -> int:
+    """How many consecutive streams a recurrent model reads `n_ids` ids as: `batch_size`, each at least one window."""
+    return max(1, min(batch_size, (n_ids - 1) // block_size))
+
+
 @torch.inference_mode()
 def iter_token_nats(
     model: LanguageModel,
@@ -94,27 +122,77 @@ def iter_token_nats(
     stride: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """-ln p of every token of `ids` but the first, in order, one batch of windows at a time (float32, on `device`)."""
-    stride = block_size if stride is None else stride
-    windows = sliding_windows(len(ids), block_size, stride)
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
+    recurrent = model.recurrent
+    if recurrent and stride is not None:
+        raise LmforgeError(f"--stride does not apply to a {model.family} model: its state carries everything before "
+                           "each token, so there is no window to slide; leave --stride out")
+    if block_size < 1:
+        raise LmforgeError(f"the window (context) must be at least 1 token, not {block_size}")
     was_training = model.training
     model.eval()
     try:
-        for group in _batched(windows, batch_size):
-            length = group[0].length
-            rows = np.array([w.begin for w in group])[:, None] + np.arange(length + 1)  # (B, T+1)
-            window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-            x, y = window[:, :-1], window[:, 1:]  # (B, T) each
-            with autocast or contextlib.nullcontext():
-                logits = model(x)  # (B, T, V)
-            nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
-            if all(w.n_scored == length for w in group):
-                yield nats.reshape(-1)
-            else:
-                yield torch.cat([nats[i, length - w.n_scored :] for i, w in enumerate(group)])
+        if recurrent:
+            yield from _stream_nats(model, ids, block_size, batch_size, device, autocast)
+        else:
+            yield from _window_nats(model, ids, block_size, batch_size, device, autocast, stride)
     finally:
         model.train(was_training)
+
+
+def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
+                 autocast: contextlib.AbstractContextManager | None, stride: int | None) -> Iterator[torch.Tensor]:
+    """Sliding windows, each from an empty context."""
+    windows = sliding_windows(len(ids), block_size, block_size if stride is None else stride)
+    for group in _batched(windows, batch_size):
+        length = group[0].length
+        rows = np.array([w.begin for w in group])[:, None] + np.arange(length + 1)  # (B, T+1)
+        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
+        x, y = window[:, :-1], window[:, 1:]  # (B, T) each
+        with autocast or contextlib.nullcontext():
+            logits = model(x)  # (B, T, V)
+        nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+        if all(w.n_scored == length for w in group):
+            yield nats.reshape(-1)
+        else:
+            yield torch.cat([nats[i, length - w.n_scored :] for i, w in enumerate(group)])
+
+
+def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
+                 autocast: contextlib.AbstractContextManager | None) -> Iterator[torch.Tensor]:
+    """Consecutive streams, each carrying the model's state across its windows; yields in text order at the end.
+
+    Stream b scores targets b*L+1 .. (b+1)*L (L = targets per stream); the last stream then goes on, alone, over
+    the targets left over, from its own state.
+    """
+    n_targets = len(ids) - 1
+    if n_targets < 1:
+        return
+    streams = recurrent_streams(len(ids), block_size, batch_size)
+    per_stream = n_targets // streams
+    starts = np.arange(streams) * per_stream  # (B,) first input position of each stream
+    nats = torch.empty(streams, per_stream, device=device)  # (B, L)
+    state = None
+
+    def run(begins: np.ndarray, length: int, state):
+        rows = begins[:, None] + np.arange(length + 1)  # (b, T+1)
+        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
+        with autocast or contextlib.nullcontext():
+            logits, state = model(window[:, :-1], state, return_state=True)  # (b, T, V)
+        return F.cross_entropy(logits.float().transpose(1, 2), window[:, 1:], reduction="none"), state  # (b, T)
+
+    for t in range(0, per_stream, block_size):
+        length = min(block_size, per_stream - t)
+        nats[:, t : t + length], state = run(starts + t, length, state)
+    yield nats.reshape(-1)  # stream after stream: text order
+    left = n_targets - streams * per_stream
+    if left:
+        state = model.reorder_state(state, torch.tensor([streams - 1], device=device))  # the last stream's state
+        for t in range(0, left, block_size):
+            length = min(block_size, left - t)
+            part, state = run(np.array([streams * per_stream + t]), length, state)
+            yield part.reshape(-1)
 
 
 def token_nats(
@@ -150,13 +228,15 @@ def total_nats(
 
 
 def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
-    """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer.
+    """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer, from the ids alone.
 
     Computed as bytes(decode(all)) - bytes(decode(first)) rather than by decoding
     `ids[1:]` alone: a tokenizer's decode of a sequence need not be the
     concatenation of its tokens' texts (a word tokenizer joins with spaces, a
     byte-level BPE token may hold half a character), so the difference is the
-    number of bytes that scoring the rest of the text is responsible for.
+    number of bytes that scoring the rest of the text is responsible for. An
+    unknown token decodes as itself, not as the word it replaced: when the text
+    is at hand, `Tokenizer.count_scored_bytes` counts from the text instead.
     """
     ids = [int(i) for i in ids]
     whole = len(tokenizer.decode(ids).encode("utf-8"))
@@ -172,20 +252,58 @@ def evaluate_ids(
     batch_size: int,
     device: torch.device,
     autocast: contextlib.AbstractContextManager | None = None,
-    n_bytes: int | None = None,
+    n_bytes: int | ScoredBytes | None = None,
     stride: int | None = None,
 ) -> EvalResult:
-    """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window."""
+    """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window.
+
+    `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes it charges, as `ScoredBytes`);
+    None counts them by decoding `ids`. Bits per byte leaves out the loss of EOS targets and adds 8 bits a byte
+    for unknown words (the module docstring says why); loss and perplexity are of every scored token.
+    """
     check_long_enough(ids, 1, "evaluation text")
-    nats, count = total_nats(model, ids, block_size, batch_size, device, autocast, stride)
-    n_bytes = scored_bytes(tokenizer, ids) if n_bytes is None else n_bytes
+    eos = tokenizer.eos_id
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # nats of all targets, of the EOS targets
+    count = 0
+    for part in iter_token_nats(model, ids, block_size, batch_size, device, autocast, stride):
+        part = part.double()
+        sums[0] += part.sum()
+        if eos is not None:
+            targets = torch.from_numpy(np.asarray(ids[1 + count : 1 + count + part.numel()]).astype(np.int64))
+            sums[1] += torch.where(targets.to(part.device) == eos, part, 0.0).sum()
+        count += part.numel()
+    nats, eos_nats = sums.tolist()  # one sync, at the end
+    text_nats = nats - eos_nats  # bits per byte scores the text's bytes: no byte stands for an EOS
+    if n_bytes is None:
+        n_bytes = scored_bytes(tokenizer, ids)
+    counted = n_bytes if isinstance(n_bytes, ScoredBytes) else ScoredBytes(n_bytes)
+    bits = text_nats / math.log(2) + UNKNOWN_BITS_PER_BYTE * counted.unknown
+    recurrent = model.recurrent
     loss = nats / count
     return EvalResult(
         loss=loss,
         perplexity=math.exp(min(loss, 700.0)),
-        bits_per_byte=nats / math.log(2) / max(n_bytes, 1),
+        bits_per_byte=bits / max(counted.bytes, 1),
         tokens=count,
-        bytes=n_bytes,
-        stride=block_size if stride is None else stride,
+        bytes=counted.bytes,
+        stride=None if recurrent else block_size if stride is None else stride,
         block_size=block_size,
+        unknown_bytes=counted.unknown,
+        streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None,
     )
+
+
+def evaluate_text(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    text: str,
+    block_size: int,
+    batch_size: int,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    stride: int | None = None,
+) -> EvalResult:
+    """`evaluate_ids` of a text, its bytes counted from the text itself: what `eval` and `compare` both run."""
+    ids = tokenizer.encode_array(text)
+    return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
+                        n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)

@@ -14,6 +14,10 @@ hooks for how a family learns:
   (truncated BPTT).
 - `fitted_by_counts`: a count-based family (the n-gram) is not trained by gradient
   steps at all; the trainer calls `fit_counts(train_ids)` once instead.
+- `recurrent`: the family's state summarizes the whole past (an RNN), and its
+  `forward(ids, state, return_state=True)` continues from a state and returns
+  the new one; evaluation then reads a text as consecutive streams carrying the
+  state, as training does, instead of windows that each start from nothing.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class LanguageModel(nn.Module):
     family: ClassVar[str]
     fitted_by_counts: ClassVar[bool] = False  # True: `fit_counts` replaces gradient training
     can_left_pad: ClassVar[bool] = False  # whether `new_state(pad=...)` can make it skip left padding
+    recurrent: ClassVar[bool] = False  # True: forward(ids, state, return_state=True) carries a whole-past state
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
         raise NotImplementedError

@@ -90,6 +90,7 @@ class TruncatedBPTTFeed:
 
 class RNN(LanguageModel):
     family = "rnn"
+    recurrent = True  # eval carries the state across consecutive windows, as training does
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -18,6 +18,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -62,6 +63,25 @@ def check_specials(specials: dict[str, str]) -> dict[str, str]:
 def as_texts(texts: str | Iterable[str]) -> Iterable[str]:
     """Training accepts one string or an iterable of strings (documents, or pieces of them)."""
     return [texts] if isinstance(texts, str) else texts
+
+
+@dataclass(frozen=True)
+class ScoredBytes:
+    """What bits per byte divides by, and what it charges for tokens that lost text.
+
+    `bytes`: the UTF-8 bytes of the text spelled by the scored tokens (all but the first).
+    `unknown`: of those, the bytes that scored unknown tokens stand for. An unknown token
+    predicts that some word comes, not which one, so bits per byte adds the cost of
+    spelling its bytes under a stated byte model: uniform over the 256 byte values,
+    8 bits a byte (`UNKNOWN_BITS_PER_BYTE`). Without that charge an unknown word's bytes
+    would count in the denominator for free.
+    """
+
+    bytes: int
+    unknown: int = 0
+
+
+UNKNOWN_BITS_PER_BYTE = 8.0  # a byte spelled under the uniform distribution over 256 values
 
 
 class Tokenizer(ABC):
@@ -115,6 +135,23 @@ class Tokenizer(ABC):
         tokenizer decodes an unknown word as its unknown token, whose bytes are not the word's."""
         first = self.token_bytes(int(ids[:1][0])) if len(ids) else b""
         return max(n_bytes - len(first), 0)
+
+    def count_scored_bytes(self, text: str, ids: np.ndarray) -> ScoredBytes:
+        """The bytes of `text` (encoded as `ids`) that bits per byte scores, and those its unknown tokens stand for.
+
+        Counted from the text itself: a word tokenizer decodes an unknown word as its unknown token, whose
+        7 bytes are not the word's. `eval` and `compare` both count this way, so they agree.
+        """
+        unknown = self.unknown_bytes(text)  # one entry per unknown token, in order
+        unk_id = self.specials.get("unk")
+        first_unknown = bool(len(ids)) and bool(unknown) and int(ids[0]) == unk_id
+        first = unknown[0] if first_unknown else (len(self.token_bytes(int(ids[0]))) if len(ids) else 0)
+        charged = sum(unknown) - (first if first_unknown else 0)  # the first token is not scored
+        return ScoredBytes(max(len(text.encode("utf-8")) - first, 0), charged)
+
+    def unknown_bytes(self, text: str) -> list[int]:
+        """For each unknown token of `encode(text)`, in order, the UTF-8 bytes of `text` it stands for (none here)."""
+        return []
 
     def unknown_count(self, text: str) -> int:
         """How many characters or words of `text` encoding would lose (replace by a fallback or unknown token)."""

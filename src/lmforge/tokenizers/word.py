@@ -11,6 +11,8 @@ The vocabulary is capped by frequency: the `vocab_size` most frequent pieces of
 the training text (ties broken by the piece, so training is deterministic),
 then the special tokens. Every other piece encodes as the unknown token, after
 its leading space if it had one, so the spacing of the text survives.
+The word itself is lost, so bits per byte charges each unknown token the
+bytes it stands for (`unknown_bytes`) at 8 bits each (see `ScoredBytes`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ class WordTokenizer(Tokenizer):
     def unknown_count(self, text: str) -> int:
         """Pieces of `text` outside the vocabulary, each encoded as the unknown token."""
         return sum(p not in self.stoi for p in pieces(text))
+
+    def unknown_bytes(self, text: str) -> list[int]:
+        """The bytes each unknown token stands for: its piece's, less the leading space kept as its own token."""
+        keeps_space = self.space_id is not None
+        return [len(p.encode("utf-8")) - (keeps_space and len(p) > 1 and p[0] == " ")
+                for p in pieces(text) if p not in self.stoi]
 
     def decode(self, ids: list[int]) -> str:
         vocab = self.vocab
