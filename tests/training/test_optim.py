@@ -19,6 +19,16 @@ def test_only_hidden_matrices_are_decayed():
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
+def test_hugging_face_gpt2_matrices_are_decayed_as_ours_are():
+    """The GPU and CPU benchmarks train transformers' GPT-2 with our optimizers: its `Conv1D` are linear layers."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=8, vocab_size=10)
+    model = transformers.GPT2LMHeadModel(config)
+    decay, _ = decay_groups(model, 0.1)
+    assert _names(model, decay["params"]) == {f"transformer.h.{i}.{m}.weight" for i in range(2)
+                                              for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+
+
 def _names(model, params):
     names = {id(p): n for n, p in model.named_parameters()}
     return {names[id(p)] for p in params}

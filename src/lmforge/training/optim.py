@@ -18,7 +18,8 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     """The weight matrices that map hidden features to hidden features, in `model.parameters()` order.
 
     A parameter is one by its role, read from the module that owns it: the weight of an
-    `nn.Linear`, or an input or recurrent weight matrix (`weight_ih_l*`, `weight_hh_l*`,
+    `nn.Linear` (or of Hugging Face's `Conv1D`, GPT-2's linear layer stored transposed,
+    so the baseline model of the benchmarks is grouped as ours is), or an input or recurrent weight matrix (`weight_ih_l*`, `weight_hh_l*`,
     `weight_hr_l*`) of an `nn.RNN`/`nn.LSTM`/`nn.GRU`. Excluded: embeddings (`nn.Embedding`)
     and the output head the model declares (`LanguageModel.output_head`), tied or not: a
     head maps features to one logit per token, so it is a table of token vectors like the
@@ -29,7 +30,7 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     excluded |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     matrices = set()
     for module in model.modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
             matrices.add(id(module.weight))
         elif isinstance(module, nn.RNNBase):  # nn.RNN, nn.LSTM, nn.GRU: weight_ih_l0, weight_hh_l0, ...
             matrices |= {id(p) for name, p in module.named_parameters(recurse=False) if name.startswith("weight_")}
