@@ -13,7 +13,6 @@ import torch
 torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
 
 SMALL_TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"

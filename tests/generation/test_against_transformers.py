@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from sampling_helpers import sample_next
 
 from lmforge.config import DecodeConfig
 from lmforge.generation import (
@@ -10,7 +11,6 @@ from lmforge.generation import (
     ban_tokens,
     min_p_filter,
     repetition_penalty,
-    sample_next,
     top_k_filter,
     top_p_filter,
 )

@@ -1,6 +1,8 @@
 import torch
 
-from lmforge.generation import apply_temperature, sample_next, top_k_filter, top_p_filter
+from sampling_helpers import sample_next
+
+from lmforge.generation import apply_temperature, top_k_filter, top_p_filter
 
 
 def test_top_k_1_is_greedy():

@@ -134,10 +134,12 @@ def test_rope_scores_depend_only_on_the_distance():
 
 
 def test_rmsnorm_scales_to_unit_root_mean_square():
-    from lmforge.models.layers import RMSNorm
+    from lmforge.models.layers import make_norm
 
     x = torch.randn(4, 16) * 5 + 2
-    y = RMSNorm(16)(x)
+    norm = make_norm("rmsnorm", 16, bias=True)  # no bias and no centring, whatever `bias` says
+    assert [n for n, _ in norm.named_parameters()] == ["weight"]
+    y = norm(x)
     assert torch.allclose(y.pow(2).mean(-1), torch.ones(4), atol=1e-4)
 
 

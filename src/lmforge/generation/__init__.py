@@ -18,7 +18,6 @@ from lmforge.generation.processors import (
     min_p_filter,
     presence_frequency_penalty,
     repetition_penalty,
-    sample_next,
     top_k_filter,
     top_p_filter,
 )
@@ -26,6 +25,6 @@ from lmforge.generation.text import Continuation
 
 __all__ = [
     "Beam", "Continuation", "Sampler", "Step", "apply_temperature", "ban_tokens", "beam_search", "decode",
-    "generate_ids", "left_pad", "min_p_filter", "presence_frequency_penalty", "repetition_penalty", "sample_next",
+    "generate_ids", "left_pad", "min_p_filter", "presence_frequency_penalty", "repetition_penalty",
     "top_k_filter", "top_p_filter",
 ]

@@ -101,7 +101,7 @@ def _decode_batch(model: LanguageModel, ids: torch.Tensor, pad: torch.Tensor, cf
     else:
         from lmforge.generation.fast import static_stepper  # CUDA-oriented: imported only when asked for
 
-        step, state = static_stepper(model, B, capacity, pad, compile=mode == "compiled")
+        step, state = static_stepper(model, B, pad, compile=mode == "compiled")
     logits, state = _prefill(model, step, ids, state)
     mask = torch.arange(T, device=ids.device)[None, :] >= pad[:, None]  # (B, T): real prompt tokens
     sampler = Sampler(cfg, logits.size(-1), ids, mask)

@@ -33,7 +33,7 @@ from lmforge.models.transformer import Transformer
 StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 
 
-def static_stepper(model: torch.nn.Module, batch_size: int, capacity: int, pad: torch.Tensor,
+def static_stepper(model: torch.nn.Module, batch_size: int, pad: torch.Tensor,
                    compile: bool) -> tuple[StepFn, KVCache]:
     """A `model.step`-like function that decodes single tokens with fixed shapes, and its cache.
 

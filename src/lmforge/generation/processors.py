@@ -106,25 +106,6 @@ def draw(probs: torch.Tensor, generators: Generators = None) -> torch.Tensor:
     return torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generators)])
 
 
-def sample_next(
-    logits: torch.Tensor,
-    *,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    generator: Generators = None,
-) -> torch.Tensor:
-    """Choose one next token per row of `logits` (B, V) with the filters alone; returns ids (B,)."""
-    logits = logits.float()
-    if greedy or temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = apply_temperature(logits, temperature)
-    logits = min_p_filter(top_p_filter(top_k_filter(logits, top_k), top_p), min_p)
-    return draw(logits.softmax(dim=-1), generator)
-
-
 class Sampler:
     """Every processor of one `DecodeConfig`, with the token counts that the penalties need.
 

@@ -1,6 +1,6 @@
 """Building blocks the transformer chooses between by configuration.
 
-Each is small enough to check by hand: two normalizations, rotary position
+Each is small enough to check by hand: a choice of two normalizations (PyTorch's own), rotary position
 embeddings, and attention written out step by step beside the fused kernel it
 must agree with.
 
@@ -16,24 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class RMSNorm(nn.Module):
-    """x / sqrt(mean(x²) + eps) · g: LayerNorm without centring or bias (cheaper, as good in practice)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_float = x.float()  # the mean of squares in fp32 even under autocast
-        normed = x_float * torch.rsqrt(x_float.pow(2).mean(-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
-
-
 def make_norm(kind: str, dim: int, bias: bool) -> nn.Module:
     """`layernorm` (centre, scale, optional bias) or `rmsnorm` (scale only)."""
-    if kind == "rmsnorm":
-        return RMSNorm(dim)
+    if kind == "rmsnorm":  # x / sqrt(mean(x²) + eps) · g: LayerNorm without centring or bias
+        return nn.RMSNorm(dim, eps=1e-6)
     return nn.LayerNorm(dim, bias=bias)
 
 
