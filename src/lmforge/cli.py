@@ -379,7 +379,8 @@ def add_probe(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def cmd_probe(args: argparse.Namespace, extra: list[str]) -> int:
     import lmforge
-    from lmforge.evaluation.probes import format_report, load_suite, resolve_suite, run_suite
+    from lmforge.evaluation.probe_suite import load_suite, resolve_suite
+    from lmforge.evaluation.probes import format_report, run_suite
 
     if not 0.0 <= args.min_pass <= 1.0:
         raise LmforgeError(f"--min-pass is a fraction between 0 and 1, not {args.min_pass}")
@@ -502,7 +503,8 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     if args.data or args.suite:
         import lmforge
         from lmforge.evaluation.evaluate import eval_save_path, evaluate_run
-        from lmforge.evaluation.probes import load_suite, resolve_suite, run_suite
+        from lmforge.evaluation.probe_suite import load_suite, resolve_suite
+        from lmforge.evaluation.probes import run_suite
 
         suites = [(resolve_suite(s), load_suite(s)) for s in args.suite]  # checked before any work
         run = lmforge.load(args.run_dir, device=args.device)

@@ -9,7 +9,8 @@ import torch
 from lmforge.cli import main
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.probes import load_suite, parse_probe, run_probe, run_suite, shipped_suites
+from lmforge.evaluation.probe_suite import load_suite, parse_probe, shipped_suites
+from lmforge.evaluation.probes import run_suite
 from lmforge.models.base import LanguageModel
 from lmforge.run import Run
 from lmforge.tokenizers.bpe import BpeTokenizer
@@ -17,7 +18,8 @@ from lmforge.tokenizers.word import WordTokenizer
 
 
 def check(run, **probe):
-    [result] = run_probe(run, parse_probe(probe, "test", "p"))
+    [kind] = parse_probe(probe, "test", "p")
+    [result] = kind.run(run)
     return result
 
 
@@ -173,7 +175,7 @@ def test_summary_by_check_type(cycle_run, tmp_path):
     ('{"prompt": "a", "choices": ["x", "y"], "answer": "z"}', "not one of the choices"),
     ('{"prompts": ["a"], "agree_on": "first_word"}', "at least two 'prompts'"),
     ('{"prompts": ["a", "b"], "contains": "x"}', "takes 'choices' or 'agree_on'"),
-    ('{"prompt": "a", "contains": "b", "top_p": 2}', "'top_p' must be in (0, 1]"),
+    ('{"prompt": "a", "contains": "b", "top_p": 2}', "'top_p' must be less than or equal to 1, not 2"),
     ('{"prompt": "a", "prompts": ["a", "b"], "contains": "b"}', "not both"),
     ('{"prompt": "a", "contains": ""}', "non-empty string"),
     ('not json', "suite.jsonl:1: not valid JSON"),
