@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,19 @@ TRAIN_TEXT = ("The quick brown fox jumps over the lazy dog. It's the fox's day; 
 @pytest.fixture(scope="module")
 def bpe() -> BpeTokenizer:
     return BpeTokenizer.train(TRAIN_TEXT, vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def hf_reference(bpe, tmp_path_factory):
+    """Hugging Face `tokenizers` on its own, built from the tokenizer JSON that lmforge saves: none of lmforge's
+    splitting, caches or tables stands between a text and its ids."""
+    from tokenizers import Tokenizer
+
+    path = tmp_path_factory.mktemp("bpe") / "bpe.json"
+    bpe.save(path)
+    hf = Tokenizer.from_str(json.dumps(json.loads(path.read_text())["hf_tokenizer"]))
+    hf.encode_special_tokens = True  # a special token's spelling inside a text is text
+    return lambda text: hf.encode(text, add_special_tokens=False).ids
 
 
 def test_training_learns_merges_up_to_the_vocabulary_size(bpe):
@@ -41,10 +56,14 @@ SPACED = st.lists(st.one_of(st.sampled_from([" ", "  ", "\n", " \n", "\n ", "\t"
 
 @settings(max_examples=300, deadline=None)
 @given(SPACED)
-def test_word_cache_gives_the_ids_of_the_piece_path(bpe, text):
-    """Cutting at spaces and caching whole words must not change a single id, whatever whitespace is around."""
-    assert bpe.encode(text) == bpe._ids_of(bpe_module.split_pieces(text)).tolist()
-    assert bpe.encode(text) == bpe.encode(text)  # again, from a warm word cache
+def test_word_cache_gives_the_ids_of_hugging_face(bpe, hf_reference, text):
+    """Cutting at spaces and caching whole words must not change a single id, whatever whitespace is around:
+    cold or warm, the word cache gives what Hugging Face gives for the same tokenizer JSON."""
+    expected = hf_reference(text)
+    assert bpe._ids_of(bpe_module.split_pieces(text)).tolist() == expected  # the piece path
+    bpe._clear_word_cache()
+    assert bpe.encode(text) == expected  # every word new to the word cache
+    assert bpe.encode(text) == expected  # again, every word from the warm word cache
 
 
 @settings(max_examples=300, deadline=None)
