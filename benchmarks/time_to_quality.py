@@ -13,7 +13,9 @@ Other benchmarks (gpu_suite.py) call `run_preset` and `print_report` themselves.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import math
 import os
 import subprocess
 import sys
@@ -58,6 +60,15 @@ def run_preset(preset: str, data: str | Path, target: float, overrides: Sequence
     result["wall_s"] = time.time() - start
     result.update(summarize(read_records(run_dir / "metrics.jsonl"), target, within_s))
     return result
+
+
+def unigram_entropy(data: str | Path) -> float:
+    """Nats per character of the text's own character frequencies: the loss of a model that learned
+    nothing but how common each character is. A smoke run's target: a loop that does not train stays
+    near ln(vocabulary), above it; a few real steps on a small text go well below it."""
+    counts = collections.Counter(Path(data).read_text(encoding="utf-8"))
+    total = sum(counts.values())
+    return -sum(n / total * math.log(n / total) for n in counts.values())
 
 
 def train_command(preset: str, data: str | Path, run_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
@@ -111,10 +122,10 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"best val loss within {result['within_s']:g} s: {result['best_within_val_loss']:.4f} at step "
                   f"{result['best_within_step']} ({result['best_within_elapsed_s']:.1f} s)")
     if result["reached"]:
-        print(f"first val loss <= {target}: {result['val_at_target']:.4f} at step {result['step_at_target']}, "
+        print(f"first val loss <= {target:.4g}: {result['val_at_target']:.4f} at step {result['step_at_target']}, "
               f"{result['time_to_target_s']:.1f} s after process start")
     else:
-        print(f"val loss never reached {target}")
+        print(f"val loss never reached {target:.4g}")
 
 
 def main(argv: list[str] | None = None) -> int:

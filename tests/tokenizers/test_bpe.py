@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,19 @@ TRAIN_TEXT = ("The quick brown fox jumps over the lazy dog. It's the fox's day; 
 @pytest.fixture(scope="module")
 def bpe() -> BpeTokenizer:
     return BpeTokenizer.train(TRAIN_TEXT, vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def hf_reference(bpe, tmp_path_factory):
+    """Hugging Face `tokenizers` on its own, built from the tokenizer JSON that lmforge saves: none of lmforge's
+    splitting, caches or tables stands between a text and its ids."""
+    from tokenizers import Tokenizer
+
+    path = tmp_path_factory.mktemp("bpe") / "bpe.json"
+    bpe.save(path)
+    hf = Tokenizer.from_str(json.dumps(json.loads(path.read_text())["hf_tokenizer"]))
+    hf.encode_special_tokens = True  # a special token's spelling inside a text is text
+    return lambda text: hf.encode(text, add_special_tokens=False).ids
 
 
 def test_training_learns_merges_up_to_the_vocabulary_size(bpe):
@@ -41,10 +56,14 @@ SPACED = st.lists(st.one_of(st.sampled_from([" ", "  ", "\n", " \n", "\n ", "\t"
 
 @settings(max_examples=300, deadline=None)
 @given(SPACED)
-def test_word_cache_gives_the_ids_of_the_piece_path(bpe, text):
-    """Cutting at spaces and caching whole words must not change a single id, whatever whitespace is around."""
-    assert bpe.encode(text) == bpe._ids_of(bpe_module.split_pieces(text)).tolist()
-    assert bpe.encode(text) == bpe.encode(text)  # again, from a warm word cache
+def test_word_cache_gives_the_ids_of_hugging_face(bpe, hf_reference, text):
+    """Cutting at spaces and caching whole words must not change a single id, whatever whitespace is around:
+    cold or warm, the word cache gives what Hugging Face gives for the same tokenizer JSON."""
+    expected = hf_reference(text)
+    assert bpe._ids_of(bpe_module.split_pieces(text)).tolist() == expected  # the piece path
+    bpe._clear_word_cache()
+    assert bpe.encode(text) == expected  # every word new to the word cache
+    assert bpe.encode(text) == expected  # again, every word from the warm word cache
 
 
 @settings(max_examples=300, deadline=None)
@@ -149,9 +168,12 @@ def test_save_load(bpe, tmp_path):
 
 
 def test_token_bytes_may_be_part_of_a_character(bpe):
-    ids = bpe.encode("日")
-    assert b"".join(bpe.token_bytes(i) for i in ids) == "日".encode()
-    assert bpe.decode(ids[:1]).endswith("\ufffd") or len(ids) == 1  # a cut character shows as U+FFFD
+    char = "龍"  # 3 bytes in UTF-8, none of its own in the training text: no token can hold all of them
+    assert char not in TRAIN_TEXT
+    ids = bpe.encode(char)
+    assert len(ids) >= 2 and all(len(bpe.token_bytes(i)) < 3 for i in ids)
+    assert b"".join(bpe.token_bytes(i) for i in ids) == char.encode()
+    assert bpe.decode(ids[:1]) == "\ufffd" and bpe.decode(ids) == char  # a cut character shows as U+FFFD
 
 
 def test_too_small_a_vocabulary_names_the_flag():
