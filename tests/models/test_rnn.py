@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lmforge.config import ModelConfig
+from lmforge.errors import LmforgeError
 from lmforge.models import build_model, next_token_loss
 from lmforge.models.rnn import TruncatedBPTTFeed
 
@@ -92,12 +93,38 @@ def test_truncated_bptt_state_round_trips_for_resume():
     for _ in range(3):
         x, _ = a.next_batch()
         a.forward(model, x, slice(0, 4))
-    b.load_state_dict(a.state_dict())
+    b.load_state_dict([a.state_dict()])
     b.windows.generator.set_state(a.windows.generator.get_state())
     xa, _ = a.next_batch()
     xb, _ = b.next_batch()
     assert torch.equal(xa, xb)
     assert torch.equal(a.forward(model, xa, slice(0, 4)), b.forward(model, xb, slice(0, 4)))
+
+
+def test_each_process_gets_back_its_own_rows_state_and_any_split_continues():
+    """Two "ranks" carry rows 0-1 and 2-3; the checkpoint joins both, so each gets its own rows back, and one
+    process (or another split) resuming takes the same rows' states (issue 13, defect 6)."""
+    model = tiny_rnn("lstm")
+    ids = np.arange(3000) % 11
+    ranks = [TruncatedBPTTFeed(ids, 4, 12, torch.Generator().manual_seed(0)) for _ in range(2)]
+    for _ in range(3):
+        for rank, feed in enumerate(ranks):
+            x, _ = feed.next_batch()
+            feed.forward(model, x[2 * rank : 2 * rank + 2], slice(2 * rank, 2 * rank + 2))
+    saved = [feed.state_dict() for feed in ranks]
+    assert [sorted(part["states"]) for part in saved] == [[0], [2]]
+    x, _ = ranks[1].next_batch()
+    want = ranks[1].forward(model, x[2:], slice(2, 4))
+    for rows in (slice(2, 4), slice(0, 4)):  # rank 1 of two, or one process with the whole batch
+        resumed = TruncatedBPTTFeed(ids, 4, 12, torch.Generator().manual_seed(0))
+        resumed.load_state_dict(saved)
+        resumed.windows.generator.set_state(ranks[1].windows.generator.get_state())
+        x, _ = resumed.next_batch()
+        logits = resumed.forward(model, x[rows], rows)
+        assert torch.allclose(logits[-2:], want, atol=1e-6)  # rows 2-3 are the last two either way
+    rank0_only = TruncatedBPTTFeed(ids, 4, 12, torch.Generator().manual_seed(0))
+    with pytest.raises(LmforgeError, match="hidden state of 2 rows, not --train.batch_size 4"):
+        rank0_only.load_state_dict(saved[:1])  # what an older lmforge saved under torchrun
 
 
 def test_an_rnn_run_resumes_exactly_with_its_carried_state(tmp_path, small_text_file):
@@ -125,6 +152,6 @@ def test_an_rnn_run_resumes_exactly_with_its_carried_state(tmp_path, small_text_
     trainer.train_step = crash_after_5
     trainer.fit()
     resumed = Trainer(cfg(), tmp_path / "run", resume=True)
-    assert resumed.step == 3 and resumed.feed.states  # the hidden state came back with the checkpoint
+    assert resumed.step == 3 and resumed.feed.resumed is not None  # the hidden state came back with the checkpoint
     resumed.fit()
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == (tmp_path / "ref" / "model.safetensors").read_bytes()

@@ -146,3 +146,29 @@ def test_global_batch_must_split_over_the_processes(monkeypatch, tiny_cfg, tmp_p
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(LmforgeError, match=r"--train.batch_size \(8\).*number of processes \(3\)"):
         Trainer(tiny_cfg(), tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_an_rnn_resumed_under_torchrun_carries_each_ranks_hidden_state(tmp_path, small_text_file):
+    """Each rank carries its own rows' LSTM state: stopped at step 4 and resumed, two processes end bitwise where
+    two processes never stopped do, and one process resuming the same checkpoint carries on with the same rows'
+    state (issue 13, defect 6)."""
+    import shutil
+
+    from lmforge.cli import main
+
+    args = [*COMMON, "--data", str(small_text_file), "--model.family", "rnn", "--model.rnn_cell", "lstm",
+            "--train.grad_accum", "2"]
+    lmforge(*args, "--out", str(tmp_path / "whole"), "--train.max_steps", "8", nproc=2)
+    lmforge(*args, "--out", str(tmp_path / "run"), "--train.max_steps", "4", nproc=2)
+    shutil.copytree(tmp_path / "run", tmp_path / "one")
+    lmforge("--resume", str(tmp_path / "run"), "--train.max_steps", "8", nproc=2)
+    whole, run = (checkpoint_state(tmp_path / name, 8)["model"] for name in ("whole", "run"))
+    assert whole.keys() == run.keys()
+    for name in whole:
+        assert torch.equal(whole[name], run[name]), name
+
+    assert main(["train", "--resume", str(tmp_path / "one"), "--train.max_steps", "8"]) == 0  # one process
+    one = checkpoint_state(tmp_path / "one", 8)["model"]
+    for name in whole:
+        assert (whole[name] - one[name]).abs().max().item() < 1e-5, name

@@ -116,5 +116,5 @@ class DocumentFeed:
     def state_dict(self) -> dict:
         return {}  # the generator, which the trainer saves, is the whole position
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, parts: list[dict]) -> None:
         pass

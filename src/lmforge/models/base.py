@@ -37,9 +37,10 @@ class TrainingFeed(Protocol):
 
     The trainer asks for the next global batch, keeps its own rows (one share per
     process), splits them into micro-batches, and has the feed run the model on each;
-    `rows` says which rows of the share a micro-batch is, so a feed that carries state
-    per row keeps each row's own. `state_dict` is the data position beyond the
-    generator the trainer already saves.
+    `rows` says which rows of the global batch a micro-batch is, so a feed that carries
+    state per row keeps each row's own. `state_dict` is this process's data position
+    beyond the generator the trainer already saves; the trainer gathers it from every
+    process and `load_state_dict` receives that list, one entry per saving process.
     """
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +51,7 @@ class TrainingFeed(Protocol):
 
     def state_dict(self) -> dict[str, Any]: ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, parts: list[dict[str, Any]]) -> None: ...
 
 
 class RandomWindowFeed:
@@ -68,7 +69,7 @@ class RandomWindowFeed:
     def state_dict(self) -> dict[str, Any]:
         return {}  # the generator, which the trainer saves, is the whole position
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, parts: list[dict[str, Any]]) -> None:
         pass
 
 

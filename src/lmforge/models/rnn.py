@@ -23,6 +23,7 @@ but detached, so gradients stop at the window edge while information does not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from torch import nn
 
 from lmforge.config import ModelConfig
 from lmforge.data.consecutive import ConsecutiveWindows
+from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -39,53 +41,80 @@ CELL_NAMES = {"elman": "Elman", "lstm": "LSTM", "gru": "GRU"}
 State = Any  # a tensor (n_layer, B, C) for elman and gru; a pair of them (h, c) for lstm
 
 
-def detach_state(state: State) -> State:
-    """The same values with no history: the next window's backward pass stops here."""
-    if isinstance(state, (tuple, list)):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:
+    """`fn` applied to each tensor of a state (the LSTM's is a pair)."""
+    return tuple(fn(s) for s in state) if isinstance(state, (tuple, list)) else fn(state)
 
 
-def to_device(state: State, device: torch.device) -> State:
-    if isinstance(state, (tuple, list)):
-        return tuple(s.to(device) for s in state)
-    return state.to(device)
+def join_rows(states: list[State]) -> State:
+    """The states of consecutive groups of rows as one state; rows are dim 1 of (n_layer, B, C)."""
+    if isinstance(states[0], (tuple, list)):
+        return tuple(torch.cat(parts, dim=1) for parts in zip(*states))
+    return torch.cat(states, dim=1)
 
 
 class TruncatedBPTTFeed:
     """Consecutive windows with the hidden state carried across them (truncated BPTT).
 
-    The state is kept per micro-batch of rows (`rows`), so gradient accumulation and
-    several processes each carry their own rows' state. It restarts from zeros when a
-    new pass over the streams begins, since row b then no longer continues the text
-    row b read last.
+    The state is kept per micro-batch, keyed by its first row in the global batch,
+    so gradient accumulation and several processes each carry their own rows'
+    state. It restarts from zeros when a new pass over the streams begins, since
+    row b then no longer continues the text row b read last.
+
+    Each process holds only its own rows' state, so a checkpoint needs them all:
+    the trainer gathers every process's `state_dict` and hands the list back to
+    `load_state_dict`, which joins them into one state of the whole global batch.
+    Each process then takes its rows from it, so a run resumes exactly with the
+    same number of processes and `grad_accum`, and carries on correctly with any
+    other (every row still continues its stream; only float rounding differs).
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
         self.windows = ConsecutiveWindows(ids, batch_size, block_size, generator)
-        self.states: dict[int, State] = {}  # first row of a micro-batch → the state its rows carry
+        self.states: dict[int, State] = {}  # first global row of a micro-batch → the state its rows carry
+        self.resumed: State | None = None  # every row's state from a checkpoint, until the next pass starts
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y, new_pass = self.windows.next()
         if new_pass:
-            self.states = {}
+            self.states, self.resumed = {}, None
         return x, y
 
     def forward(self, model: nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
         state = self.states.get(rows.start)
+        if state is None and self.resumed is not None:  # the first step after a resume
+            state = map_state(self.resumed, lambda s: s[:, rows].contiguous())
         if state is not None:
-            state = to_device(state, x.device)
+            state = map_state(state, lambda s: s.to(x.device))
         logits, state = model(x, state, return_state=True)
-        self.states[rows.start] = detach_state(state)  # keep the values; the next window's gradients stop here
+        # keep the values, detached: the next window's gradients stop here
+        self.states[rows.start] = map_state(state, torch.Tensor.detach)
         return logits
 
     def state_dict(self) -> dict[str, Any]:
-        return {"windows": self.windows.state_dict(), "states": dict(self.states)}
+        """The data position (the same on every process) and this process's rows' states, on the CPU."""
+        states = {start: map_state(s, torch.Tensor.cpu) for start, s in self.states.items()}
+        return {"windows": self.windows.state_dict(), "states": states}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self.windows.load_state_dict(state["windows"])
-            self.states = dict(state["states"])
+    def load_state_dict(self, parts: list[dict[str, Any]]) -> None:
+        """Every process's `state_dict`, as saved: the rows of all of them make the whole batch's state."""
+        parts = [part for part in parts if part]
+        if not parts:
+            return
+        self.windows.load_state_dict(parts[0]["windows"])
+        states = {start: state for part in parts for start, state in part["states"].items()}
+        self.states, self.resumed = {}, None
+        if not states:  # saved before the first step of a pass: it starts from zeros anyway
+            return
+        self.resumed = join_rows([states[start] for start in sorted(states)])
+        n_rows = (self.resumed[0] if isinstance(self.resumed, tuple) else self.resumed).size(1)
+        if n_rows != self.windows.batch_size:
+            raise LmforgeError(
+                f"the checkpoint holds the RNN hidden state of {n_rows} rows, not --train.batch_size "
+                f"{self.windows.batch_size}: it was saved with another batch size, or by several processes of an "
+                "older lmforge that kept rank 0's rows only; resume with the batch size it was trained with, or "
+                "start a new run"
+            )
 
 
 class RNN(LanguageModel):
@@ -141,9 +170,7 @@ class RNN(LanguageModel):
 
     def reorder_state(self, state: State, rows: torch.Tensor) -> State:
         """Beam search moves rows around; the hidden state keeps the batch second: (n_layer, B, C)."""
-        if isinstance(state, (tuple, list)):
-            return tuple(s.index_select(1, rows) for s in state)
-        return state.index_select(1, rows)
+        return map_state(state, lambda s: s.index_select(1, rows))
 
     def training_feed(self, ids: np.ndarray, batch_size: int, block_size: int,
                       generator: torch.Generator) -> TruncatedBPTTFeed:

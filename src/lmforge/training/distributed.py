@@ -14,7 +14,9 @@ GPUs, gloo between CPUs) and wraps the same model:
 Without torchrun (or with one process) nothing here does anything, so one code
 path serves one CPU and many machines. Checkpoints hold full (unsharded) state
 dicts, gathered to rank 0 and broadcast back from it, so a run saved with N
-processes resumes with any number of processes, including one.
+processes resumes with any number of processes, including one. What differs per
+rank (the RNG behind dropout, an RNN's hidden state of the rows a rank trains)
+is gathered from every rank and saved too, and each rank takes its own back.
 """
 
 from __future__ import annotations

@@ -181,13 +181,14 @@ class Trainer:
         # because DDP and FSDP average gradients over ranks: accumulated, that is the gradient of the per-token mean
         scale = self.dist.world_size / n_targets
         micro = x.size(0) // t.grad_accum
+        first = self.dist.rank * x.size(0)  # this rank's first row in the global batch
         nats = torch.zeros((), device=self.device)
         for i in range(t.grad_accum):
             rows = slice(i * micro, (i + 1) * micro)
             with distributed.grad_sync(self.parallel_model, sync=i == t.grad_accum - 1):
                 with autocast(self.device, self.dtype):
-                    micro_nats = next_token_loss(self.feed.forward(self.step_model, x[rows], rows), y[rows],
-                                                 reduction="sum")
+                    logits = self.feed.forward(self.step_model, x[rows], slice(first + rows.start, first + rows.stop))
+                    micro_nats = next_token_loss(logits, y[rows], reduction="sum")
                 self.scaler.scale(micro_nats * scale).backward()
             nats += micro_nats.detach()
         loss_value = distributed.total(nats, self.dist) / n_targets
@@ -448,13 +449,16 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """The loop's own state: step, best so far, guards, the data position and the sampling generator."""
+        """The loop's own state: step, best so far, guards, the data position and the sampling generator.
+
+        A collective under torchrun: the feed's state is gathered from every rank.
+        """
         return {
             "step": self.step, "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_before + elapsed_s(), "best_val_loss": self.best_val_loss,
             "best_step": self.best_step, "best": self.best, "early_stopping": self.early_stopping.state_dict(),
             "overfit_watch": self.overfit_watch.state_dict(), "batch_gen": self.batch_gen.get_state(),
             "sample_gen": self.sample_gen.get_state(), "data": data_fingerprint(self.train_ids),
-            "feed": self.feed.state_dict(),
+            "feed": distributed.gather(self.feed.state_dict(), self.dist),  # each rank's (an RNN's rows' state)
             "world_size": self.dist.world_size,
         }
 
@@ -471,7 +475,8 @@ class Trainer:
         self.overfit_watch.load_state_dict(state["overfit_watch"])
         self.batch_gen.set_state(state["batch_gen"])
         self.sample_gen.set_state(state["sample_gen"])
-        self.feed.load_state_dict(state.get("feed", {}))
+        feed = state.get("feed", [])
+        self.feed.load_state_dict(feed if isinstance(feed, list) else [feed])  # a dict: saved by an older lmforge
 
     def save_checkpoint(self) -> None:
         """Write the whole resumable state; collectives on every rank, the file by rank 0."""
