@@ -40,16 +40,14 @@ def build(path: Path, n_bytes: int) -> int:
     text = builtin_corpus()
     copies = max(1, round(n_bytes / len(text.encode("utf-8"))))
     with open(path, "w", encoding="utf-8") as f:
-        for _ in range(copies):
-            f.write(text)
+        f.writelines(text for _ in range(copies))
     return copies * len(text)
 
 
 def peak(cmd: list[str]) -> tuple[float, float, str]:
     """(peak RSS in GB, wall seconds, its error line or "") of `cmd` run alone in a fresh wrapper process."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+    done = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True, check=False)
     error = done.stderr.strip().splitlines()[-1] if done.returncode else ""
     return int(done.stdout.strip().splitlines()[-1]) * 1024 / 1e9, time.perf_counter() - start, error  # Linux: KiB
 

@@ -186,7 +186,7 @@ def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str
                                "saved value; start a new run with --out to change it")
         cfg.set(key, value)
     if args.data:
-        cfg.data.path = args.data  # the same text, moved; the checkpoint checks that it is the same
+        cfg.data.path = args.data  # the same text, moved: its files' count and size are checked against RUN_DIR/data
     return cfg.validate()
 
 

@@ -43,7 +43,7 @@ def corpus(tmp_path_factory):
 ])
 def test_train_takes_a_folder_a_glob_and_jsonl_as_prepare_does(capsys, corpus, tmp_path, data, flags, documents):
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "--data", corpus / data, "--out", run, *TRAIN, *flags)
+    code, _, err = run_cli(capsys, "train", "--data", corpus / data, "--out", run, *TRAIN, *flags)
     assert code == 0, err
     index = json.loads((run / "data" / "index.json").read_text())  # prepared on the way, into RUN_DIR/data
     splits = index["splits"]
@@ -158,7 +158,7 @@ def test_compare_runs_trained_on_a_folder_scores_their_val_documents(capsys, cor
         vocab = ["--vocab-size", "300"] if kind == "bpe" else []
         assert run_cli(capsys, "train", "--data", corpus / "docs", "--out", run, "--tokenizer", kind, *vocab,
                        *TRAIN)[0] == 0
-    code, out, err = run_cli(capsys, "compare", *runs, "--out", tmp_path / "cmp", "--max-new-tokens", "0")
+    code, _, err = run_cli(capsys, "compare", *runs, "--out", tmp_path / "cmp", "--max-new-tokens", "0")
     assert code == 0, err
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "val documents of" in md

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from lmforge.data.inputs import DEFAULT_SEED, Inputs, in_val  # noqa: F401 (in_val: its old home)
 from lmforge.data.shards import INDEX_FILE, FORMAT, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial, write_json_atomic
-from lmforge.data.inputs import DEFAULT_SEED, Inputs, in_val
 from lmforge.data.sources import Part, total_bytes
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer
