@@ -18,7 +18,12 @@ EXAMPLES = {
     "train": """examples:
   lmforge train                                    # default preset on the built-in corpus
   lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare
-  lmforge train --data my.txt --train.max_steps 2000 --model.n_layer 6
+  lmforge train --data my.txt --train.max_steps 2000 --model.n_layer 6    # my.txt's last 10% is val
+  lmforge train --data speeches/ --tokenizer bpe --out runs/speeches  # each file a document, 10% of them val
+  lmforge train --data 'books/*.txt' --out runs/books
+  lmforge train --data corpus.jsonl --text-field body --out runs/corpus  # each line a document
+  lmforge train --data plays.txt --separator '\\n\\n' --out runs/plays   # documents cut at blank lines
+  lmforge train --data data/speeches --out runs/speeches2     # a directory from `lmforge prepare`
   lmforge train --config my_config.yaml --train.lr 3e-4
   lmforge train --resume runs/shakespeare          # continue from the newest checkpoint
   lmforge train --resume runs/shakespeare --train.max_steps 4000
@@ -63,7 +68,7 @@ suite lines (JSONL, one probe per line):
   lmforge prepare --data speeches/ --tokenizer bpe --vocab-size 8000 --out data/speeches
   lmforge prepare --data 'books/**/*.txt' --tokenizer my_bpe.json --out data/books
   lmforge prepare --data corpus.jsonl --text-field body --tokenizer gpt2-files/ --out data/corpus
-  lmforge prepare --data plays.txt --separator '\n\n' --tokenizer char --out data/plays
+  lmforge prepare --data plays.txt --separator '\\n\\n' --tokenizer char --out data/plays
   lmforge train --data data/speeches --out runs/speeches          # train on the prepared shards""",
     "tokenizer": """examples:
   lmforge tokenizer train --kind bpe --data speeches/ --vocab-size 8000 --out bpe.json
@@ -90,7 +95,9 @@ def add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config applied on top of the preset")
     p.add_argument("--preset", metavar="NAME", help="a named preset (default: 'default'); see `lmforge presets`")
     p.add_argument("--data", metavar="PATH",
-                   help="a UTF-8 text file, or a directory from `lmforge prepare` (default: the built-in corpus)")
+                   help="a text file, a folder, a glob ('data/*.txt') or a JSONL file, prepared on the way into "
+                   "RUN_DIR/data as `lmforge prepare` would; or a directory from `lmforge prepare` "
+                   "(default: the built-in corpus)")
     p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/PRESET-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR exactly where its newest checkpoint left off, with its config.yaml "
@@ -99,7 +106,17 @@ def add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "brings its own)")
     p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
                    "default 8192)")
+    add_document_flags(p, " (= --data.text_field)", " (= --data.separator)")
     return p
+
+
+def add_document_flags(p: argparse.ArgumentParser, field_key: str = "", separator_key: str = "") -> None:
+    """--text-field and --separator: how `train` and `prepare` cut their --data into documents."""
+    p.add_argument("--text-field", metavar="FIELD",
+                   help=f"read the inputs as JSONL, text in FIELD (.jsonl files: 'text'){field_key}")
+    p.add_argument("--separator", metavar="TEXT", help=r"cut plain text files into documents at TEXT, e.g. '\n\n' "
+                   f"(escapes allowed; default: one file, one document; one file alone: its last 10%% is val)"
+                   f"{separator_key}")
 
 
 def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
@@ -134,6 +151,10 @@ def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
         cfg.data.tokenizer = args.tokenizer
     if args.vocab_size is not None:
         cfg.data.vocab_size = args.vocab_size
+    if args.text_field is not None:
+        cfg.data.text_field = args.text_field
+    if args.separator is not None:
+        cfg.data.separator = unescape(args.separator)
     return cfg.validate(), preset
 
 
@@ -155,6 +176,9 @@ def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str
     if args.tokenizer is not None or args.vocab_size is not None:
         raise LmforgeError("--tokenizer and --vocab-size cannot change when resuming: the run keeps its "
                            "tokenizer.json; start a new run with --out to change them")
+    if args.text_field is not None or args.separator is not None:
+        raise LmforgeError("--text-field and --separator cannot change when resuming: the run reads the data it "
+                           "prepared in RUN_DIR/data; start a new run with --out to change them")
     cfg = Config.from_file(run / CONFIG_FILE)
     for key, value in overrides:
         if key.split(".")[0] in ("model", "data") or key == "train.seed":
@@ -162,7 +186,7 @@ def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str
                                "saved value; start a new run with --out to change it")
         cfg.set(key, value)
     if args.data:
-        cfg.data.path = args.data  # the same text, moved; the checkpoint checks that it is the same
+        cfg.data.path = args.data  # the same text, moved: its files' count and size are checked against RUN_DIR/data
     return cfg.validate()
 
 
@@ -537,10 +561,9 @@ def add_prepare(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "a run or prepared directory, or a folder with GPT-2's encoder.json and vocab.bpe")
     p.add_argument("--out", metavar="DIR", help="the directory to write")
     p.add_argument("--vocab-size", type=int, default=0, metavar="N", help="when --tokenizer is word or bpe (default 8192)")
-    p.add_argument("--text-field", metavar="FIELD", help="read the inputs as JSONL, text in FIELD (.jsonl files: 'text')")
-    p.add_argument("--separator", metavar="TEXT", help=r"cut plain text files into documents at TEXT, e.g. '\n\n' "
-                   "(escapes allowed; default: one file, one document)")
-    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of documents for val (0.1)")
+    add_document_flags(p)
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="share of documents for val; one text file alone: its last share (0.1)")
     p.add_argument("--seed", type=int, default=1337, metavar="S", help="seed of the train/val split (1337)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="encoding processes (default: one per core; 1 for char)")
@@ -567,20 +590,21 @@ def unescape(text: str | None) -> str | None:
 
 
 def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.data.prepare import PrepareOptions, prepare
-    from lmforge.data.sources import find_files, iter_texts
+    from lmforge.data.inputs import Inputs
+    from lmforge.data.prepare import PrepareOptions, prepare_inputs
     from lmforge.tokenizers import KINDS, tokenizer_from_spec
 
     need(args, "prepare", "--data", "--tokenizer", "--out")
     options = PrepareOptions(text_field=args.text_field, separator=unescape(args.separator),
                              val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
                              shard_tokens=args.shard_tokens, progress=not args.no_progress).validate()
-    files = find_files(args.data)
+    inputs = Inputs(args.data, options.text_field, options.separator, options.val_fraction, options.seed)
     if args.tokenizer in KINDS and sys.stderr.isatty() and not args.no_progress:  # like the progress bar
         print(f"training a {args.tokenizer} tokenizer on {args.data} first", file=sys.stderr)
-    tokenizer = tokenizer_from_spec(args.tokenizer, lambda: iter_texts(files, args.text_field, options.separator),
-                                    args.vocab_size)
-    result = prepare(args.data, tokenizer, args.out, options)
+    # as `train --data` does: characters from all the text, words and BPE merges from the train documents only
+    tokenizer = tokenizer_from_spec(args.tokenizer, lambda: inputs.tokenizer_texts(args.tokenizer), args.vocab_size,
+                                    documents=inputs.documents)
+    result = prepare_inputs(inputs, tokenizer, args.out, options)
     print(result.summary())
     return 0
 
@@ -697,7 +721,7 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
         about = (f"Each family trained for at most {args.seconds:g} s on the first 90% of "
                  f"{args.data or 'the built-in corpus'} (`lmforge compare --families {','.join(families)}`); "
                  "val text: the last 10%.")
-        data, val_fraction = args.data, 0.1
+        val = compare.val_text_of(load_corpus(args.data)[0], 0.1)
     else:
         run_dirs = [Path(d) for d in args.run_dirs]
         configs = [Config.from_file(d / "config.yaml") if (d / "config.yaml").is_file() else None for d in run_dirs]
@@ -705,19 +729,17 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
             if cfg is None:
                 raise LmforgeError(f"'{d}' has no config.yaml, so it is not a run directory; train one with "
                                    f"`lmforge train --out {d}`")
-        data = args.data
-        if data is None:
-            paths = {cfg.data.path for cfg in configs}
-            if len(paths) > 1:
-                raise LmforgeError("the runs were trained on different texts; pass --data PATH to score them all on "
-                                   "the val split of one text")
-            data = paths.pop()
-        val_fraction = configs[0].data.val_fraction
-        about = (f"Runs {', '.join(str(d) for d in run_dirs)}; val text: the last {val_fraction:.0%} of "
-                 f"{data or 'the built-in corpus'}.")
-    text, _ = load_corpus(data)
-    val_text = compare.val_text_of(text, val_fraction)
-    rows = compare.compare_runs(run_dirs, val_text, args.device, max_new_tokens=args.max_new_tokens,
+        trained_on = {(c.data.path, c.data.text_field, c.data.separator, c.data.val_fraction) for c in configs}
+        if args.data is None and len(trained_on) > 1:
+            raise LmforgeError("the runs were trained on different texts; pass --data PATH to score them all on "
+                               "the val split of one text")
+        data, text_field, separator, val_fraction = trained_on.pop() if args.data is None else (
+            args.data, None, None, configs[0].data.val_fraction)
+        val = compare.val_of(data, val_fraction, text_field, separator)  # as the runs were validated
+        what = (f"the last {val_fraction:.0%} of {data or 'the built-in corpus'}" if isinstance(val, str)
+                else f"the {len(val):,} val documents of {data}")
+        about = f"Runs {', '.join(str(d) for d in run_dirs)}; val text: {what}."
+    rows = compare.compare_runs(run_dirs, val, args.device, max_new_tokens=args.max_new_tokens,
                                 prompt=args.prompt)
     md, png = compare.write_comparison(rows, out, about)
     print(compare.comparison_table(rows))

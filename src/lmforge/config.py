@@ -52,9 +52,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str | None = None  # a UTF-8 text file or a `lmforge prepare` directory; None: the built-in corpus
+    path: str | None = None  # a text file, folder, glob or JSONL (prepared into RUN_DIR/data), or a `lmforge prepare`
+    #                          directory; None: the built-in corpus
     tokenizer: str = "char"  # char | word | bpe (a prepared directory brings its own)
-    val_fraction: float = 0.1  # the last fraction of the text is the val split
+    val_fraction: float = 0.1  # one text: its last fraction is val; several documents: each one's chance to be val
+    text_field: str | None = None  # JSONL: the field holding the text (.jsonl files: "text"; given: any file is JSONL)
+    separator: str | None = None  # cut plain text files into documents here; None: a file is one document
     vocab_size: int = 0  # word and bpe vocabulary size; 0: 8192 (char: always every character of the text)
     batches: str = "windows"  # windows (random contiguous windows) | documents (whole documents, padded; prepared data)
 
@@ -267,6 +270,8 @@ class Config:
         _check(0.0 <= m.dropout < 1.0, f"--model.dropout must be in [0, 1), not {m.dropout}")
         _check(m.vocab_size >= 0, f"--model.vocab_size must be 0 (from the tokenizer) or positive, not {m.vocab_size}")
         _check(0.0 < d.val_fraction < 1.0, f"--data.val_fraction must be between 0 and 1, not {d.val_fraction}")
+        _check(d.separator != "", "--separator (--data.separator) must not be empty; leave it out to keep each file "
+               "one document")
         _check(0 <= d.vocab_size <= 2**24,
                f"--vocab-size (--data.vocab_size) must be 0 (the default) up to 16,777,216, not {d.vocab_size}")
         _check(d.vocab_size == 0 or d.tokenizer != "char", "--vocab-size (--data.vocab_size) does not apply to the "

@@ -109,7 +109,7 @@ def test_refusals_are_explained(corpus, char_tok, tmp_path):
         prepare(corpus, char_tok, tmp_path / "done", options())
     with pytest.raises(LmforgeError, match="no EOS"):
         prepare(corpus, CharTokenizer.train("".join(DOCS)), tmp_path / "x", options())
-    with pytest.raises(LmforgeError, match="single document.*--separator"):
-        prepare(corpus / "doc000.txt", char_tok, tmp_path / "one", options())
+    with pytest.raises(LmforgeError, match="single document.*--separator"):  # one file alone splits by position
+        prepare(corpus / "doc000.txt", char_tok, tmp_path / "one", options(separator="\n\n"))
     with pytest.raises(LmforgeError, match="--val-fraction"):
         prepare(corpus, char_tok, tmp_path / "y", options(val_fraction=1.5))

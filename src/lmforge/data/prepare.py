@@ -2,9 +2,14 @@
 
     files ─► documents, in parts (main process) ─► encode (worker processes) ─► shards (main process)
 
-- Each document goes to train or val by a hash of (seed, its number), so the
-  split is the same on every run with the same seed, whatever the worker count.
+- Each document goes to train or val by the rule of `inputs.py` (the one
+  `lmforge train --data` uses): one plain text file splits by position, its
+  last val_fraction is val; otherwise a document goes to val by a hash of
+  (seed, its number), the same on every run with the same seed, whatever the
+  worker count.
 - Every document ends with EOS; a shard holds whole documents (`shards.py`).
+  One text split by position is not documents: its two parts get no EOS, so
+  its ids are exactly those `train` makes of the same text in memory.
 - Memory is bounded by the parts in flight (2 per worker, each about
   `chunk_chars` characters) and the writers' buffers, never by the corpus.
 - Workers encode parts in order, so the ids do not depend on how many there are.
@@ -12,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -23,8 +27,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from lmforge.data.inputs import DEFAULT_SEED, Inputs, in_val  # noqa: F401 (in_val: its old home)
 from lmforge.data.shards import INDEX_FILE, FORMAT, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial, write_json_atomic
-from lmforge.data.sources import Part, find_files, iter_parts, total_bytes
+from lmforge.data.sources import Part, total_bytes
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer
 from lmforge.tokenizers.base import id_dtype
@@ -37,16 +42,18 @@ DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard
 class PrepareOptions:
     text_field: str | None = None  # JSONL field holding the text (default "text" for .jsonl files)
     separator: str | None = None  # cut plain text files into documents here; None: one file, one document
-    val_fraction: float = 0.1  # chance that a document goes to val
-    seed: int = 1337
+    val_fraction: float = 0.1  # chance that a document goes to val (one text file: its last fraction)
+    seed: int = DEFAULT_SEED
     workers: int = 0  # encoding processes; 0: one per core (char: 1, see `default_workers`)
     shard_tokens: int = DEFAULT_SHARD_TOKENS
     chunk_chars: int = 1 << 20  # characters per part sent to a worker
     progress: bool = True
+    val_flag: str = "--val-fraction"  # how the caller spells these, for errors (train: --data.val_fraction, no seed)
+    seed_flag: str | None = "--seed"
 
     def validate(self) -> PrepareOptions:
         if not 0.0 < self.val_fraction < 1.0:
-            raise LmforgeError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
+            raise LmforgeError(f"{self.val_flag} must be between 0 and 1, not {self.val_fraction}")
         if self.workers < 0:
             raise LmforgeError(f"--workers must be 0 (one per core) or more, not {self.workers}")
         if self.shard_tokens < 1:
@@ -77,12 +84,6 @@ class PrepareResult:
                 f"({self.mb_per_s:,.1f} MB/s, {self.workers} worker(s)) → {self.out_dir}")
 
 
-def in_val(seed: int, document: int, val_fraction: float) -> bool:
-    """Whether document number `document` is in val: a uniform draw from a hash of (seed, number)."""
-    digest = hashlib.blake2b(f"{seed}:{document}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64 < val_fraction
-
-
 # ---------------------------------------------------------------------- workers
 
 
@@ -99,18 +100,34 @@ def _init_worker(tokenizer: Tokenizer) -> None:
     _TOKENIZER = tokenizer
 
 
-def encode_parts(texts: list[str], tokenizer: Tokenizer | None = None) -> list[tuple[np.ndarray, int]]:
-    """Each part's ids and UTF-8 byte count (runs in a worker, or inline with one worker)."""
+@dataclass
+class Encoded:
+    """One part, encoded: its ids, its UTF-8 bytes, and what bits per byte charges for its unknown tokens."""
+
+    ids: np.ndarray
+    nbytes: int
+    unknown: int = 0  # bytes of the text its unknown tokens stand for
+    lead_unknown: int = 0  # of those, the first token's, when it is unknown (the first token of a split is not scored)
+
+
+def encode_parts(texts: list[str], tokenizer: Tokenizer | None = None) -> list[Encoded]:
+    """Each part's ids, bytes and unknown bytes (runs in a worker, or inline with one worker)."""
     tok = tokenizer or _TOKENIZER
-    return list(zip(tok.encode_many(texts), (len(t.encode("utf-8")) for t in texts)))
+    unk = tok.specials.get("unk")
+    out = []
+    for text, ids in zip(texts, tok.encode_many(texts)):
+        unknown = tok.unknown_bytes(text) if unk is not None and (ids == unk).any() else []
+        lead = unknown[0] if unknown and int(ids[0]) == unk else 0
+        out.append(Encoded(ids, len(text.encode("utf-8")), sum(unknown), lead))
+    return out
 
 
-def _tasks(parts: Iterator[Part], chunk_chars: int, bar: tqdm) -> Iterator[list[Part]]:
-    """Consecutive parts grouped into tasks of about `chunk_chars` characters."""
+def _tasks(parts: Iterator[tuple[str, Part]], chunk_chars: int, bar: tqdm) -> Iterator[list[tuple[str, Part]]]:
+    """Consecutive (split, part) pairs grouped into tasks of about `chunk_chars` characters."""
     task, size = [], 0
-    for part in parts:
+    for split, part in parts:
         bar.update(part.nbytes)
-        task.append(part)
+        task.append((split, part))
         size += len(part.text)
         if size >= chunk_chars:
             yield task
@@ -128,14 +145,14 @@ class _Pool:
         if workers > 1:
             self.pool = process_pool(workers, _init_worker, (tokenizer,))
 
-    def map(self, tasks: Iterator[list[Part]]) -> Iterator[tuple[list[Part], list[tuple[np.ndarray, int]]]]:
+    def map(self, tasks: Iterator[list[tuple[str, Part]]]) -> Iterator[tuple[list[tuple[str, Part]], list[Encoded]]]:
         if self.pool is None:
             for task in tasks:
-                yield task, encode_parts([p.text for p in task], self.tokenizer)
+                yield task, encode_parts([p.text for _, p in task], self.tokenizer)
             return
         pending: deque = deque()
         for task in tasks:
-            pending.append((task, self.pool.apply_async(encode_parts, ([p.text for p in task],))))
+            pending.append((task, self.pool.apply_async(encode_parts, ([p.text for _, p in task],))))
             if len(pending) >= 2 * self.workers:
                 task, result = pending.popleft()
                 yield task, result.get()
@@ -159,36 +176,44 @@ def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
             options: PrepareOptions | None = None) -> PrepareResult:
     """Tokenize every document under `data` into train/val shards in `out_dir`."""
     opts = (options or PrepareOptions()).validate()
-    if tokenizer.eos_id is None:
+    return prepare_inputs(Inputs(data, opts.text_field, opts.separator, opts.val_fraction, opts.seed), tokenizer,
+                          out_dir, opts)
+
+
+def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, opts: PrepareOptions,
+                   extra: dict[str, Any] | None = None) -> PrepareResult:
+    """`prepare` of inputs already resolved (`train` resolves them once, to train a tokenizer on them first).
+
+    The split rule, text field and separator are the inputs'; `opts` gives workers, shard size and progress;
+    `extra` is recorded in index.json too."""
+    if tokenizer.eos_id is None and inputs.documents:
         raise LmforgeError("the tokenizer has no EOS token to end documents with; train one with "
                            "`lmforge tokenizer train` (which adds it) or pass --tokenizer char|word|bpe")
     out = Path(out_dir)
     if (out / INDEX_FILE).exists():
         raise LmforgeError(f"'{out}' already holds prepared data; choose a new --out (or delete that folder)")
-    files = find_files(data)
     out.mkdir(parents=True, exist_ok=True)
     clear_partial(out)
     dtype = id_dtype(tokenizer.vocab_size)
     writers = {s: ShardWriter(out, s, dtype, opts.shard_tokens) for s in SPLITS}
     workers = opts.workers or default_workers(tokenizer)
-    eos = tokenizer.eos_id
+    eos = tokenizer.eos_id if inputs.documents else None  # one text has no document ends to mark
     start = time.perf_counter()
-    n_bytes = total_bytes(files)
+    n_bytes = total_bytes(inputs.files)
     bar = tqdm(total=n_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare",
                disable=None if opts.progress else True,  # None: only on a terminal
                dynamic_ncols=True, leave=False)
     pool = _Pool(tokenizer, workers)
     ok = False
     try:
-        parts = iter_parts(files, opts.text_field, opts.separator, opts.chunk_chars)
-        document, writer = -1, writers["train"]
-        for task, encoded in pool.map(_tasks(parts, opts.chunk_chars, bar)):
-            for part, (ids, nbytes) in zip(task, encoded):
+        documents, writer = 0, writers["train"]
+        for task, encoded in pool.map(_tasks(inputs.parts(opts.chunk_chars), opts.chunk_chars, bar)):
+            for (split, part), enc in zip(task, encoded):
                 if part.first:
-                    document += 1
-                    writer = writers["val" if in_val(opts.seed, document, opts.val_fraction) else "train"]
+                    documents += 1
+                    writer = writers[split]
                     writer.begin_document()
-                writer.write(ids, nbytes)
+                writer.write(enc.ids, enc.nbytes, enc.unknown, enc.lead_unknown)
                 if part.last:
                     writer.end_document(eos)
         splits = {s: w.close() for s, w in writers.items()}
@@ -199,29 +224,33 @@ def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
         if not ok:
             for w in writers.values():
                 w.abort()
-    _check_splits(splits, document + 1, opts)
+    _check_splits(splits, documents, inputs, opts)
     seconds = time.perf_counter() - start
     tokenizer.save(out / TOKENIZER_FILE)
     from lmforge import __version__
 
     write_json_atomic(out / INDEX_FILE, {
         "format": FORMAT, "version": 1, "lmforge_version": __version__,
-        "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.vocab_size, "eos_id": eos,
+        "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id,
         "tokenizer": TOKENIZER_FILE, "tokenizer_kind": tokenizer.kind,
-        "source": str(data), "files": len(files), "text_field": opts.text_field, "separator": opts.separator,
-        "seed": opts.seed, "val_fraction": opts.val_fraction, "input_bytes": n_bytes, "seconds": round(seconds, 3),
-        "splits": splits,
+        "source": str(inputs.spec), "files": len(inputs.files), "text_field": inputs.text_field,
+        "separator": inputs.separator, "split": "hash" if inputs.documents else "position",
+        "seed": inputs.seed, "val_fraction": inputs.val_fraction, "input_bytes": n_bytes, "seconds": round(seconds, 3),
+        "splits": splits, **(extra or {}),
     })  # last: only now is the directory complete
     return PrepareResult(out, splits, n_bytes, seconds, workers)
 
 
-def _check_splits(splits: dict[str, dict[str, Any]], documents: int, opts: PrepareOptions) -> None:
+def _check_splits(splits: dict[str, dict[str, Any]], documents: int, inputs: Inputs, opts: PrepareOptions) -> None:
     if documents <= 0:
         raise LmforgeError("--data holds no text (every document is empty); pass files with text in them")
     if documents == 1:
-        raise LmforgeError("--data is a single document, so train and val cannot be split by document; pass a folder, "
-                           "a glob or JSONL with several documents, or cut the file with --separator (e.g. '\\n\\n')")
+        how = ("choose a --separator that occurs in the text, or leave it out to keep the last part of the file for val"
+               if inputs.separator else "pass a folder, a glob or JSONL with several documents")
+        raise LmforgeError(f"--data is a single document, so train and val cannot be split by document; {how}")
     for name in SPLITS:
         if splits[name]["documents"] == 0:
-            raise LmforgeError(f"none of the {documents} documents fell in the {name} split (--val-fraction "
-                               f"{opts.val_fraction}, --seed {opts.seed}); change --val-fraction or --seed, or add documents")
+            seed = f", {opts.seed_flag} {inputs.seed}" if opts.seed_flag else ""
+            change = f"{opts.val_flag} or {opts.seed_flag}" if opts.seed_flag else opts.val_flag
+            raise LmforgeError(f"none of the {documents} documents fell in the {name} split ({opts.val_flag} "
+                               f"{inputs.val_fraction}{seed}); change {change}, or add documents")

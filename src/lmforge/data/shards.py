@@ -8,7 +8,9 @@ A prepared directory:
       train-00000.bin     raw little-endian uint16 (or uint32) ids, np.memmap-able, no header
       val-00000.bin
 
-Every document ends with the EOS id, and a shard holds whole documents only.
+Every document ends with the EOS id, and a shard holds whole documents only
+(one text split by position is not documents: its train and val parts carry
+no EOS, and index.json says "split": "position").
 Shards are written under a `.tmp` name and renamed when complete, and the
 index is written last, so an interrupted run leaves no half shard that looks
 whole and no index that points at one.
@@ -26,6 +28,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer, load_tokenizer
+from lmforge.tokenizers.base import ScoredBytes
 
 INDEX_FILE = "index.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -47,8 +50,13 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 def clear_partial(out_dir: Path) -> None:
     """Remove shards of an earlier interrupted run (there is no index, so nothing points at them)."""
     for p in out_dir.iterdir():
-        if SHARD_NAME.match(p.name) or p.name in (INDEX_FILE + ".tmp", TOKENIZER_FILE + ".tmp"):
+        if is_partial(p.name):
             p.unlink()
+
+
+def is_partial(name: str) -> bool:
+    """A file that an interrupted `prepare` may leave behind."""
+    return bool(SHARD_NAME.match(name)) or name in (INDEX_FILE + ".tmp", TOKENIZER_FILE + ".tmp")
 
 
 class ShardWriter:
@@ -60,6 +68,7 @@ class ShardWriter:
         self.shard_tokens, self.buffer_tokens = shard_tokens, buffer_tokens
         self.shards: list[dict[str, Any]] = []
         self.documents = self.tokens = self.bytes = 0
+        self.unknown_bytes = self.lead_unknown_bytes = 0  # for bits per byte: see `PreparedData.scored_bytes`
         self._file = None
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
@@ -72,9 +81,13 @@ class ShardWriter:
         if self._file is not None and self._shard_tokens >= self.shard_tokens:
             self._close_shard()
 
-    def write(self, ids: np.ndarray, nbytes: int = 0) -> None:
+    def write(self, ids: np.ndarray, nbytes: int = 0, unknown: int = 0, lead_unknown: int = 0) -> None:
+        """Append ids that spell `nbytes` bytes, `unknown` of them by unknown tokens (`lead_unknown`: by the first)."""
         if self._file is None:
             self._file = open(self._path(tmp=True), "wb")
+        if self.tokens == 0 and len(ids):
+            self.lead_unknown_bytes = lead_unknown
+        self.unknown_bytes += unknown
         self._buffer.append(np.asarray(ids, dtype=self.dtype))
         self._buffered += len(ids)
         self._shard_tokens += len(ids)
@@ -83,8 +96,10 @@ class ShardWriter:
         if self._buffered >= self.buffer_tokens:
             self._flush()
 
-    def end_document(self, eos_id: int) -> None:
-        self.write(np.array([eos_id], dtype=self.dtype))
+    def end_document(self, eos_id: int | None) -> None:
+        """End a document with EOS (None: one text split by position, which has no document ends to mark)."""
+        if eos_id is not None:
+            self.write(np.array([eos_id], dtype=self.dtype))
         self.documents += 1
         self._shard_docs += 1
 
@@ -107,7 +122,8 @@ class ShardWriter:
     def close(self) -> dict[str, Any]:
         if self._file is not None:
             self._close_shard()
-        return {"documents": self.documents, "tokens": self.tokens, "bytes": self.bytes, "shards": self.shards}
+        return {"documents": self.documents, "tokens": self.tokens, "bytes": self.bytes,
+                "unknown_bytes": self.unknown_bytes, "lead_unknown_bytes": self.lead_unknown_bytes, "shards": self.shards}
 
     def abort(self) -> None:
         if self._file is not None:
@@ -187,8 +203,12 @@ class PreparedData:
             arrays.append(np.memmap(path, dtype=self.dtype, mode="r", shape=(shard["tokens"],)))
         return arrays[0] if len(arrays) == 1 else ShardedTokens(arrays)
 
-    def scored_bytes(self, name: str) -> int:
-        """UTF-8 bytes of a split's documents spelled by all tokens but the first (as in bits per byte).
+    def scored_bytes(self, name: str) -> ScoredBytes:
+        """What bits per byte of a split divides by and charges, counted as `Tokenizer.count_scored_bytes` counts a
+        text: the UTF-8 bytes spelled by all tokens but the first, and of those the bytes of unknown words.
 
         The EOS ending each document stands for no byte; bits per byte leaves its loss out (evaluate_ids)."""
-        return self.tokenizer.scored_bytes(self.split(name), self.index["splits"][name]["bytes"])
+        split, ids = self.index["splits"][name], self.split(name)
+        lead = split.get("lead_unknown_bytes", 0)  # older directories did not count unknown words
+        first = lead or (len(self.tokenizer.token_bytes(int(ids[0]))) if len(ids) else 0)
+        return ScoredBytes(max(split["bytes"] - first, 0), split.get("unknown_bytes", 0) - lead)

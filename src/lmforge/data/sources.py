@@ -71,7 +71,7 @@ def iter_parts(files: list[Path], text_field: str | None = None, separator: str 
         if is_jsonl(path, text_field):
             yield from _jsonl_parts(path, text_field or DEFAULT_TEXT_FIELD, chunk_chars)
         else:
-            yield from _text_parts(path, separator, chunk_chars)
+            yield from text_parts(path, separator, chunk_chars)
 
 
 def iter_texts(files: list[Path], text_field: str | None = None, separator: str | None = None) -> Iterator[str]:
@@ -126,7 +126,7 @@ def _decode_error(path: Path, offset: int, byte: int) -> LmforgeError:
     )
 
 
-def _read_text(path: Path) -> Iterator[tuple[str, int]]:
+def read_blocks(path: Path) -> Iterator[tuple[str, int]]:
     """The file's text in blocks, with the bytes each block took; checked for binary content and bad UTF-8."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0
@@ -149,10 +149,10 @@ def _read_text(path: Path) -> Iterator[tuple[str, int]]:
                 return
 
 
-def _text_parts(path: Path, separator: str | None, chunk_chars: int) -> Iterator[Part]:
+def text_parts(path: Path, separator: str | None, chunk_chars: int) -> Iterator[Part]:
     pending, first, nbytes = "", True, 0
     keep = len(separator) - 1 if separator else 0  # a separator may straddle two blocks
-    for block, size in _read_text(path):
+    for block, size in read_blocks(path):
         pending += block
         nbytes += size
         if separator:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.config import FAMILIES, Config, load_preset
-from lmforge.corpus import load_corpus
+from lmforge.corpus import builtin_corpus, load_corpus
+from lmforge.data.inputs import Inputs, text_cut
+from lmforge.data.shards import PreparedData, is_prepared_dir
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.perplexity import EvalResult, evaluate_text
+from lmforge.evaluation.perplexity import EvalResult, evaluate_documents, evaluate_text
 from lmforge.training.metrics import read_metrics
 
 PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
@@ -130,8 +132,28 @@ def train_families(families: list[str], data: str | None, seconds: float, out_di
 
 
 def val_text_of(text: str, val_fraction: float) -> str:
-    """The last `val_fraction` of the text, cut by characters, so runs with different tokenizers score the same text."""
-    return text[int(len(text) * (1.0 - val_fraction)) :]
+    """The val part of one text, cut where training cuts it (`data.inputs.text_cut`), whatever the tokenizer."""
+    return text[text_cut(text, val_fraction) :]
+
+
+def val_of(data: str | None, val_fraction: float, text_field: str | None = None,
+           separator: str | None = None) -> str | list[str]:
+    """What runs trained on `data` were validated on: one text's val part, or the val documents of a folder, glob,
+    JSONL or prepared directory (read again from the inputs it recorded), by the rule training used."""
+    if data is None:
+        return val_text_of(builtin_corpus(), val_fraction)
+    if is_prepared_dir(data):
+        index = PreparedData(data).index
+        try:
+            inputs = Inputs(index["source"], index.get("text_field"), index.get("separator"), index["val_fraction"],
+                            index["seed"])
+        except LmforgeError:
+            raise LmforgeError(f"the val documents of '{data}' are read from the inputs it was prepared from, "
+                               f"'{index['source']}', which are gone; pass --data PATH") from None
+    else:
+        inputs = Inputs(data, text_field, separator, val_fraction)
+    docs = inputs.val_documents()
+    return docs[0] if inputs.one_text else docs
 
 
 def seconds_text(seconds: float) -> str:
@@ -148,9 +170,10 @@ def training_seconds(run_dir: Path) -> tuple[float, list[tuple[float, float]]]:
     return end - start, curve
 
 
-def compare_runs(run_dirs: list[Path], val_text: str, device: str = "auto", batch_size: int = 64,
+def compare_runs(run_dirs: list[Path], val_text: str | list[str], device: str = "auto", batch_size: int = 64,
                  max_new_tokens: int = 200, prompt: str | None = None, seed: int = 0) -> list[Row]:
-    """Score every run on `val_text` (in windows of its own context) and sample from each (prompt None: the run's own)."""
+    """Score every run on `val_text` (a text, or documents: `val_of`) in windows of its own context, and sample from
+    each (prompt None: the run's own)."""
     import lmforge
     from lmforge.device import autocast, resolve_dtype
 
@@ -159,8 +182,8 @@ def compare_runs(run_dirs: list[Path], val_text: str, device: str = "auto", batc
     for run_dir, name in zip(run_dirs, names):
         run = lmforge.load(run_dir, device=device)
         amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
-        result = evaluate_text(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size,
-                               run.device, amp)  # as `lmforge eval` scores a file
+        score = evaluate_text if isinstance(val_text, str) else evaluate_documents  # as `lmforge eval` scores a file
+        result = score(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size, run.device, amp)
         seconds, curve = training_seconds(Path(run_dir))
         start = (run.config.sample.prompt if prompt is None else prompt) or "\n"
         sample = run.generate(start, max_new_tokens, temperature=0.8, seed=seed) if max_new_tokens > 0 else ""

@@ -307,3 +307,32 @@ def evaluate_text(
     ids = tokenizer.encode_array(text)
     return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
                         n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)
+
+
+def evaluate_documents(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    documents: list[str],
+    block_size: int,
+    batch_size: int,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> EvalResult:
+    """`evaluate_ids` of documents laid out as prepared data lays them (each encoded alone, then EOS), so a run
+    trained on a folder scores its val documents as its training evals did; bytes counted from the text."""
+    if not documents:
+        raise LmforgeError("there are no documents to evaluate; pass --data with text in it")
+    eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+    encoded = [tokenizer.encode_array(doc) for doc in documents]
+    ids = np.concatenate([np.concatenate([e, np.asarray(eos, dtype=e.dtype)]) for e in encoded])
+    return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
+                        n_bytes=documents_scored_bytes(tokenizer, documents, encoded[0]))
+
+
+def documents_scored_bytes(tokenizer: Tokenizer, documents: list[str], first_ids: np.ndarray) -> ScoredBytes:
+    """`Tokenizer.count_scored_bytes` of documents scored one after another (`first_ids`: the first one's ids):
+    every byte but those of the very first token, which nothing predicts."""
+    first = tokenizer.count_scored_bytes(documents[0], first_ids)
+    rest = documents[1:]
+    return ScoredBytes(first.bytes + sum(len(d.encode("utf-8")) for d in rest),
+                       first.unknown + sum(sum(tokenizer.unknown_bytes(d)) for d in rest))

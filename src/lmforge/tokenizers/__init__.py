@@ -43,12 +43,13 @@ def train_tokenizer(kind: str, texts: str | Iterable[str], vocab_size: int = 0, 
 
 
 def tokenizer_from_spec(spec: str, texts: Callable[[], Iterable[str]] | None = None, vocab_size: int = 0,
-                        flag: str = "--tokenizer") -> Tokenizer:
-    """A tokenizer from a kind (trained on `texts()`), a JSON file, a folder holding tokenizer.json, or GPT-2's files."""
+                        flag: str = "--tokenizer", documents: bool = True) -> Tokenizer:
+    """A tokenizer from a kind (trained on `texts()`, as `train_tokenizer` with `documents`), a JSON file, a folder
+    holding tokenizer.json, or GPT-2's files."""
     if spec in KINDS:
         if texts is None:
             raise LmforgeError(f"{flag} {spec} needs text to train on; pass a trained tokenizer file instead")
-        return train_tokenizer(spec, texts(), vocab_size, documents=True)
+        return train_tokenizer(spec, texts(), vocab_size, documents=documents)
     path = Path(spec)
     if path.is_dir() and is_gpt2_folder(path):
         return load_gpt2(path)

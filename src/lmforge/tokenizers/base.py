@@ -129,13 +129,6 @@ class Tokenizer(ABC):
         """The UTF-8 bytes one token stands for (for BPE, possibly part of a character)."""
         return self.decode([token_id]).encode("utf-8")
 
-    def scored_bytes(self, ids: np.ndarray, n_bytes: int) -> int:
-        """Of a text of `n_bytes` UTF-8 bytes encoded as `ids`, the bytes its scored tokens (all but the first)
-        stand for: bits per byte divides by this. Counted from the text's own size, not by decoding `ids`: a word
-        tokenizer decodes an unknown word as its unknown token, whose bytes are not the word's."""
-        first = self.token_bytes(int(ids[:1][0])) if len(ids) else b""
-        return max(n_bytes - len(first), 0)
-
     def count_scored_bytes(self, text: str, ids: np.ndarray) -> ScoredBytes:
         """The bytes of `text` (encoded as `ids`) that bits per byte scores, and those its unknown tokens stand for.
 

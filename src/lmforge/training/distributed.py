@@ -79,6 +79,12 @@ def init(info: DistInfo, device_name: str) -> torch.device:
     return device
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank gets here (e.g. until rank 0 has written what the others read)."""
+    if info.enabled:
+        dist.barrier()
+
+
 def close(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

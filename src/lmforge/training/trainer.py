@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from lmforge.config import Config
 from lmforge.data.documents import IGNORE_INDEX, DocumentFeed
-from lmforge.data.shards import is_prepared_dir
 from lmforge.data.training import load_training_data
 from lmforge.data.windows import random_batch
 from lmforge.device import autocast, resolve_dtype
@@ -103,18 +102,20 @@ class Trainer:
             check_out_dir(self.out_dir)
         elif tokenizer is None:
             tokenizer = load_tokenizer(self.out_dir / TOKENIZER_FILE)  # the run's own, not one retrained
-        data = load_training_data(cfg, text, tokenizer)  # a text or a prepared directory → tokenizer, train/val ids
-        self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
-            data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
-        cfg.model.vocab_size = self.tokenizer.vocab_size
-
         t = cfg.train
         self.dist = distributed.from_env()
         if t.batch_size % (t.grad_accum * self.dist.world_size):
             raise LmforgeError(f"--train.batch_size ({t.batch_size}) must be divisible by --train.grad_accum "
                                f"({t.grad_accum}) × the number of processes ({self.dist.world_size})")
+        self.device = distributed.init(self.dist, t.device)  # before the data: rank 0 prepares it, the others wait
+        # a text, a prepared directory, or any --data (prepared into RUN_DIR/data) → tokenizer, train/val ids
+        data = load_training_data(cfg, text, tokenizer, self.out_dir, self.dist.is_main,
+                                  lambda: distributed.barrier(self.dist))
+        self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
+            data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
+        self.documents = data.documents
+        cfg.model.vocab_size = self.tokenizer.vocab_size
         seed_everything(t.seed)
-        self.device = distributed.init(self.dist, t.device)
         self.dtype = resolve_dtype(t.dtype, self.device)
         set_tf32(t.tf32)
         self.model: LanguageModel = build_model(cfg.model).to(self.device)
@@ -155,9 +156,10 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         if cfg.data.batches == "documents":
             eos = self.tokenizer.eos_id
-            if not is_prepared_dir(cfg.data.path) or eos is None:
-                raise LmforgeError("--data.batches documents needs a directory from `lmforge prepare` (it marks where "
-                                   "each document ends); prepare your text first, or use --data.batches windows")
+            if not self.documents or eos is None:
+                raise LmforgeError("--data.batches documents needs documents: --data as a folder, a glob, JSONL, "
+                                   "a file cut with --separator, or a directory from `lmforge prepare` (one text has "
+                                   "no document ends); pass one, or use --data.batches windows")
             return DocumentFeed(self.train_ids, eos, t.batch_size, cfg.model.block_size, self.batch_gen)
         return self.model.training_feed(self.train_ids, t.batch_size, cfg.model.block_size, self.batch_gen)
 
