@@ -1,6 +1,7 @@
 """The command line: the happy path end to end, and one clear line for each kind of bad input."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -89,9 +90,13 @@ def test_eval_json_reports_loss_perplexity_and_bits_per_byte(capsys, tiny_run, s
     code, out, _ = run_cli(capsys, "eval", tiny_run, "--data", small_text_file, "--json")
     assert code == 0
     result = json.loads(out)
-    assert result["tokens"] == len(small_text_file.read_text()) - 1
+    text = small_text_file.read_text()
+    assert result["tokens"] == len(text) - 1
     assert result["perplexity"] == pytest.approx(2.718281828 ** result["loss"], rel=1e-6)
-    assert 0 < result["bits_per_byte"] < 8
+    scored_bytes = len(text.encode()) - len(text[0].encode())  # every byte but the first character's is predicted
+    assert result["bytes"] == scored_bytes
+    assert result["bits_per_byte"] == pytest.approx(result["loss"] * result["tokens"] / math.log(2) / scored_bytes,
+                                                    rel=1e-6)
 
 
 def test_api_load_and_generate(tiny_run):
