@@ -35,7 +35,7 @@ def test_train_writes_a_complete_run_directory(tiny_run):
         assert {"step", "elapsed_s", "tokens_seen", "train_loss", "val_loss", "val_ppl", "val_bpb", "lr"} <= r.keys()
         assert r["val_ppl"] == pytest.approx(2.718281828 ** r["val_loss"], rel=1e-6)
     assert evals[0]["tokens_seen"] == 5 * 8 * 32
-    assert evals[1]["elapsed_s"] >= evals[0]["elapsed_s"] > 0  # from process start: test_elapsed_s_counts_from_...
+    assert evals[1]["elapsed_s"] >= evals[0]["elapsed_s"] > 0  # since process start: see the next test
 
 
 # A fresh process that sleeps before it imports lmforge, then trains through main(), noting the wall-clock time at
