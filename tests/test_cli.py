@@ -1,6 +1,7 @@
 """The command line: the happy path end to end, and one clear line for each kind of bad input."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -34,7 +35,42 @@ def test_train_writes_a_complete_run_directory(tiny_run):
         assert {"step", "elapsed_s", "tokens_seen", "train_loss", "val_loss", "val_ppl", "val_bpb", "lr"} <= r.keys()
         assert r["val_ppl"] == pytest.approx(2.718281828 ** r["val_loss"], rel=1e-6)
     assert evals[0]["tokens_seen"] == 5 * 8 * 32
-    assert evals[1]["elapsed_s"] >= evals[0]["elapsed_s"] > 0
+    assert evals[1]["elapsed_s"] >= evals[0]["elapsed_s"] > 0  # since process start: see the next test
+
+
+# A fresh process that sleeps before it imports lmforge, then trains through main(), noting the wall-clock time at
+# which each metrics record is written.
+ELAPSED_CHILD = """
+import json, sys, time
+t0 = time.time()  # the script's first line: the process started at most interpreter start-up before this
+time.sleep(float(sys.argv[1]))
+from lmforge.training import metrics
+written, write = [], metrics.MetricsLog.write
+def noting(self, event, **values):
+    written.append((values.get("elapsed_s"), time.time() - t0))
+    return write(self, event, **values)
+metrics.MetricsLog.write = noting
+from lmforge.cli import main
+assert main(sys.argv[2:]) == 0
+print(json.dumps([w for w in written if w[0] is not None]))
+"""
+
+
+def test_elapsed_s_counts_from_process_start(tmp_path, small_text_file):
+    """DESIGN: `elapsed_s` is seconds since the process started, so it includes the start-up before any of
+    lmforge runs (here a sleep before lmforge is even imported): not since the import, the run or the loop."""
+    sleep = 0.5
+    done = subprocess.run(
+        [sys.executable, "-c", ELAPSED_CHILD, str(sleep), "train", "--preset", "tiny", "--data", str(small_text_file),
+         "--out", str(tmp_path / "run"), "--train.max_steps", "2", "--train.eval_interval", "2",
+         "--sample.max_new_tokens", "0"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(written) >= 3  # start, eval, end at least
+    for elapsed, since_t0 in written:
+        # at least the time since the script's first line (the sleep included), at most that plus start-up
+        assert since_t0 - 0.05 <= elapsed <= since_t0 + 1.0, written
+        assert elapsed >= sleep
 
 
 def test_sample_is_reproducible_with_a_seed(capsys, tiny_run):
@@ -54,9 +90,13 @@ def test_eval_json_reports_loss_perplexity_and_bits_per_byte(capsys, tiny_run, s
     code, out, _ = run_cli(capsys, "eval", tiny_run, "--data", small_text_file, "--json")
     assert code == 0
     result = json.loads(out)
-    assert result["tokens"] == len(small_text_file.read_text()) - 1
+    text = small_text_file.read_text()
+    assert result["tokens"] == len(text) - 1
     assert result["perplexity"] == pytest.approx(2.718281828 ** result["loss"], rel=1e-6)
-    assert 0 < result["bits_per_byte"] < 8
+    scored_bytes = len(text.encode()) - len(text[0].encode())  # every byte but the first character's is predicted
+    assert result["bytes"] == scored_bytes
+    assert result["bits_per_byte"] == pytest.approx(result["loss"] * result["tokens"] / math.log(2) / scored_bytes,
+                                                    rel=1e-6)
 
 
 def test_api_load_and_generate(tiny_run):

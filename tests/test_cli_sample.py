@@ -47,7 +47,7 @@ def test_json_gives_tokens_with_logprobs_and_alternatives(capsys, tiny_run):
                 assert t["logprob"] == pytest.approx(next(a["logprob"] for a in t["top"] if a["id"] == t["id"]))
 
 
-def test_stop_ban_and_penalties(capsys, tiny_run):
+def test_stop_and_ban(capsys, tiny_run):
     _, free, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 60, "--greedy")
     continuation = free.rstrip("\n")[3:]
     assert len(continuation) == 60
@@ -60,14 +60,51 @@ def test_stop_ban_and_penalties(capsys, tiny_run):
     common = max(set(continuation), key=continuation.count)
     _, banned, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 60, "--greedy", "--ban", common)
     assert common not in banned.rstrip("\n")[3:]
-    code, _, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 20, "--min-p", 0.1, "--seed", 1,
-                        "--repetition-penalty", 1.3, "--presence-penalty", 0.5, "--frequency-penalty", 0.2)
-    assert code == 0
+
+
+def greedy_with_penalties(run_dir, prompt: str, n: int, repetition: float, presence: float, frequency: float) -> str:
+    """Greedy decoding with the penalties written out by hand, one full forward per token: CTRL's repetition
+    penalty over the prompt and the output, OpenAI's presence and frequency penalties over the output only."""
+    import torch
+
+    import lmforge
+
+    run = lmforge.load(run_dir, device="cpu")
+    ids, out = run.tokenizer.encode(prompt), []
+    for _ in range(n):
+        with torch.no_grad():
+            logits = run.model(torch.tensor([ids + out]))[0, -1].tolist()
+        for t in set(ids + out):
+            logits[t] = logits[t] * repetition if logits[t] < 0 else logits[t] / repetition
+        for t in set(out):
+            logits[t] -= presence + frequency * out.count(t)
+        out.append(max(range(len(logits)), key=logits.__getitem__))
+        if out[-1] == run.tokenizer.eos_id:
+            break
+    return run.tokenizer.decode(out)
+
+
+@pytest.mark.parametrize("repetition, presence, frequency", [(1.3, 0.5, 0.2), (2.0, 0.0, 0.0), (1.0, 0.0, 0.7),
+                                                             (5.0, 50.0, 0.0)])
+def test_penalties_give_the_hand_written_greedy_decode(capsys, tiny_run, repetition, presence, frequency):
+    n = 25  # with the 3-character prompt, inside the tiny model's 32-token context: no cropping to write by hand
+    _, free, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", n, "--greedy")
+    code, out, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", n, "--greedy", "--repetition-penalty",
+                          repetition, "--presence-penalty", presence, "--frequency-penalty", frequency)
+    continuation = out.removesuffix("\n").removeprefix("All")
+    assert code == 0 and out.startswith("All")
+    assert continuation == greedy_with_penalties(tiny_run, "All", n, repetition, presence, frequency)
+    assert continuation != free.removesuffix("\n").removeprefix("All")  # the penalties changed the text
+    if presence >= 50:  # far above any logit gap: no character of the output comes twice
+        assert len(set(continuation)) == len(continuation) == n
 
 
 def test_a_newline_stop_typed_as_backslash_n(capsys, tiny_run):
+    _, free, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 200, "--seed", 2)
+    continuation = free.removeprefix("All")
+    assert "\n" in continuation.rstrip("\n")  # the same seed without the stop writes a newline...
     _, out, _ = sample(capsys, tiny_run, "--prompt", "All", "--max-new-tokens", 200, "--seed", 2, "--stop", "\\n")
-    assert "\n" not in out.rstrip("\n")
+    assert out == "All" + continuation[: continuation.index("\n")] + "\n"  # ...and with it, ends just before it
 
 
 def test_beams_return_the_best_beams(capsys, tiny_run):

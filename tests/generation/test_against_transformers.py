@@ -112,12 +112,15 @@ def test_top_p_so_small_that_one_token_remains(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_top_k_1_is_greedy(seed):
+    """Sampling with top-k 1, even hot, and greedy decoding both give the one token Hugging Face's top-k 1 keeps."""
     x = random_logits(seed)
     theirs = lp.TopKLogitsWarper(1)(IDS, x)
-    assert torch.equal(theirs.argmax(-1), x.argmax(-1))
+    assert torch.isfinite(theirs).sum(-1).tolist() == [1] * 6
+    kept = theirs.argmax(-1)
+    assert torch.equal(sample_next(x, greedy=True), kept)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(5):
-        assert torch.equal(sample_next(x, top_k=1, temperature=2.0, generator=gen), sample_next(x, greedy=True))
+        assert torch.equal(sample_next(x, top_k=1, temperature=2.0, generator=gen), kept)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -1,6 +1,7 @@
 """Every family through the same doors: `lmforge train`, `sample`, `eval` and the Python API."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -22,7 +23,10 @@ def test_train_writes_a_run_that_sample_and_eval_read(capsys, family_runs, small
     assert capsys.readouterr().out == first and first.startswith("All") and len(first.rstrip("\n")) == 23
     assert main(["eval", str(run_dir), "--data", str(small_text_file), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["tokens"] == len(small_text_file.read_text()) - 1 and 0 < result["bits_per_byte"] < 8
+    text = small_text_file.read_text()
+    assert result["tokens"] == len(text) - 1 and result["bytes"] == len(text.encode()) - 1  # all but the first scored
+    bits = result["loss"] * result["tokens"] / math.log(2)  # the text has no EOS: every target's loss counts
+    assert result["bits_per_byte"] == pytest.approx(bits / result["bytes"], rel=1e-6)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
