@@ -148,7 +148,7 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
 
 @pytest.mark.parametrize("args, fragments", [
     (["tokenizer"], ["tokenizer train", "tokenizer inspect"]),
-    (["tokenizer", "train", "--data", "x", "--out", "y"], ["--kind is required"]),
+    (["tokenizer", "train", "--data", "x", "--out", "y"], ["required: --kind"]),
     (["tokenizer", "train", "--kind", "bep", "--data", "{folder}", "--out", "{tmp}/t.json"], ["did you mean 'bpe'"]),
     (["tokenizer", "train", "--kind", "char", "--vocab-size", "10", "--data", "{folder}", "--out", "{tmp}/t.json"],
      ["--vocab-size does not apply"]),
@@ -157,8 +157,8 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
     (["tokenizer", "train", "--kind", "bpe", "--vocab-size", "100", "--data", "{folder}", "--out", "{tmp}/t.json"],
      ["--vocab-size 100", "at least 258"]),
     (["tokenizer", "inspect", "{tmp}/none.json", "--data", "{folder}"], ["FILE", "not a kind"]),
-    (["tokenizer", "inspect", "{tmp}/none.json"], ["--data is required"]),
-    (["prepare", "--data", "{folder}", "--tokenizer", "bpe"], ["--out is required"]),
+    (["tokenizer", "inspect", "{tmp}/none.json"], ["required: --data"]),
+    (["prepare", "--data", "{folder}", "--tokenizer", "bpe"], ["required: --out"]),
     (["prepare", "--data", "{tmp}/nope", "--tokenizer", "bpe", "--out", "{tmp}/p"], ["--data", "does not exist"]),
     (["prepare", "--data", "{folder}", "--tokenizer", "bpee", "--out", "{tmp}/p"], ["--tokenizer 'bpee'", "'bpe'"]),
     (["prepare", "--data", "{folder}/00.txt", "--tokenizer", "char", "--out", "{tmp}/p", "--separator", "@@@"],

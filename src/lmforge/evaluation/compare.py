@@ -156,6 +156,41 @@ def val_of(data: str | None, val_fraction: float, text_field: str | None = None,
     return docs[0] if inputs.one_text else docs
 
 
+def train_families_for_comparison(spec: str, data: str | None, seconds: float, out: Path, device: str = "auto",
+                                  log=print) -> tuple[list[Path], str, str]:
+    """`compare --families`: train each family on the first 90% of `data`; its run directories, the val text
+    (the last 10%) and a sentence that says so."""
+    families = parse_families(spec)
+    for family in families:
+        if (out / family).exists():
+            raise LmforgeError(f"'{out / family}' already exists; choose a new --out")
+    run_dirs = train_families(families, data, seconds, out, device, log=log)
+    about = (f"Each family trained for at most {seconds:g} s on the first 90% of {data or 'the built-in corpus'} "
+             f"(`lmforge compare --families {','.join(families)}`); val text: the last 10%.")
+    return run_dirs, val_text_of(load_corpus(data)[0], 0.1), about
+
+
+def shared_val(run_dirs: list[Path], data: str | None = None) -> tuple[str | list[str], str]:
+    """`compare RUN_DIR...`: the val split the runs were validated on (or the last part of `data`), and a
+    sentence that says which. Runs trained on different texts need `data`."""
+    configs = []
+    for d in run_dirs:
+        if not (d / "config.yaml").is_file():
+            raise LmforgeError(f"'{d}' has no config.yaml, so it is not a run directory; train one with "
+                               f"`lmforge train --out {d}`")
+        configs.append(Config.from_file(d / "config.yaml"))
+    trained_on = {(c.data.path, c.data.text_field, c.data.separator, c.data.val_fraction) for c in configs}
+    if data is None and len(trained_on) > 1:
+        raise LmforgeError("the runs were trained on different texts; pass --data PATH to score them all on "
+                           "the val split of one text")
+    data, text_field, separator, val_fraction = trained_on.pop() if data is None else (
+        data, None, None, configs[0].data.val_fraction)
+    val = val_of(data, val_fraction, text_field, separator)  # as the runs were validated
+    what = (f"the last {val_fraction:.0%} of {data or 'the built-in corpus'}" if isinstance(val, str)
+            else f"the {len(val):,} val documents of {data}")
+    return val, f"Runs {', '.join(str(d) for d in run_dirs)}; val text: {what}."
+
+
 def seconds_text(seconds: float) -> str:
     """One decimal, but two significant digits below a second: an n-gram counts its text in hundredths."""
     return f"{seconds:.1f}" if seconds >= 1 or seconds == 0 else f"{seconds:.2g}"

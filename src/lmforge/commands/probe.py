@@ -1,0 +1,61 @@
+"""`lmforge probe`: run a suite of prompt probes and summarize it by check type."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lmforge.commands.common import load_run, write_json
+from lmforge.errors import LmforgeError
+
+HELP = "run a suite of prompt probes and summarize by check type"
+DESCRIPTION = "Run each probe of a suite against a model; print pass rates by check type and every failure."
+SHARED = ("json", "device")
+
+EXAMPLES = """examples:
+  lmforge probe runs/demo --suite sotu                              # the example suite for the built-in corpus
+  lmforge probe runs/mine --suite my_probes.jsonl --min-pass 0.8    # exit 1 when under 80% of checks pass
+  lmforge probe runs/mine --suite my_probes.jsonl --json
+
+suite lines (JSONL, one probe per line):
+  {"id": "us", "prompt": "the United", "contains": " States"}
+  {"id": "no-loop", "prompt": "The", "not_contains": ["the the"], "temperature": 0.8, "seed": 1}
+  {"id": "year", "prompt": "In the year 18", "regex": "^\\\\d\\\\d"}
+  {"id": "mc", "prompt": "the United", "choices": [" States", " Kingdom"], "answer": " States"}
+  {"id": "same", "prompts": ["Fellow-Citizens of the", "Fellow Citizens of the"], "agree_on": "first_word"}"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--suite", required=True, metavar="FILE.jsonl",
+                   help="a JSONL file, one probe per line, or the name of a shipped suite (sotu)")
+    p.add_argument("--min-pass", type=float, default=0.0, metavar="F",
+                   help="exit with status 1 when fewer than this fraction of checks pass (default 0)")
+    p.add_argument("--verbose", action="store_true", help="list every check, not only the failures")
+    p.add_argument("--save", action="store_true", help="also write RUN_DIR/evals/probe-NAME.json for `lmforge report`")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from lmforge.evaluation.probe_suite import load_suite, resolve_suite
+    from lmforge.evaluation.probes import format_report, run_suite
+
+    if not 0.0 <= args.min_pass <= 1.0:
+        raise LmforgeError(f"--min-pass is a fraction between 0 and 1, not {args.min_pass}")
+    suite = resolve_suite(args.suite)
+    probes = load_suite(suite)  # read and checked before the model is loaded
+    run = load_run(args)
+    report = run_suite(run, probes, suite.stem)
+    result = {"run": str(args.run_dir), "min_pass": args.min_pass, **report.to_dict()}
+    if args.save:
+        write_json(Path(args.run_dir) / "evals" / f"probe-{suite.stem}.json", result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(format_report(report, verbose=args.verbose))
+    if report.pass_rate < args.min_pass:
+        print(f"lmforge probe: {report.pass_rate:.1%} of checks passed, under --min-pass {args.min_pass:.1%}",
+              file=sys.stderr)
+        return 1
+    return 0

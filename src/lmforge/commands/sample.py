@@ -1,0 +1,134 @@
+"""`lmforge sample`: continue a prompt with a trained model, by any decoding the engine has."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lmforge.commands.common import load_run, unescape
+from lmforge.errors import LmforgeError
+
+HELP = "write text with a trained model"
+DESCRIPTION = ("Continue a prompt with a trained model. Processors apply in this order: repetition, presence and "
+               "frequency penalties, bans, temperature, top-k, top-p, min-p.")
+SHARED = ("json", "device", "quantize")
+
+EXAMPLES = """examples:
+  lmforge sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
+  lmforge sample runs/shakespeare --greedy
+  lmforge sample runs/shakespeare --temperature 0.9 --top-k 40 --top-p 0.95 --seed 1 --stream
+  lmforge sample runs/shakespeare --min-p 0.05 --repetition-penalty 1.2 --stop '\\n\\n' --num-samples 3
+  lmforge sample runs/shakespeare --beams 4 --length-penalty 1.0 --max-new-tokens 40
+  lmforge sample runs/shakespeare --json --max-new-tokens 20 --top-logprobs 3   # per-token log-probabilities"""
+
+
+# The DecodeConfig fields a user sets from the command line: flag, metavar, help. The flag's type comes from the
+# field; a flag left out means the run's `sample` section, or else DecodeConfig's default. The rest of the fields
+# are set another way (NOT_FLAGS); a test checks that both together name every field, so they cannot drift.
+DECODE_FLAGS = {
+    "max_new_tokens": ("--max-new-tokens", "N", "tokens to generate (default: the run's)"),
+    "greedy": ("--greedy", None, "always take the most likely token"),
+    "temperature": ("--temperature", "T", "below 1 sharpens, above 1 flattens (0: greedy)"),
+    "top_k": ("--top-k", "K", "sample among the K most likely tokens (0: all)"),
+    "top_p": ("--top-p", "P", "sample from the smallest set with probability ≥ P"),
+    "min_p": ("--min-p", "P", "drop tokens less likely than P × the most likely one (0: off)"),
+    "repetition_penalty": ("--repetition-penalty", "R",
+                           "above 1 discourages tokens already in the prompt or output (1: off)"),
+    "presence_penalty": ("--presence-penalty", "X", "subtract X from tokens the output already holds"),
+    "frequency_penalty": ("--frequency-penalty", "X", "subtract X per earlier occurrence in the output"),
+    "num_beams": ("--beams", "N", "beam search with N beams (deterministic)"),
+    "length_penalty": ("--length-penalty", "A",
+                       "beam score = log-probability / length**A; above 0 favours longer outputs"),
+    "stop": ("--stop", "TEXT", "end a sample before TEXT (repeatable; \\n and \\t mean newline and tab)"),
+    "seed": ("--seed", "S", "make sampling reproducible (sample i uses S+i)"),
+    "mode": ("--decode", "MODE",
+             "auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's choice on CUDA"),
+}
+NOT_FLAGS = {"banned_ids": "--ban TEXT bans the tokens of a text", "eos_id": "the tokenizer's end of text"}
+RUN_DEFAULTS = ("max_new_tokens", "temperature", "top_k", "top_p")  # the fields a run's `sample` section sets
+SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from lmforge.config import DecodeConfig
+
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--prompt", default=None, help="text to continue (default: the run's sample prompt)")
+    types = {f.name: str(f.type) for f in fields(DecodeConfig)}
+    for name, (flag, metavar, help) in DECODE_FLAGS.items():
+        if types[name] == "bool":
+            p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help)
+        elif types[name].startswith("tuple"):
+            p.add_argument(flag, dest=name, action="append", default=None, metavar=metavar, help=help)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(types[name], str)
+            p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar, help=help)
+    p.add_argument("--ban", action="append", default=[], metavar="TEXT",
+                   help="never produce the token(s) of TEXT (repeatable; \\n and \\t mean newline and tab)")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N", help="how many samples (with --beams: best beams)")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are produced")
+    p.add_argument("--top-logprobs", type=int, default=5, metavar="N", help="alternatives per token in --json (default 5)")
+
+
+def decode_options(args: argparse.Namespace, run) -> dict:
+    """The DecodeConfig values the flags give, over the run's `sample` section, for `Run.sample` and `Run.stream`."""
+    given = {name: getattr(args, name) for name in DECODE_FLAGS if getattr(args, name) is not None}
+    if given.get("num_beams", 1) > 1 and any(name in given for name in SAMPLING_ONLY):
+        raise LmforgeError("--beams searches deterministically; drop --temperature, --top-k, --top-p and --min-p")
+    options = {name: getattr(run.config.sample, name) for name in RUN_DEFAULTS}
+    options.update(given, ban=[unescape(b) for b in args.ban], stop=tuple(unescape(x) for x in given.get("stop", ())))
+    return options
+
+
+def sample_to_dict(sample) -> dict:
+    """A `Sample` as plain JSON: text, finish reason, beam score, and each token's log-probability."""
+    out = {"text": sample.text, "finish_reason": sample.finish_reason}
+    if sample.score is not None:
+        out["score"] = sample.score
+    out["tokens"] = [{"id": t.id, "text": t.text, "logprob": t.logprob,
+                      "top": [{"id": i, "text": text, "logprob": lp} for i, text, lp in t.top]} for t in sample.tokens]
+    return out
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.json and args.stream:
+        raise LmforgeError("--json prints one object when sampling ends; drop --stream")
+    if args.stream and (args.num_beams or 1) > 1:
+        raise LmforgeError("beam search knows its best beams only at the end; drop --stream")
+    if args.top_logprobs < 0:
+        raise LmforgeError(f"--top-logprobs must be 0 or more, not {args.top_logprobs}")
+    run = load_run(args)
+    prompt = run.config.sample.prompt if args.prompt is None else args.prompt
+    options = decode_options(args, run)
+    n, seed = options.pop("max_new_tokens"), options.pop("seed", None)
+    run.decode_config(n, **options)  # check every value before anything is printed
+    if args.num_samples < 1:
+        raise LmforgeError(f"--num-samples must be at least 1, not {args.num_samples}")
+    unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(prompt)
+    if unknown:
+        print(f"warning: {unknown} character(s) of the prompt are not in the vocabulary and were replaced",
+              file=sys.stderr)
+    many = args.num_samples > 1
+    if args.stream:  # one after another; sample i still uses seed S+i, so it matches the batched output
+        for i in range(args.num_samples):
+            if many:
+                print(f"--- sample {i + 1} ---")
+            sys.stdout.write(prompt)
+            for piece in run.stream(prompt, n, seed=None if seed is None else seed + i, **options):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        return 0
+    samples = run.sample(prompt, n, args.num_samples, top_logprobs=args.top_logprobs if args.json else None,
+                         seed=seed, **options)
+    if args.json:
+        print(json.dumps({"prompt": prompt, "samples": [sample_to_dict(x) for x in samples]}, ensure_ascii=False))
+        return 0
+    for i, sample in enumerate(samples):
+        if many:
+            print(f"--- sample {i + 1} ---")
+        print(prompt + sample.text)
+    return 0

@@ -1,0 +1,148 @@
+"""`lmforge train`: train a model and write a run directory, or resume one exactly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from lmforge.commands.common import unescape
+from lmforge.errors import LmforgeError
+
+HELP = "train a model (no arguments: the default preset on the built-in corpus)"
+DESCRIPTION = ("Train a language model and write a run directory. Any config value can be overridden "
+               "with --section.key VALUE, e.g. --train.max_steps 2000 or --model.n_layer 6.")
+SHARED = ("text_field", "separator")
+ACCEPTS_OVERRIDES = True
+
+EXAMPLES = """examples:
+  lmforge train                                    # default preset on the built-in corpus
+  lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare
+  lmforge train --data my.txt --train.max_steps 2000 --model.n_layer 6    # my.txt's last 10% is val
+  lmforge train --data speeches/ --tokenizer bpe --out runs/speeches  # each file a document, 10% of them val
+  lmforge train --data 'books/*.txt' --out runs/books
+  lmforge train --data corpus.jsonl --text-field body --out runs/corpus  # each line a document
+  lmforge train --data plays.txt --separator '\\n\\n' --out runs/plays   # documents cut at blank lines
+  lmforge train --data data/speeches --out runs/speeches2     # a directory from `lmforge prepare`
+  lmforge train --config my_config.yaml --train.lr 3e-4
+  lmforge train --resume runs/shakespeare          # continue from the newest checkpoint
+  lmforge train --resume runs/shakespeare --train.max_steps 4000
+  torchrun --nproc_per_node=4 -m lmforge train --out runs/ddp   # 4 processes (GPUs, or CPUs with gloo)"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML config applied on top of the preset")
+    p.add_argument("--preset", metavar="NAME", help="a named preset (default: 'default'); see `lmforge presets`")
+    p.add_argument("--data", metavar="PATH",
+                   help="a text file, a folder, a glob ('data/*.txt') or a JSONL file, prepared on the way into "
+                   "RUN_DIR/data as `lmforge prepare` would; or a directory from `lmforge prepare` "
+                   "(default: the built-in corpus)")
+    p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/PRESET-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR exactly where its newest checkpoint left off, with its config.yaml "
+                   "(--train.* and --sample.* overrides allowed, e.g. a larger --train.max_steps)")
+    p.add_argument("--tokenizer", metavar="KIND", help="char | word | bpe (= --data.tokenizer; a prepared --data "
+                   "brings its own)")
+    p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
+                   "default 8192)")
+
+def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
+    """`--section.key VALUE` or `--section.key=VALUE` pairs from the unparsed arguments."""
+    pairs, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise LmforgeError(f"unrecognized argument '{arg}'; config overrides look like --train.max_steps 2000")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise LmforgeError(f"'{arg}' needs a value, e.g. {arg} 2000")
+            value, i = extra[i + 1], i + 1
+        pairs.append((key, value))
+        i += 1
+    return pairs
+
+
+def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
+    from lmforge.config import Config, load_preset, read_yaml
+
+    preset = args.preset or "default"
+    cfg = Config.from_dict(load_preset(preset), source=f"preset '{preset}'")
+    if args.config:
+        cfg.update(read_yaml(args.config), source=args.config)
+    for key, value in overrides:
+        cfg.set(key, value)
+    if args.data:
+        cfg.data.path = args.data
+    if args.tokenizer is not None:
+        cfg.data.tokenizer = args.tokenizer
+    if args.vocab_size is not None:
+        cfg.data.vocab_size = args.vocab_size
+    if args.text_field is not None:
+        cfg.data.text_field = args.text_field
+    if args.separator is not None:
+        cfg.data.separator = unescape(args.separator)
+    return cfg.validate(), preset
+
+
+def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
+    """The run's own config.yaml, with the overrides that leave its model and data alone."""
+    from lmforge.config import Config
+    from lmforge.training.run_dir import CONFIG_FILE
+
+    run = Path(args.resume)
+    if args.preset or args.config:
+        raise LmforgeError("--resume continues a run with its own config.yaml; drop --preset and --config "
+                           "(change single keys with e.g. --train.max_steps N)")
+    if args.out and Path(args.out).resolve() != run.resolve():
+        raise LmforgeError(f"--out {args.out} and --resume {run} differ; a resumed run continues in its own folder, "
+                           "so drop --out")
+    if not (run / CONFIG_FILE).is_file():
+        raise LmforgeError(f"'{run}' has no {CONFIG_FILE}, so it is not a run directory; "
+                           f"pass --resume with a folder written by `lmforge train --out`")
+    if args.tokenizer is not None or args.vocab_size is not None:
+        raise LmforgeError("--tokenizer and --vocab-size cannot change when resuming: the run keeps its "
+                           "tokenizer.json; start a new run with --out to change them")
+    if args.text_field is not None or args.separator is not None:
+        raise LmforgeError("--text-field and --separator cannot change when resuming: the run reads the data it "
+                           "prepared in RUN_DIR/data; start a new run with --out to change them")
+    cfg = Config.from_file(run / CONFIG_FILE)
+    for key, value in overrides:
+        if key.split(".")[0] in ("model", "data") or key == "train.seed":
+            raise LmforgeError(f"--{key} cannot change when resuming: the checkpoint holds a model trained with the "
+                               "saved value; start a new run with --out to change it")
+        cfg.set(key, value)
+    if args.data:
+        cfg.data.path = args.data  # the same text, moved: its files' count and size are checked against RUN_DIR/data
+    return cfg.validate()
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.resume:
+        cfg, out = build_resume_config(args, parse_overrides(extra)), Path(args.resume)
+    else:
+        cfg, preset = build_config(args, parse_overrides(extra))
+        out = Path(args.out) if args.out else Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    from lmforge.training import Trainer
+
+    trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
+    main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone prints
+    model = trainer.model
+    if args.resume and main_rank:
+        print(f"resuming {out} at step {trainer.step} of {cfg.train.max_steps} on {trainer.device}", file=sys.stderr)
+    elif main_rank:
+        what = model.describe() if model.fitted_by_counts else f"{model.describe()}, {model.num_params():,} parameters"
+        how = "by counting" if model.fitted_by_counts else f"for {cfg.train.max_steps} steps"
+        print(f"training a {what} on {cfg.data.path or 'the built-in corpus'} {how} on {trainer.device} → {out}",
+              file=sys.stderr)
+    result = trainer.fit()
+    if not main_rank:
+        return 0
+    print(f"run saved to {result.out_dir}")
+    print(f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}: "
+          f"val perplexity {result.best_val_ppl:.3f}, {result.best_val_bpb:.4f} bits/byte")
+    print("--- sample ---")
+    print(result.sample)
+    return 0
