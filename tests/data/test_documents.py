@@ -3,9 +3,8 @@ import pytest
 import torch
 
 from lmforge.config import ModelConfig
-from lmforge.data import document_batches, pad_batch, split_documents
+from lmforge.data import pad_batch, split_documents
 from lmforge.data.documents import IGNORE_INDEX, pieces_of
-from lmforge.errors import LmforgeError
 from lmforge.models import Transformer, next_token_loss
 
 DOCS = [np.array([1, 2, 3, 4, 5, 6, 7, 0]), np.array([3, 4, 0]), np.array([9, 8, 7, 6, 5, 0])]
@@ -83,13 +82,3 @@ def test_long_documents_become_rows_that_score_every_target_once():
     assert targets == doc[1:].tolist()
 
 
-def test_one_pass_over_all_documents_shuffled_by_seed():
-    ids = np.concatenate(DOCS * 5)
-    batches = list(document_batches(ids, eos_id=0, batch_size=4, max_len=5, seed=1))
-    scored = sum(int((b.targets != IGNORE_INDEX).sum()) for b in batches)
-    assert scored == sum(len(d) - 1 for d in DOCS) * 5
-    again = list(document_batches(ids, eos_id=0, batch_size=4, max_len=5, seed=1))
-    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(batches, again))
-    assert max(b.inputs.shape[1] for b in batches) <= 5
-    with pytest.raises(LmforgeError, match="batch_size"):
-        next(document_batches(ids, 0, batch_size=0, max_len=5))

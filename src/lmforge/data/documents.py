@@ -73,22 +73,6 @@ def pad_batch(docs: list[np.ndarray], pad_id: int = 0, ignore_index: int = IGNOR
     return DocumentBatch(inputs, targets, mask)
 
 
-def document_batches(ids: np.ndarray, eos_id: int, batch_size: int, max_len: int, pad_id: int = 0,
-                     seed: int | None = None) -> Iterator[DocumentBatch]:
-    """One pass over the documents of `ids` as padded batches; shuffled by `seed` (None: in order).
-
-    Documents longer than `max_len` + 1 are cut into rows (`pieces_of`). The
-    rows are gathered first (views into the memmap, not copies), so one pass
-    costs memory per document, not per token.
-    """
-    if batch_size < 1 or max_len < 1:
-        raise LmforgeError(f"need batch_size ≥ 1 and max_len ≥ 1, not {batch_size} and {max_len}")
-    rows = [p for doc in split_documents(ids, eos_id) for p in pieces_of(doc, max_len) if len(p) >= 2]
-    order = np.arange(len(rows)) if seed is None else np.random.default_rng(seed).permutation(len(rows))
-    for start in range(0, len(rows), batch_size):
-        yield pad_batch([rows[i] for i in order[start : start + batch_size]], pad_id)
-
-
 class DocumentFeed:
     """The trainer's feed for `--data.batches documents`: each step, `batch_size` rows drawn at random from the
     split's documents (a long one cut into rows of at most `block_size` + 1 tokens), right-padded.

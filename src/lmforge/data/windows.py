@@ -3,24 +3,17 @@
 Training draws random windows: inputs are `ids[i : i+T]` and targets the same
 window shifted by one, `ids[i+1 : i+T+1]`, so position t learns to predict
 token t+1 from tokens up to t. Evaluation instead tiles the split with
-non-overlapping windows so that every token after the first is scored exactly
-once, and the mean loss is over the *whole* split, not a sample of it.
+non-overlapping windows (`evaluation/perplexity.py`), so that every token after
+the first is scored exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from lmforge.errors import LmforgeError
-
-
-def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """First (1 - val_fraction) of the tokens for training, the rest for validation."""
-    n_train = int(len(ids) * (1.0 - val_fraction))
-    return ids[:n_train], ids[n_train:]
 
 
 def check_long_enough(ids: np.ndarray, block_size: int, what: str) -> None:
@@ -42,23 +35,3 @@ def random_batch(
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
-
-
-def eval_batches(
-    ids: np.ndarray, block_size: int, batch_size: int, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Non-overlapping windows that score every token of `ids` but the first, exactly once.
-
-    Full windows come in batches of `batch_size`; a shorter last window, if any,
-    comes alone. Each window starts its own context, so the first tokens of a
-    window are predicted from little context (sliding windows trade time for that).
-    """
-    n_full = (len(ids) - 1) // block_size
-    for start in range(0, n_full, batch_size):
-        rows = np.arange(start, min(start + batch_size, n_full))[:, None] * block_size + np.arange(block_size + 1)
-        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-        yield window[:, :-1], window[:, 1:]
-    tail = ids[n_full * block_size :]
-    if len(tail) > 1:
-        window = torch.from_numpy(tail.astype(np.int64)).to(device)[None]
-        yield window[:, :-1], window[:, 1:]
