@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lmforge.tokenizers.bpe import PATTERN
-from lmforge.tokenizers.cuts import last_safe, next_safe, safe_cut, split_text
+from lmforge.tokenizers.cuts import safe_cut, split_text
 from lmforge.tokenizers.word import pieces
 from text_strategies import texts
 
@@ -28,13 +28,3 @@ def test_cut_falls_before_a_space_or_newline_after_a_non_space():
     assert safe_cut(text, 0, 3) == 3  # the very limit, since "one" | " two" is safe
     assert safe_cut("abcdef", 0, 3) == 3  # no safe point: cut at the limit anyway
     assert safe_cut(text, 0, 100) == len(text)
-
-
-@given(words, st.integers(0, 60), st.integers(0, 60))
-def test_last_and_next_safe_points_are_the_nearest_safe_points(text, a, b):
-    start, limit = sorted((min(a, len(text)), min(b, len(text))))
-    safe = [p for p in range(1, len(text)) if not text[p - 1].isspace() and text[p] in " \n"]
-    before = [p for p in safe if start < p <= limit]
-    assert last_safe(text, start, limit) == (before[-1] if before else None)
-    after = [p for p in safe if p >= limit]
-    assert next_safe(text, limit) == (after[0] if after else len(text))

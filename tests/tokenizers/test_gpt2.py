@@ -28,7 +28,7 @@ def reference():
 
 
 def test_vocabulary_and_eos(gpt2):
-    assert gpt2.vocab_size == 50257 and gpt2.eos_id == 50256
+    assert gpt2.vocab_size == 50257 and gpt2.eos_id == 50256 and gpt2.encodes_with_tiktoken
     assert gpt2.encode("Hello world") == [15496, 995]
 
 
@@ -50,9 +50,10 @@ def test_ids_equal_tiktoken_on_the_whole_builtin_corpus(gpt2, reference):
     assert gpt2.decode(ids.tolist()) == text
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(texts)
-def test_any_string_round_trips(gpt2, text):
+def test_any_string_round_trips_with_tiktoken_s_ids(gpt2, reference, text):
+    assert gpt2.encode(text) == reference.encode_ordinary(text)
     assert gpt2.decode(gpt2.encode(text)) == text
 
 

@@ -29,26 +29,6 @@ def safe_cut(text: str, start: int, limit: int) -> int:
     return limit
 
 
-def last_safe(text: str, start: int, limit: int) -> int | None:
-    """The largest safe cut point in (start, limit], or None: never a forced cut."""
-    hi = limit
-    while hi > start:
-        lo = max(start, hi - 256)
-        last = None
-        for last in _SAFE.finditer(text, lo, min(hi + 1, len(text))):  # a match at i is the cut point i + 1
-            pass
-        if last is not None:
-            return last.end()
-        hi = lo
-    return None
-
-
-def next_safe(text: str, start: int) -> int:
-    """The smallest safe cut point at or after `start`, or the end of the text."""
-    found = _SAFE.search(text, max(start - 1, 0))
-    return found.end() if found is not None else len(text)
-
-
 def split_text(text: str, size: int) -> list[str]:
     """`text` in consecutive parts of about `size` characters, each cut at a safe point."""
     parts, start = [], 0

@@ -3,8 +3,8 @@
 - `encoder.json`: each token (its bytes written with `bytes_to_unicode`) and its id, 50,257 in all;
 - `vocab.bpe`: the 50,000 merges, one pair per line, highest priority first.
 
-`gpt2_tiktoken` builds tiktoken's encoding from the same two files, offline, as
-the reference that tests and benchmarks compare against (tiktoken is a dev extra).
+`gpt2_tiktoken` builds tiktoken's encoding straight from the same two files,
+offline, as the reference that tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.bpe import BpeTokenizer, unicode_to_bytes
+from lmforge.tokenizers.bpe import PATTERN, BpeTokenizer, unicode_to_bytes
 
 EOS = "<|endoftext|>"
 FILES = ("encoder.json", "vocab.bpe")
-# tiktoken's spelling of GPT-2's pre-tokenizer (same pieces as bpe.PATTERN)
-TIKTOKEN_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 def is_gpt2_folder(path: str | Path) -> bool:
@@ -69,5 +67,5 @@ def gpt2_tiktoken(folder: str | Path):
 
     vocab, _ = read_gpt2_files(folder)
     ranks = {unicode_to_bytes(token): i for token, i in vocab.items() if token != EOS}
-    return tiktoken.Encoding("gpt2-local", pat_str=TIKTOKEN_PATTERN, mergeable_ranks=ranks,
+    return tiktoken.Encoding("gpt2-local", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
                              special_tokens={EOS: vocab[EOS]})

@@ -1,7 +1,7 @@
 """Worker processes for encoding: how many cores, and a pool that starts without re-importing anything.
 
-On Linux the pool forks, so workers inherit the tokenizer (and a warm piece
-cache) instead of rebuilding it. Each worker encodes on one thread; setting
+On Linux the pool forks, so workers inherit the tokenizer instead of
+rebuilding it. Each worker encodes on one thread; setting
 TOKENIZERS_PARALLELISM before the fork also keeps Hugging Face `tokenizers`
 from warning that it had to turn its own threads off in the children.
 """
