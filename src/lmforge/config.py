@@ -86,6 +86,7 @@ class TrainConfig:
     patience: int = 0  # evals without a new best val loss before stopping early; 0: never
     eval_interval: int = 250
     eval_batch_size: int = 64
+    eval_tokens: int = 0  # val tokens scored at each eval, spread over the split; 0: the whole val split
     eval_train_tokens: int = 65536  # train loss at eval is measured on this many tokens
     log_interval: int = 10
     checkpoint_interval: int = 0  # steps between resumable checkpoints; 0: at every eval
@@ -288,6 +289,7 @@ class Config:
         _check(t.grad_clip >= 0, f"--train.grad_clip must be 0 (off) or positive, not {t.grad_clip}")
         for name in ("eval_interval", "eval_batch_size", "eval_train_tokens", "log_interval"):
             _check(getattr(t, name) >= 1, f"--train.{name} must be at least 1, not {getattr(t, name)}")
+        _check(t.eval_tokens >= 0, f"--train.eval_tokens must be 0 (the whole val split) or positive, not {t.eval_tokens}")
         _check(t.device.split(":")[0] in DEVICES, f"--train.device must be one of {', '.join(DEVICES)}, not '{t.device}'")
         _check(t.dtype in DTYPES, f"--train.dtype must be one of {', '.join(DTYPES)}, not '{t.dtype}'")
         _check_training_extras(t)

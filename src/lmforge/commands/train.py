@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if not main_rank:
         return 0
     print(f"run saved to {result.out_dir}")
-    print(f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}: "
+    print(f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step} (whole val split): "
           f"val perplexity {result.best_val_ppl:.3f}, {result.best_val_bpb:.4f} bits/byte")
     print("--- sample ---")
     print(result.sample)

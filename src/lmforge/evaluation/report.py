@@ -117,6 +117,12 @@ def overview_section(run_dir: Path, records: list[dict[str, Any]], config: dict[
                      + (f", {end['elapsed_s']:.0f} s" if isinstance(end.get("elapsed_s"), (int, float)) else "")
                      + (f" on {start['device']}" if "device" in start else "")],
     ]
+    whole = end.get("whole_val")
+    if isinstance(whole, dict):  # the evals scored a sample of the val split (train.eval_tokens); this is all of it
+        rows.append(["whole val split", f"best model (step {whole.get('step', '?')}): val loss "
+                     f"{_fmt(whole.get('val_loss'))} nats/token, perplexity {_fmt(whole.get('val_ppl'), 3)}, "
+                     f"{_fmt(whole.get('val_bpb'))} bits/byte over {_fmt(whole.get('val_tokens'))} tokens; "
+                     f"the evals scored {_fmt(train.get('eval_tokens')) or 'a sample'} of them"])
     return Section("Run").table(["", ""], rows)
 
 

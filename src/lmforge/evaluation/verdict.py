@@ -17,7 +17,8 @@ The rules read the val curve first, then the gap between train and val:
   inconclusive.
 
 `tolerance` (1% by default) keeps a flat curve with tiny wiggles from reading
-as a trend; val loss is measured over the whole val split, so it is not noisy.
+as a trend; val loss is measured over the whole val split, or over a sample of
+it that is the same at every eval (`train.eval_tokens`), so it is not noisy.
 """
 
 from __future__ import annotations

@@ -31,15 +31,13 @@ from tqdm import tqdm
 from lmforge.config import Config
 from lmforge.data.documents import IGNORE_INDEX, DocumentFeed
 from lmforge.data.training import load_training_data
-from lmforge.data.windows import random_batch
 from lmforge.device import autocast, resolve_dtype
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.perplexity import evaluate_ids
 from lmforge.generation.decode import generate_ids
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer, load_tokenizer
-from lmforge.training import checkpoint, distributed, flops
+from lmforge.training import checkpoint, distributed, evals, flops
 from lmforge.training.guards import EarlyStopping, OverfitWatch
 from lmforge.training.metrics import MetricsLog, elapsed_s, read_metrics, rewind_metrics
 from lmforge.training.optim import build_optimizers, set_lr
@@ -135,11 +133,13 @@ class Trainer:
         # random windows by default; an RNN reads consecutive windows and carries its hidden state across them;
         # --data.batches documents: whole documents, padded
         self.feed = self._training_feed()
+        self.val_stretches = evals.val_stretches(len(self.val_ids), t.eval_tokens, cfg.model.block_size)
         self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.step = 0
         self.tokens_seen = 0  # real targets trained on (padding excluded), over all ranks
         self.best_val_loss, self.best_step = math.inf, -1
         self.best: dict[str, Any] | None = None  # the eval record of the best step
+        self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
         self.early_stopping = EarlyStopping(t.patience)
         self.overfit_watch = OverfitWatch()
         self.elapsed_before = 0.0  # seconds spent by earlier processes of a resumed run
@@ -241,27 +241,19 @@ class Trainer:
         return loss, 0.0, 0.0  # no gradient, no learning rate
 
     def evaluate(self) -> dict[str, float]:
-        """Val loss over the whole val split; train loss over a fixed set of train windows.
+        """Val loss over the whole val split (or the sample `train.eval_tokens` asks for); train loss over a fixed
+        set of train windows (evals.py says why and how).
 
         Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward).
         """
         t, block = self.cfg.train, self.cfg.model.block_size
         amp = autocast(self.device, self.dtype)
-        val = evaluate_ids(self.model, self.tokenizer, self.val_ids, block, t.eval_batch_size, self.device, amp,
-                           n_bytes=self.val_bytes)
-        # the same windows at every eval (fixed seed), so train loss is comparable across evals
-        gen = torch.Generator().manual_seed(t.seed + 1)
-        n_windows = max(1, t.eval_train_tokens // block)
-        nats, count = 0.0, 0
-        self.model.eval()
-        with torch.inference_mode():
-            for start in range(0, n_windows, t.eval_batch_size):
-                x, y = random_batch(self.train_ids, min(t.eval_batch_size, n_windows - start), block, gen, self.device)
-                with autocast(self.device, self.dtype):
-                    nats += next_token_loss(self.model(x), y).item() * y.numel()
-                count += y.numel()
-        self.model.train()
-        return {"train_loss": nats / count, "val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte}
+        val = evals.evaluate_val(self.model, self.tokenizer, self.val_ids, self.val_stretches, self.val_bytes, block,
+                                 t.eval_batch_size, self.device, amp)
+        train = evals.train_loss(self.model, self.train_ids, t.eval_train_tokens, block, t.eval_batch_size,
+                                 t.seed + 1, self.device, amp)
+        return {"train_loss": train, "val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte,
+                "val_tokens": val.tokens}
 
     def sample(self, max_new_tokens: int | None = None, model: LanguageModel | None = None) -> str:
         s = self.cfg.sample
@@ -325,12 +317,13 @@ class Trainer:
                 window_start += time.perf_counter() - paused
                 if stop_reason != "max_steps":
                     break
+            self.whole_val = self._score_best_on_whole_val()
         except KeyboardInterrupt:
             stop_reason = "interrupted"
         finally:
             bar.close()
             self._log("end", step=self.step, elapsed_s=self._elapsed(), reason=stop_reason, best_step=self.best_step,
-                      best_val_loss=self.best_val_loss)
+                      best_val_loss=self.best_val_loss, whole_val=self.whole_val)
             self._close_logs()
             if self.curves_stale:
                 self._draw_curves(force=True)
@@ -339,8 +332,9 @@ class Trainer:
             raise LmforgeError(f"training stopped at step {self.step} before its first eval, so no model was saved; "
                                "train longer or lower --train.eval_interval")
         sample = self._final_sample()
-        return TrainResult(self.out_dir, self.step, self.best_step, self.best["val_loss"], self.best["val_ppl"],
-                           self.best["val_bpb"], sample, stop_reason)
+        best = self.whole_val or self.best
+        return TrainResult(self.out_dir, self.step, self.best_step, best["val_loss"], best["val_ppl"], best["val_bpb"],
+                           sample, stop_reason)
 
     def _count_bad_steps(self, loss: float, grad_norm: float, bad_in_row: int) -> int:
         """Log a skipped step; return how many bad steps have come in a row."""
@@ -392,15 +386,27 @@ class Trainer:
         draw_curves(read_metrics(self.out_dir / METRICS_FILE), self.out_dir / CURVES_FILE)
         self.curves_drawn_at, self.curves_stale = time.perf_counter(), False
 
-    def _final_sample(self) -> str:
-        """A sample from the best model (model.safetensors); rank 0 only, from a plain copy when distributed."""
-        if not self.dist.is_main:
-            return ""
-        model = self.model
-        if self.dist.enabled:  # the training model may be sharded, and its ranks have stopped
-            model = build_model(self.cfg.model).to(self.device)
+    def _best_model(self) -> LanguageModel:
+        """The best step's weights (model.safetensors), for rank 0; a plain copy when distributed (the training
+        model may be sharded, and the other ranks may have stopped)."""
+        model = build_model(self.cfg.model).to(self.device) if self.dist.enabled else self.model
         load_weights(model, self.out_dir / MODEL_FILE)
-        return self.sample(model=model)
+        return model
+
+    def _score_best_on_whole_val(self) -> dict[str, float] | None:
+        """The best model on the whole val split, when evals scored a sample of it (rank 0); else None."""
+        if self.val_stretches is None or self.best is None or not self.dist.is_main:
+            return None
+        t = self.cfg.train
+        val = evals.evaluate_val(self._best_model(), self.tokenizer, self.val_ids, None, self.val_bytes,
+                                 self.cfg.model.block_size, t.eval_batch_size, self.device,
+                                 autocast(self.device, self.dtype))
+        return {"step": self.best_step, "val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte,
+                "val_tokens": val.tokens}
+
+    def _final_sample(self) -> str:
+        """A sample from the best model (model.safetensors); rank 0 only."""
+        return self.sample(model=self._best_model()) if self.dist.is_main else ""
 
     # ------------------------------------------------------------------ run directory and logs
 

@@ -1,0 +1,86 @@
+"""What an eval during training measures, and what it costs.
+
+- Val loss: over the whole val split by default (`train.eval_tokens` 0). On a
+  big val split that is what an eval costs (the built-in corpus's: 1.2 M
+  characters, seconds of CPU each time), so such runs evaluate rarely and show
+  no val curve. `eval_tokens` N scores N tokens instead: `STRETCHES` stretches
+  of consecutive tokens, evenly spread over the split and the same at every
+  eval. That is cheap enough to evaluate often, and a fairer sample than the
+  split's first N tokens when its text drifts (the built-in corpus's val split
+  runs over decades of speeches). Bits per byte of the sample divides by the
+  sample's share of the split's bytes (the split's mean bytes per token).
+  When training ends, the best model is scored once on the whole val split
+  (`Trainer.fit`), so the figures a run ends with are not a sample's.
+- Train loss: over `eval_train_tokens` tokens of random train windows, the
+  same windows at every eval (a fixed seed), so evals are comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from lmforge.data.windows import random_batch
+from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
+from lmforge.models.base import LanguageModel, next_token_loss
+from lmforge.tokenizers import Tokenizer
+from lmforge.tokenizers.base import ScoredBytes
+
+STRETCHES = 8  # a val sample is this many stretches (fewer when each would be shorter than a window)
+
+
+def val_stretches(n_ids: int, eval_tokens: int, block_size: int) -> list[tuple[int, int]] | None:
+    """The (begin, end) id ranges of a val sample of about `eval_tokens` scored tokens; None: the whole split.
+
+    Each stretch scores `end - begin - 1` tokens and holds at least one whole window where the split allows.
+    """
+    if eval_tokens <= 0 or eval_tokens >= n_ids - 1:
+        return None
+    count = max(1, min(STRETCHES, eval_tokens // block_size))
+    length = eval_tokens // count + 1  # ids: the scored tokens and the first, unscored one
+    begins = np.linspace(0, n_ids - length, count).round().astype(int)
+    return [(int(b), int(b) + length) for b in begins]
+
+
+def evaluate_val(model: LanguageModel, tokenizer: Tokenizer, val_ids, stretches: list[tuple[int, int]] | None,
+                 val_bytes: int | ScoredBytes, block_size: int, batch_size: int, device: torch.device,
+                 autocast: contextlib.AbstractContextManager | None = None) -> EvalResult:
+    """Loss, perplexity and bits per byte of the whole val split, or of the stretches of a sample."""
+    if stretches is None:
+        return evaluate_ids(model, tokenizer, val_ids, block_size, batch_size, device, autocast, n_bytes=val_bytes)
+    total = val_bytes if isinstance(val_bytes, ScoredBytes) else ScoredBytes(int(val_bytes))
+    per_token = total.bytes / max(len(val_ids) - 1, 1), total.unknown / max(len(val_ids) - 1, 1)
+    nats = bits = 0.0
+    tokens = n_bytes = unknown = 0
+    for begin, end in stretches:
+        share = ScoredBytes(round(per_token[0] * (end - begin - 1)), round(per_token[1] * (end - begin - 1)))
+        part = evaluate_ids(model, tokenizer, np.asarray(val_ids[begin:end]), block_size, batch_size, device,
+                            autocast, n_bytes=share)
+        nats += part.loss * part.tokens
+        bits += part.bits_per_byte * max(part.bytes, 1)
+        tokens, n_bytes, unknown = tokens + part.tokens, n_bytes + part.bytes, unknown + part.unknown_bytes
+    loss = nats / tokens
+    return EvalResult(loss=loss, perplexity=float(np.exp(min(loss, 700.0))), bits_per_byte=bits / max(n_bytes, 1),
+                      tokens=tokens, bytes=n_bytes, block_size=block_size, unknown_bytes=unknown)
+
+
+@torch.inference_mode()
+def train_loss(model: LanguageModel, train_ids, n_tokens: int, block_size: int, batch_size: int, seed: int,
+               device: torch.device, autocast: contextlib.AbstractContextManager | None = None) -> float:
+    """Mean loss over `n_tokens` tokens of random train windows, drawn the same way at every call."""
+    gen = torch.Generator().manual_seed(seed)
+    n_windows = max(1, n_tokens // block_size)
+    nats, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n_windows, batch_size):
+            x, y = random_batch(train_ids, min(batch_size, n_windows - start), block_size, gen, device)
+            with autocast or contextlib.nullcontext():
+                nats += next_token_loss(model(x), y).item() * y.numel()
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    return nats / count
