@@ -113,7 +113,8 @@ def overview_section(run_dir: Path, records: list[dict[str, Any]], config: dict[
         ["tokenizer", f"{data.get('tokenizer', '?')}" + (f", vocabulary {start['vocab_size']:,}" if "vocab_size" in start else "")],
         ["data", f"{data.get('path') or 'the built-in corpus'}" + (f" ({start['train_tokens']:,} train / "
                  f"{start['val_tokens']:,} val tokens)" if "train_tokens" in start else "")],
-        ["training", f"{end.get('step', '?')} of {train.get('max_steps', '?')} steps, stopped by {end.get('reason', '?')}"
+        ["training", ("counted in one pass over the train split" if end.get("reason") == "counted" else
+                      f"{end.get('step', '?')} of {train.get('max_steps', '?')} steps, stopped by {end.get('reason', '?')}")
                      + (f", {end['elapsed_s']:.0f} s" if isinstance(end.get("elapsed_s"), (int, float)) else "")
                      + (f" on {start['device']}" if "device" in start else "")],
     ]

@@ -38,19 +38,14 @@ from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer, load_tokenizer
 from lmforge.training import checkpoint, distributed, evals, flops
-from lmforge.training.guards import EarlyStopping, OverfitWatch
-from lmforge.training.metrics import MetricsLog, elapsed_s, read_metrics, rewind_metrics
+from lmforge.training.guards import EarlyStopping
+from lmforge.training.loop_state import LoopState, StopReason
+from lmforge.training.metrics import elapsed_s
 from lmforge.training.optim import build_optimizers, set_lr
-from lmforge.training.plots import draw_curves
 from lmforge.training.precision import grad_scaler, set_tf32, should_compile
-from lmforge.training.run_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, load_weights, save_state_dict, save_weights
-from lmforge.training.samples import append_sample, rewind_samples
+from lmforge.training.run_dir import MODEL_FILE, TOKENIZER_FILE, load_weights, save_state_dict, save_weights
+from lmforge.training.run_logs import RunLogs, check_out_dir
 from lmforge.training.schedule import lr_at
-
-METRICS_FILE = "metrics.jsonl"
-SAMPLES_FILE = "samples.txt"
-CURVES_FILE = "curves.png"
-CURVES_EVERY_S = 20.0  # a redraw costs about half a second of matplotlib: at most this often, and at the end
 
 
 @dataclass
@@ -62,20 +57,17 @@ class TrainResult:
     best_val_ppl: float
     best_val_bpb: float
     sample: str
-    stop_reason: str = "max_steps"
+    stop_reason: StopReason = StopReason.MAX_STEPS
+
+
+class Diverged(LmforgeError):
+    """The loss was not finite for `max_bad_steps` steps in a row."""
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse to train over an earlier run: its model would be overwritten."""
-    if (out_dir / MODEL_FILE).exists() or (out_dir / METRICS_FILE).exists():
-        raise LmforgeError(f"'{out_dir}' already holds a run; choose a new --out (or delete that folder), "
-                           f"or continue it with --resume {out_dir}")
 
 
 def data_fingerprint(ids: np.ndarray) -> dict[str, Any]:
@@ -87,8 +79,11 @@ def data_fingerprint(ids: np.ndarray) -> dict[str, Any]:
 class Trainer:
     """Owns the model, optimizers and data of one run; `fit` runs the loop.
 
-    `resume=True` continues the run in `out_dir` from its newest checkpoint: the
-    weights, optimizer moments, scaler, every RNG and the data position come back
+    Built in named pieces: the run directory and tokenizer (`_check_run_dir`), the data
+    (`_load_data`), the model and its parallel and compiled wrappers (`_build_model`),
+    the optimizers and scaler, the loop's state (`LoopState`) and what it writes
+    (`RunLogs`). `resume=True` continues the run in `out_dir` from its newest checkpoint:
+    the weights, optimizer moments, scaler, every RNG and the data position come back
     exactly, so the run ends bitwise where an uninterrupted one would.
     """
 
@@ -96,63 +91,70 @@ class Trainer:
                  resume: bool = False):
         cfg.validate()
         self.cfg, self.out_dir, self.resuming = cfg, Path(out_dir), resume
-        if not resume:
-            check_out_dir(self.out_dir)
-        elif tokenizer is None:
-            tokenizer = load_tokenizer(self.out_dir / TOKENIZER_FILE)  # the run's own, not one retrained
         t = cfg.train
         self.dist = distributed.from_env()
         if t.batch_size % (t.grad_accum * self.dist.world_size):
             raise LmforgeError(f"--train.batch_size ({t.batch_size}) must be divisible by --train.grad_accum "
                                f"({t.grad_accum}) × the number of processes ({self.dist.world_size})")
+        tokenizer = self._check_run_dir(tokenizer)
         self.device = distributed.init(self.dist, t.device)  # before the data: rank 0 prepares it, the others wait
-        # a text, a prepared directory, or any --data (prepared into RUN_DIR/data) → tokenizer, train/val ids
-        data = load_training_data(cfg, text, tokenizer, self.out_dir, self.dist.is_main,
-                                  lambda: distributed.barrier(self.dist))
-        self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
-            data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
-        self.documents = data.documents
-        cfg.model.vocab_size = self.tokenizer.vocab_size
+        self._load_data(text, tokenizer)
         seed_everything(t.seed)
         self.dtype = resolve_dtype(t.dtype, self.device)
         set_tf32(t.tf32)
-        self.model: LanguageModel = build_model(cfg.model).to(self.device)
-        if self.model.fitted_by_counts:  # an n-gram's whole training is one counting pass (`count_step`)
-            if self.dist.enabled:
-                raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
-                                   "run it without torchrun")
-            t.max_steps = 1
-        if self.dist.enabled:
-            torch.manual_seed(t.seed + self.dist.rank)  # the same initial weights, but each rank its own dropout
-        self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
-        self.step_model = torch.compile(self.parallel_model) if should_compile(t.compile, self.device) else self.parallel_model
+        self._build_model()
         # a count table has no parameters, so nothing to optimize
         self.optimizers = [] if self.model.fitted_by_counts else build_optimizers(self.model, t, self.device)
         self.scaler = grad_scaler(self.device, self.dtype)
-        self.batch_gen = torch.Generator().manual_seed(t.seed)
-        # random windows by default; an RNN reads consecutive windows and carries its hidden state across them;
-        # --data.batches documents: whole documents, padded
+        self.state = LoopState(batch_gen=torch.Generator().manual_seed(t.seed),
+                               sample_gen=torch.Generator(device=self.device).manual_seed(t.seed),
+                               early_stopping=EarlyStopping(t.patience))
         self.feed = self._training_feed()
         self.val_stretches = evals.val_stretches(len(self.val_ids), t.eval_tokens, cfg.model.block_size)
-        self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
-        self.step = 0
-        self.tokens_seen = 0  # real targets trained on (padding excluded), over all ranks
-        self.best_val_loss, self.best_step = math.inf, -1
-        self.best: dict[str, Any] | None = None  # the eval record of the best step
         self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
-        self.early_stopping = EarlyStopping(t.patience)
-        self.overfit_watch = OverfitWatch()
-        self.elapsed_before = 0.0  # seconds spent by earlier processes of a resumed run
-        self.log: MetricsLog | None = None
-        self.tensorboard = None
-        self.curves_drawn_at, self.curves_stale = time.perf_counter(), False
+        self.logs = RunLogs(self.out_dir, self.dist.is_main)
         if resume:
             self.restore(checkpoint.latest(self.out_dir))
             if self.step >= t.max_steps:
                 raise LmforgeError(f"'{self.out_dir}' is already trained to step {self.step} (--train.max_steps "
                                    f"{t.max_steps}); raise --train.max_steps to train it further")
 
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def _check_run_dir(self, tokenizer: Tokenizer | None) -> Tokenizer | None:
+        """A new run must not overwrite an old one; a resumed one uses its own tokenizer, not one retrained."""
+        if not self.resuming:
+            check_out_dir(self.out_dir)
+            return tokenizer
+        return tokenizer or load_tokenizer(self.out_dir / TOKENIZER_FILE)
+
+    def _load_data(self, text: str | None, tokenizer: Tokenizer | None) -> None:
+        """A text, a prepared directory, or any --data (prepared into RUN_DIR/data) → tokenizer, train/val ids."""
+        data = load_training_data(self.cfg, text, tokenizer, self.out_dir, self.dist.is_main,
+                                  lambda: distributed.barrier(self.dist))
+        self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
+            data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
+        self.documents = data.documents
+        self.cfg.model.vocab_size = self.tokenizer.vocab_size
+
+    def _build_model(self) -> None:
+        """The model; under torchrun wrapped for DDP or FSDP; compiled where that pays (`step_model`)."""
+        cfg, t = self.cfg, self.cfg.train
+        self.model: LanguageModel = build_model(cfg.model).to(self.device)
+        if self.model.fitted_by_counts and self.dist.enabled:  # an n-gram's training is one counting pass
+            raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
+                               "run it without torchrun")
+        if self.dist.enabled:
+            torch.manual_seed(t.seed + self.dist.rank)  # the same initial weights, but each rank its own dropout
+        self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
+        compiled = should_compile(t.compile, self.device)
+        self.step_model = torch.compile(self.parallel_model) if compiled else self.parallel_model
+
     def _training_feed(self):
+        """Random windows by default; an RNN reads consecutive windows and carries its hidden state across them;
+        --data.batches documents: whole documents, padded."""
         cfg, t = self.cfg, self.cfg.train
         if cfg.data.batches == "documents":
             eos = self.tokenizer.eos_id
@@ -160,8 +162,8 @@ class Trainer:
                 raise LmforgeError("--data.batches documents needs documents: --data as a folder, a glob, JSONL, "
                                    "a file cut with --separator, or a directory from `lmforge prepare` (one text has "
                                    "no document ends); pass one, or use --data.batches windows")
-            return DocumentFeed(self.train_ids, eos, t.batch_size, cfg.model.block_size, self.batch_gen)
-        return self.model.training_feed(self.train_ids, t.batch_size, cfg.model.block_size, self.batch_gen)
+            return DocumentFeed(self.train_ids, eos, t.batch_size, cfg.model.block_size, self.state.batch_gen)
+        return self.model.training_feed(self.train_ids, t.batch_size, cfg.model.block_size, self.state.batch_gen)
 
     # ------------------------------------------------------------------ steps
 
@@ -173,10 +175,8 @@ class Trainer:
         of unequal lengths give the same step with any `grad_accum` and number of processes. A non-finite loss or
         gradient norm skips the update; the caller logs it and counts it.
         """
-        if self.model.fitted_by_counts:
-            return self.count_step()
         t = self.cfg.train
-        lr = lr_at(self.step, t)
+        lr = lr_at(self.state.step, t)
         set_lr(self.optimizers, lr)
         x, y, n_targets = self._next_batch()
         # each micro-batch's summed nats over the global batch's count of real targets, times the number of ranks
@@ -194,7 +194,7 @@ class Trainer:
                 self.scaler.scale(micro_nats * scale).backward()
             nats += micro_nats.detach()
         loss_value = distributed.total(nats, self.dist) / n_targets
-        self.tokens_seen += n_targets
+        self.state.tokens_seen += n_targets
         for optimizer in self.optimizers:
             self.scaler.unscale_(optimizer)  # true gradients before clipping (a no-op without float16)
         max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
@@ -209,7 +209,7 @@ class Trainer:
                 optimizer.step()
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        self.state.step += 1
         return loss_value, norm_value, lr
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -229,16 +229,6 @@ class Trainer:
             x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
             return x, y, n_targets
         return x.to(self.device), y.to(self.device), n_targets
-
-    def count_step(self) -> tuple[float, float, float]:
-        """Fit a count-based model on the whole train split at once; its loss on one batch stands as the train loss."""
-        self.model.fit_counts(self.train_ids)
-        self.step += 1
-        x, y, n_targets = self._next_batch()
-        self.tokens_seen += n_targets
-        with torch.inference_mode():
-            loss = next_token_loss(self.model(x), y).item()
-        return loss, 0.0, 0.0  # no gradient, no learning rate
 
     def evaluate(self) -> dict[str, float]:
         """Val loss over the whole val split (or the sample `train.eval_tokens` asks for); train loss over a fixed
@@ -265,126 +255,133 @@ class Trainer:
             out = [
                 int(t)
                 for t in generate_ids(model, ids, n, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                      greedy=s.temperature == 0, generator=self.sample_gen)
+                                      greedy=s.temperature == 0, generator=self.state.sample_gen)
             ]
         return self.tokenizer.decode(prompt + out)
 
     # ------------------------------------------------------------------ loop
 
     def fit(self) -> TrainResult:
-        t = self.cfg.train
-        self._open_logs()
+        """Train until a stop (steps, seconds, patience, divergence, Ctrl-C); the result is the best eval's."""
+        state = self.state
+        self.logs.open(self.cfg, self.tokenizer, state.step if self.resuming else None)
+        self._log("resume" if self.resuming else "start", step=state.step, params=self.model.num_params(),
+                  device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+                  world_size=self.dist.world_size, vocab_size=self.tokenizer.vocab_size,
+                  train_tokens=len(self.train_ids), val_tokens=len(self.val_ids),
+                  flops_per_token=flops.flops_per_token(self.model))
+        stop: StopReason | None = None  # None: an error ended the run
+        try:
+            stop = self._fit_counts() if self.model.fitted_by_counts else self._train_until_stop()
+            self.whole_val = self._score_best_on_whole_val()
+        except Diverged:
+            stop = StopReason.NON_FINITE
+            raise
+        finally:
+            self._log("end", step=state.step, reason=stop.value if stop else "error", best_step=state.best_step,
+                      best_val_loss=state.best_val_loss, whole_val=self.whole_val)
+            self.logs.close()
+            distributed.close(self.dist)
+        if state.best is None:
+            raise LmforgeError(f"training stopped at step {state.step} before its first eval, so no model was saved; "
+                               "train longer or lower --train.eval_interval")
+        best = self.whole_val or state.best
+        sample = self.sample(model=self._best_model()) if self.dist.is_main else ""
+        return TrainResult(self.out_dir, state.step, state.best_step, best["val_loss"], best["val_ppl"],
+                           best["val_bpb"], sample, stop)
+
+    def _fit_counts(self) -> StopReason:
+        """A count-based model's whole training: one counting pass over the train split, then one eval."""
+        start = time.perf_counter()
+        self.model.fit_counts(self.train_ids)
+        self.state.step, self.state.tokens_seen = 1, len(self.train_ids) - 1  # every train target, counted once
+        tok_s = self.state.tokens_seen / max(time.perf_counter() - start, 1e-9)
+        self._eval_event(lr=0.0, tokens_per_s=round(tok_s, 1))
+        return StopReason.COUNTED
+
+    def _train_until_stop(self) -> StopReason:
+        """The gradient loop: step, log, and at each eval evaluate, sample and checkpoint; returns why it stopped."""
+        t, state = self.cfg.train, self.state
         per_token = flops.flops_per_token(self.model)
         peak = t.peak_flops or flops.peak_flops(self.device, self.dtype, t.tf32)
-        self._log("resume" if self.resuming else "start", step=self.step, elapsed_s=self._elapsed(),
-                  params=self.model.num_params(), device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
-                  world_size=self.dist.world_size, vocab_size=self.tokenizer.vocab_size,
-                  train_tokens=len(self.train_ids), val_tokens=len(self.val_ids), flops_per_token=per_token)
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (t.progress and self.dist.is_main), unit="step",
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(total=t.max_steps, initial=state.step, disable=not (t.progress and self.dist.is_main),
+                   unit="step", dynamic_ncols=True, leave=False)
         loop_start = time.perf_counter()
-        window_start, window_tokens = loop_start, self.tokens_seen  # tokens/s counts real targets, not padding
-        bad_in_row = 0
-        stop_reason = "max_steps"
+        window_start, window_tokens = loop_start, state.tokens_seen  # tokens/s counts real targets, not padding
+        bad_in_row, stop = 0, None
         try:
-            while self.step < t.max_steps:
+            while stop is None:
                 loss, grad_norm, lr = self.train_step()
                 bad_in_row = self._count_bad_steps(loss, grad_norm, bad_in_row)
                 if bad_in_row >= t.max_bad_steps:
-                    stop_reason = "non_finite"
                     raise self._diverged()
                 bar.update(1)
-                if self.step % t.log_interval == 0 or self.step == t.max_steps:
+                if state.step % t.log_interval == 0 or state.step == t.max_steps:
                     now = time.perf_counter()
-                    tok_s = (self.tokens_seen - window_tokens) / max(now - window_start, 1e-9)
-                    window_start, window_tokens = now, self.tokens_seen
+                    tok_s = (state.tokens_seen - window_tokens) / max(now - window_start, 1e-9)
+                    window_start, window_tokens = now, state.tokens_seen
                     utilization = flops.mfu(tok_s, per_token, peak, self.dist.world_size)
-                    self._log("train", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.tokens_seen,
-                              loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(tok_s, 1),
+                    self._log("train", step=state.step, tokens_seen=state.tokens_seen, loss=loss, lr=lr,
+                              grad_norm=grad_norm, tokens_per_s=round(tok_s, 1),
                               mfu=None if utilization is None else round(utilization, 4))
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{self.best_val_loss:.3f}")
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{state.best_val_loss:.3f}")
                 out_of_time = t.max_seconds > 0 and distributed.any_rank(  # ranks must agree on when to stop
                     time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
                 paused = time.perf_counter()  # eval, sampling and checkpoints: not training, so not in tokens/s
-                is_eval = self.step % t.eval_interval == 0 or self.step == t.max_steps or out_of_time
+                is_eval = state.step % t.eval_interval == 0 or state.step == t.max_steps or out_of_time
                 stop_early = self._eval_event(lr) if is_eval else False
-                if out_of_time or stop_early:
-                    stop_reason = "max_seconds" if out_of_time else "early_stop"
-                due = is_eval if t.checkpoint_interval == 0 else self.step % t.checkpoint_interval == 0
-                stopping = self.step == t.max_steps or stop_reason != "max_steps"
-                if bad_in_row == 0 and (due or stopping):  # never checkpoint in the middle of a run of bad steps
+                if out_of_time or stop_early or state.step >= t.max_steps:
+                    stop = (StopReason.MAX_SECONDS if out_of_time else StopReason.EARLY_STOP if stop_early
+                            else StopReason.MAX_STEPS)
+                due = is_eval if t.checkpoint_interval == 0 else state.step % t.checkpoint_interval == 0
+                if bad_in_row == 0 and (due or stop is not None):  # never checkpoint amid a run of bad steps
                     self.save_checkpoint()
                 window_start += time.perf_counter() - paused
-                if stop_reason != "max_steps":
-                    break
-            self.whole_val = self._score_best_on_whole_val()
         except KeyboardInterrupt:
-            stop_reason = "interrupted"
+            stop = StopReason.INTERRUPTED
         finally:
             bar.close()
-            self._log("end", step=self.step, elapsed_s=self._elapsed(), reason=stop_reason, best_step=self.best_step,
-                      best_val_loss=self.best_val_loss, whole_val=self.whole_val)
-            self._close_logs()
-            if self.curves_stale:
-                self._draw_curves(force=True)
-            distributed.close(self.dist)
-        if self.best is None:
-            raise LmforgeError(f"training stopped at step {self.step} before its first eval, so no model was saved; "
-                               "train longer or lower --train.eval_interval")
-        sample = self._final_sample()
-        best = self.whole_val or self.best
-        return TrainResult(self.out_dir, self.step, self.best_step, best["val_loss"], best["val_ppl"], best["val_bpb"],
-                           sample, stop_reason)
+        return stop
 
     def _count_bad_steps(self, loss: float, grad_norm: float, bad_in_row: int) -> int:
         """Log a skipped step; return how many bad steps have come in a row."""
         if math.isfinite(loss) and math.isfinite(grad_norm):
             return 0
-        self._log("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm), elapsed_s=self._elapsed(),
+        self._log("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm),
                   reason="non-finite loss" if not math.isfinite(loss) else "non-finite gradient")
         if self.scaler.is_enabled() and math.isfinite(loss):
             return bad_in_row  # a float16 overflow: the scaler lowers its scale; not a sign of divergence
         return bad_in_row + 1
 
-    def _diverged(self) -> LmforgeError:
+    def _diverged(self) -> Diverged:
         t = self.cfg.train
         last = checkpoint.list_checkpoints(self.out_dir)
         kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
-        return LmforgeError(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
+        return Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
                             f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
 
-    def _eval_event(self, lr: float) -> bool:
+    def _eval_event(self, lr: float, **extra: Any) -> bool:
         """Evaluate, keep the best model, sample, redraw the curves; True when early stopping says stop."""
+        state = self.state
         losses = self.evaluate()
-        improved = losses["val_loss"] < self.best_val_loss
+        improved = state.improve(losses["val_loss"])
         if improved:
-            self.best_val_loss, self.best_step = losses["val_loss"], self.step
             self._save_best()
-        record = self._log("eval", step=self.step, elapsed_s=self._elapsed(), tokens_seen=self.tokens_seen,
-                           **losses, lr=lr, best=improved)
+        record = self._log("eval", step=state.step, tokens_seen=state.tokens_seen, **losses, lr=lr, best=improved,
+                           **extra)
         if improved:
-            self.best = record
-        warning = self.overfit_watch.update(losses["train_loss"], losses["val_loss"], self.best_step, self.best_val_loss)
+            state.best = record
+        warning = state.overfit_watch.update(losses["train_loss"], losses["val_loss"], state.best_step,
+                                             state.best_val_loss)
         if warning:
-            self._log("warning", step=self.step, message=warning)
+            self._log("warning", step=state.step, message=warning)
             if self.dist.is_main:
                 tqdm.write(f"warning: {warning}", file=sys.stderr)
         if self.cfg.sample.max_new_tokens > 0:
             text = self.sample()  # every rank samples: under FSDP each forward needs them all
-            if self.dist.is_main:
-                append_sample(self.out_dir / SAMPLES_FILE, self.step, losses["val_loss"], text)
-        self._draw_curves()
-        return self.early_stopping.update(improved)
-
-    def _draw_curves(self, force: bool = False) -> None:
-        """Redraw curves.png from metrics.jsonl, unless it was drawn less than CURVES_EVERY_S ago (then later)."""
-        if not self.dist.is_main:
-            return
-        if not force and time.perf_counter() - self.curves_drawn_at < CURVES_EVERY_S:
-            self.curves_stale = True
-            return
-        draw_curves(read_metrics(self.out_dir / METRICS_FILE), self.out_dir / CURVES_FILE)
-        self.curves_drawn_at, self.curves_stale = time.perf_counter(), False
+            self.logs.sample(state.step, losses["val_loss"], text)
+        self.logs.draw_curves()
+        return state.early_stopping.update(improved)
 
     def _best_model(self) -> LanguageModel:
         """The best step's weights (model.safetensors), for rank 0; a plain copy when distributed (the training
@@ -395,56 +392,18 @@ class Trainer:
 
     def _score_best_on_whole_val(self) -> dict[str, float] | None:
         """The best model on the whole val split, when evals scored a sample of it (rank 0); else None."""
-        if self.val_stretches is None or self.best is None or not self.dist.is_main:
+        if self.val_stretches is None or self.state.best is None or not self.dist.is_main:
             return None
         t = self.cfg.train
         val = evals.evaluate_val(self._best_model(), self.tokenizer, self.val_ids, None, self.val_bytes,
                                  self.cfg.model.block_size, t.eval_batch_size, self.device,
                                  autocast(self.device, self.dtype))
-        return {"step": self.best_step, "val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte,
-                "val_tokens": val.tokens}
-
-    def _final_sample(self) -> str:
-        """A sample from the best model (model.safetensors); rank 0 only."""
-        return self.sample(model=self._best_model()) if self.dist.is_main else ""
-
-    # ------------------------------------------------------------------ run directory and logs
-
-    def _elapsed(self) -> float:
-        return round(self.elapsed_before + elapsed_s(), 3)
-
-    def _open_logs(self) -> None:
-        if not self.dist.is_main:
-            return
-        if self.resuming:  # forget what a crashed process logged after the checkpoint it will redo
-            rewind_metrics(self.out_dir / METRICS_FILE, self.step)
-            rewind_samples(self.out_dir / SAMPLES_FILE, self.step)
-        else:
-            check_out_dir(self.out_dir)
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.tokenizer.save(self.out_dir / TOKENIZER_FILE)
-        self.cfg.save(self.out_dir / CONFIG_FILE)
-        self.log = MetricsLog(self.out_dir / METRICS_FILE)
-        if self.cfg.train.tensorboard:
-            from lmforge.training.tensorboard_log import TensorBoardLog
-
-            self.tensorboard = TensorBoardLog(self.out_dir / "tensorboard", purge_step=self.step + 1 if self.resuming else None)
+        return {"step": self.state.best_step, "val_loss": val.loss, "val_ppl": val.perplexity,
+                "val_bpb": val.bits_per_byte, "val_tokens": val.tokens}
 
     def _log(self, event: str, **values: Any) -> dict[str, Any]:
-        """The record of one event; written (to metrics.jsonl and TensorBoard) by rank 0 only."""
-        record = {"event": event, **values}
-        if self.log is not None:
-            self.log.write(event, **values)
-        if self.tensorboard is not None:
-            self.tensorboard.write(record)
-        return record
-
-    def _close_logs(self) -> None:
-        if self.log is not None:
-            self.log.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-        self.log = self.tensorboard = None
+        """One record, stamped with the seconds since the run's first process started."""
+        return self.logs.write(event, **values, elapsed_s=round(self.state.elapsed_before + elapsed_s(), 3))
 
     def _save_best(self) -> None:
         if not self.dist.enabled:
@@ -457,32 +416,18 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """The loop's own state: step, best so far, guards, the data position and the sampling generator.
-
-        A collective under torchrun: the feed's state is gathered from every rank.
-        """
-        return {
-            "step": self.step, "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_before + elapsed_s(), "best_val_loss": self.best_val_loss,
-            "best_step": self.best_step, "best": self.best, "early_stopping": self.early_stopping.state_dict(),
-            "overfit_watch": self.overfit_watch.state_dict(), "batch_gen": self.batch_gen.get_state(),
-            "sample_gen": self.sample_gen.get_state(), "data": data_fingerprint(self.train_ids),
-            "feed": distributed.gather(self.feed.state_dict(), self.dist),  # each rank's (an RNN's rows' state)
-            "world_size": self.dist.world_size,
-        }
+        """The loop's state, the data's fingerprint and position. A collective under torchrun: the feed's
+        state is gathered from every rank."""
+        return {**self.state.state_dict(elapsed_s()), "data": data_fingerprint(self.train_ids),
+                "feed": distributed.gather(self.feed.state_dict(), self.dist),  # each rank's (an RNN's rows' state)
+                "world_size": self.dist.world_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["data"] != data_fingerprint(self.train_ids):
             raise LmforgeError(f"the training text differs from the one the checkpoint in {self.out_dir} was trained on "
                                f"({state['data']['tokens']:,} train tokens then, {len(self.train_ids):,} now); "
                                "resume with the same --data")
-        self.step, self.elapsed_before = state["step"], state["elapsed_s"]
-        # a checkpoint from before tokens_seen was saved: steps × batch, exact for windows (no padding)
-        self.tokens_seen = state.get("tokens_seen", self.step * self.cfg.train.batch_size * self.cfg.model.block_size)
-        self.best_val_loss, self.best_step, self.best = state["best_val_loss"], state["best_step"], state["best"]
-        self.early_stopping.load_state_dict(state["early_stopping"])
-        self.overfit_watch.load_state_dict(state["overfit_watch"])
-        self.batch_gen.set_state(state["batch_gen"])
-        self.sample_gen.set_state(state["sample_gen"])
+        self.state.load_state_dict(state, self.cfg.train.batch_size * self.cfg.model.block_size)
         feed = state.get("feed", [])
         self.feed.load_state_dict(feed if isinstance(feed, list) else [feed])  # a dict: saved by an older lmforge
 
@@ -499,9 +444,10 @@ class Trainer:
             "trainer": self.state_dict(),
         }
         if self.dist.is_main:
-            info = {"best_step": self.best_step, "best_val_loss": self.best_val_loss if self.best else None}
-            checkpoint.save(self.out_dir, self.step, state, info)
-            checkpoint.prune(self.out_dir, self.cfg.train.keep_checkpoints, self.best_step)
+            best = self.state
+            info = {"best_step": best.best_step, "best_val_loss": best.best_val_loss if best.best else None}
+            checkpoint.save(self.out_dir, best.step, state, info)
+            checkpoint.prune(self.out_dir, self.cfg.train.keep_checkpoints, best.best_step)
 
     def restore(self, meta_path: Path) -> None:
         """Load a checkpoint: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
