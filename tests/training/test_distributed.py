@@ -25,10 +25,12 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def lmforge(*args: str, nproc: int = 1) -> subprocess.CompletedProcess:
+def lmforge(*args: str, nproc: int = 1, probe: bool = False) -> subprocess.CompletedProcess:
+    """`lmforge train ARGS` in `nproc` processes; `probe`: through torchrun_probe.py, which reports gloo's threads."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 \
         else [sys.executable]
-    done = subprocess.run([*launcher, "-m", "lmforge", "train", *args], env=_env(), capture_output=True, text=True,
+    program = [str(Path(__file__).with_name("torchrun_probe.py"))] if probe else ["-m", "lmforge"]
+    done = subprocess.run([*launcher, *program, "train", *args], env=_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
@@ -60,7 +62,11 @@ def test_two_gloo_processes_match_one_and_resume(tmp_path, small_text_file, one_
     run = tmp_path / "ddp"
     first = lmforge(*COMMON, "--data", str(small_text_file), "--out", str(run), "--train.max_steps", "4", nproc=2)
     assert first.stdout.count("run saved to") == 1  # rank 0 alone prints
-    lmforge("--resume", str(run), "--train.max_steps", "8", nproc=2)
+    resumed = lmforge("--resume", str(run), "--train.max_steps", "8", nproc=2, probe=True)
+    # the process group's threads end with training, not during interpreter shutdown, where a rank could abort
+    # ("terminate called without an active exception", issue 13 defect 10)
+    assert sorted(line for line in resumed.stdout.splitlines() if "gloo threads" in line) == \
+        [f"rank {rank} gloo threads after training: []" for rank in (0, 1)]
     assert records(run, "start")[0]["world_size"] == 2
     assert train_losses(run) == pytest.approx(one_process_losses, abs=1e-5)
 

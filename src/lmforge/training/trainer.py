@@ -332,6 +332,9 @@ class Trainer:
             self._close_logs()
             if self.curves_stale:
                 self._draw_curves(force=True)
+            if self.dist.enabled:  # they hold the process group: drop them so that it ends now (distributed.close)
+                self.model = self.parallel_model = self.step_model = None
+                self.optimizers = []
             distributed.close(self.dist)
         if self.best is None:
             raise LmforgeError(f"training stopped at step {self.step} before its first eval, so no model was saved; "
@@ -394,9 +397,8 @@ class Trainer:
         """A sample from the best model (model.safetensors); rank 0 only, from a plain copy when distributed."""
         if not self.dist.is_main:
             return ""
-        model = self.model
-        if self.dist.enabled:  # the training model may be sharded, and its ranks have stopped
-            model = build_model(self.cfg.model).to(self.device)
+        # distributed: the training model (perhaps sharded) went with the process group
+        model = build_model(self.cfg.model).to(self.device) if self.dist.enabled else self.model
         load_weights(model, self.out_dir / MODEL_FILE)
         return self.sample(model=model)
 
