@@ -156,18 +156,20 @@ def test_global_batch_must_split_over_the_processes(monkeypatch, tiny_cfg, tmp_p
 
 @pytest.mark.slow
 def test_an_rnn_resumed_under_torchrun_carries_each_ranks_hidden_state(tmp_path, small_text_file):
-    """Each rank carries its own rows' LSTM state: stopped at step 4 and resumed, two processes end bitwise where
-    two processes never stopped do, and one process resuming the same checkpoint carries on with the same rows'
-    state (issue 13, defect 6)."""
+    """Each rank carries its own rows' LSTM state: stopped after step 4's checkpoint and resumed, two processes end
+    bitwise where two processes never stopped do, and one process resuming the same checkpoint carries on with the
+    same rows' state (issue 13, defect 6)."""
     import shutil
 
     from lmforge.cli import main
 
     args = [*COMMON, "--data", str(small_text_file), "--model.family", "rnn", "--model.rnn_cell", "lstm",
             "--train.grad_accum", "2"]
-    lmforge(*args, "--out", str(tmp_path / "whole"), "--train.max_steps", "8", nproc=2)
-    lmforge(*args, "--out", str(tmp_path / "run"), "--train.max_steps", "4", nproc=2)
-    shutil.copytree(tmp_path / "run", tmp_path / "one")
+    lmforge(*args, "--out", str(tmp_path / "whole"), "--train.max_steps", "8", nproc=2)  # checkpoints at 4 and 8
+    for name in ("run", "one"):  # as if stopped before step 8's checkpoint: the resume starts at step 4
+        shutil.copytree(tmp_path / "whole", tmp_path / name)
+        for path in (tmp_path / name / "checkpoints").glob("step-00000008.*"):
+            path.unlink()
     lmforge("--resume", str(tmp_path / "run"), "--train.max_steps", "8", nproc=2)
     whole, run = (checkpoint_state(tmp_path / name, 8)["model"] for name in ("whole", "run"))
     assert whole.keys() == run.keys()
@@ -178,3 +180,4 @@ def test_an_rnn_resumed_under_torchrun_carries_each_ranks_hidden_state(tmp_path,
     one = checkpoint_state(tmp_path / "one", 8)["model"]
     for name in whole:
         assert (whole[name] - one[name]).abs().max().item() < 1e-5, name
+    assert [r["step"] for r in records(tmp_path / "one", "resume")] == [4]
