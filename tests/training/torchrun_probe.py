@@ -7,11 +7,12 @@ place of `-m lmforge` and expects none to be left.
 
 import os
 import sys
+from pathlib import Path
 
 from lmforge.cli import main
 
 code = main(sys.argv[1:])
-tasks = "/proc/self/task"  # Linux: one entry per thread, its name in comm
-names = [open(f"{tasks}/{t}/comm").read().strip() for t in os.listdir(tasks)] if os.path.isdir(tasks) else []
+tasks = Path("/proc/self/task")  # Linux: one folder per thread, its name in comm
+names = [(task / "comm").read_text().strip() for task in tasks.iterdir()] if tasks.is_dir() else []
 print(f"rank {os.environ.get('RANK')} gloo threads after training: {sorted(n for n in names if 'gloo' in n)}")
 sys.exit(code)
