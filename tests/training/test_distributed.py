@@ -25,10 +25,12 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def lmforge(*args: str, nproc: int = 1) -> subprocess.CompletedProcess:
+def lmforge(*args: str, nproc: int = 1, probe: bool = False) -> subprocess.CompletedProcess:
+    """`lmforge train ARGS` in `nproc` processes; `probe`: through torchrun_probe.py, which reports gloo's threads."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 \
         else [sys.executable]
-    done = subprocess.run([*launcher, "-m", "lmforge", "train", *args], env=_env(), capture_output=True, text=True,
+    program = [str(Path(__file__).with_name("torchrun_probe.py"))] if probe else ["-m", "lmforge"]
+    done = subprocess.run([*launcher, *program, "train", *args], env=_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
@@ -60,7 +62,11 @@ def test_two_gloo_processes_match_one_and_resume(tmp_path, small_text_file, one_
     run = tmp_path / "ddp"
     first = lmforge(*COMMON, "--data", str(small_text_file), "--out", str(run), "--train.max_steps", "4", nproc=2)
     assert first.stdout.count("run saved to") == 1  # rank 0 alone prints
-    lmforge("--resume", str(run), "--train.max_steps", "8", nproc=2)
+    resumed = lmforge("--resume", str(run), "--train.max_steps", "8", nproc=2, probe=True)
+    # the process group's threads end with training, not during interpreter shutdown, where a rank could abort
+    # ("terminate called without an active exception", issue 13 defect 10)
+    assert sorted(line for line in resumed.stdout.splitlines() if "gloo threads" in line) == \
+        [f"rank {rank} gloo threads after training: []" for rank in (0, 1)]
     assert records(run, "start")[0]["world_size"] == 2
     assert train_losses(run) == pytest.approx(one_process_losses, abs=1e-5)
 
@@ -150,18 +156,20 @@ def test_global_batch_must_split_over_the_processes(monkeypatch, tiny_cfg, tmp_p
 
 @pytest.mark.slow
 def test_an_rnn_resumed_under_torchrun_carries_each_ranks_hidden_state(tmp_path, small_text_file):
-    """Each rank carries its own rows' LSTM state: stopped at step 4 and resumed, two processes end bitwise where
-    two processes never stopped do, and one process resuming the same checkpoint carries on with the same rows'
-    state (issue 13, defect 6)."""
+    """Each rank carries its own rows' LSTM state: stopped after step 4's checkpoint and resumed, two processes end
+    bitwise where two processes never stopped do, and one process resuming the same checkpoint carries on with the
+    same rows' state (issue 13, defect 6)."""
     import shutil
 
     from lmforge.cli import main
 
     args = [*COMMON, "--data", str(small_text_file), "--model.family", "rnn", "--model.rnn_cell", "lstm",
             "--train.grad_accum", "2"]
-    lmforge(*args, "--out", str(tmp_path / "whole"), "--train.max_steps", "8", nproc=2)
-    lmforge(*args, "--out", str(tmp_path / "run"), "--train.max_steps", "4", nproc=2)
-    shutil.copytree(tmp_path / "run", tmp_path / "one")
+    lmforge(*args, "--out", str(tmp_path / "whole"), "--train.max_steps", "8", nproc=2)  # checkpoints at 4 and 8
+    for name in ("run", "one"):  # as if stopped before step 8's checkpoint: the resume starts at step 4
+        shutil.copytree(tmp_path / "whole", tmp_path / name)
+        for path in (tmp_path / name / "checkpoints").glob("step-00000008.*"):
+            path.unlink()
     lmforge("--resume", str(tmp_path / "run"), "--train.max_steps", "8", nproc=2)
     whole, run = (checkpoint_state(tmp_path / name, 8)["model"] for name in ("whole", "run"))
     assert whole.keys() == run.keys()
@@ -172,3 +180,4 @@ def test_an_rnn_resumed_under_torchrun_carries_each_ranks_hidden_state(tmp_path,
     one = checkpoint_state(tmp_path / "one", 8)["model"]
     for name in whole:
         assert (whole[name] - one[name]).abs().max().item() < 1e-5, name
+    assert [r["step"] for r in records(tmp_path / "one", "resume")] == [4]

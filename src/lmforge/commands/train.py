@@ -129,7 +129,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
     main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone prints
-    model = trainer.model
+    model = trainer.model  # not kept past fit: under torchrun the model holds the process group (distributed.close)
     if args.resume and main_rank:
         print(f"resuming {out} at step {trainer.step} of {cfg.train.max_steps} on {trainer.device}", file=sys.stderr)
     elif main_rank:
@@ -137,6 +137,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         how = "by counting" if model.fitted_by_counts else f"for {cfg.train.max_steps} steps"
         print(f"training a {what} on {cfg.data.path or 'the built-in corpus'} {how} on {trainer.device} → {out}",
               file=sys.stderr)
+    del model
     result = trainer.fit()
     if not main_rank:
         return 0

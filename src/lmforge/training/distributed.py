@@ -22,6 +22,8 @@ is gathered from every rank and saved too, and each rank takes its own back.
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +77,10 @@ def init(info: DistInfo, device_name: str) -> torch.device:
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
+        # imported before the group exists: its functions take `group=group.WORLD` as a default argument, so
+        # imported later (torch._dynamo imports it, and optimizers import that lazily) they would keep the
+        # group alive until interpreter shutdown, whatever `close` does
+        importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return device
 
@@ -86,8 +92,21 @@ def barrier(info: DistInfo) -> None:
 
 
 def close(info: DistInfo) -> None:
+    """Leave the process group for good: its C++ object, and gloo's threads with it, end here.
+
+    `destroy_process_group` only forgets the group; the object lives on while anything
+    refers to it. DDP does, from a reference cycle (its gradient hooks on the module's
+    parameters point back at it), and so did torch.distributed.nn.functional's default
+    arguments (see `init`). The group was then freed only while the interpreter shut
+    down, with gloo's threads still running, where a rank could abort ("terminate
+    called without an active exception", pytorch/pytorch#190489; issue 13 defect 10).
+    So the caller drops its models and optimizers first, and the collection here frees
+    the group now. Under FSDP, torch's DTensor planning cache still keeps the group's
+    device mesh, and with it the group, to the end.
+    """
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def wrap(model: nn.Module, info: DistInfo, parallel: str, device: torch.device) -> nn.Module:

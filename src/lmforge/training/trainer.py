@@ -281,6 +281,9 @@ class Trainer:
             self._log("end", step=state.step, reason=stop.value if stop else "error", best_step=state.best_step,
                       best_val_loss=state.best_val_loss, whole_val=self.whole_val)
             self.logs.close()
+            if self.dist.enabled:  # they hold the process group: drop them so that it ends now (distributed.close)
+                self.model = self.parallel_model = self.step_model = None
+                self.optimizers = []
             distributed.close(self.dist)
         if state.best is None:
             raise LmforgeError(f"training stopped at step {state.step} before its first eval, so no model was saved; "
