@@ -34,7 +34,6 @@ class ModelConfig:
     block_size: int = 128  # context length in tokens (rnn: the truncated-BPTT window)
     dropout: float = 0.0
     bias: bool = False  # biases in Linear layers and norms; off is faster and as good
-    vocab_size: int = 0  # 0: taken from the tokenizer when training starts
     tie_weights: bool = True  # output head shares the token embedding matrix (transformer, rnn)
     # transformer options
     positions: str = "learned"  # learned | rope | none
@@ -223,7 +222,8 @@ class Config:
             if not isinstance(entries, dict):
                 raise LmforgeError(f"{source}: section '{section}' must be a mapping of key: value")
             for key, value in entries.items():
-                self.set(f"{section}.{key}", value, source)
+                if (section, key) != ("model", "vocab_size"):  # old runs' config.yaml: the tokenizer's size, now not a setting
+                    self.set(f"{section}.{key}", value, source)
 
     def set(self, dotted: str, value: Any, source: str = "command line") -> None:
         """Set `section.key` to `value`, converted to the field's type (strings are parsed)."""
@@ -269,7 +269,6 @@ class Config:
         _check(m.block_size <= 1_000_000, f"--model.block_size {m.block_size} is absurd; use a context under 1,000,000")
         _check(m.n_embd <= 65536 and m.n_layer <= 1024, "--model.n_embd or --model.n_layer is absurd for one model")
         _check(0.0 <= m.dropout < 1.0, f"--model.dropout must be in [0, 1), not {m.dropout}")
-        _check(m.vocab_size >= 0, f"--model.vocab_size must be 0 (from the tokenizer) or positive, not {m.vocab_size}")
         _check(0.0 < d.val_fraction < 1.0, f"--data.val_fraction must be between 0 and 1, not {d.val_fraction}")
         _check(d.separator != "", "--separator (--data.separator) must not be empty; leave it out to keep each file "
                "one document")

@@ -166,11 +166,8 @@ def load(path: str | Path, device: str = "auto", quantize: str = "none") -> Run:
     check_run_dir(path)
     config = Config.from_file(path / CONFIG_FILE).validate()
     tokenizer = load_tokenizer(path / TOKENIZER_FILE)
-    if config.model.vocab_size != tokenizer.vocab_size:
-        raise LmforgeError(f"'{path}': config.yaml says vocab_size {config.model.vocab_size} but tokenizer.json has "
-                           f"{tokenizer.vocab_size}; the two files come from different runs")
     dev = resolve_device(device)
-    model = build_model(config.model)
+    model = build_model(config.model, tokenizer.vocab_size)
     load_weights(model, path / MODEL_FILE)
     model.to(dev).eval()
     return Run(path, config, tokenizer, quantize_model(model, quantize), dev)

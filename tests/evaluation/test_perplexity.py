@@ -237,8 +237,7 @@ def small_rnn(cell="lstm", vocab=11, seed=0):
     from lmforge.models import build_model
 
     torch.manual_seed(seed)
-    return build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=16, block_size=8,
-                                   vocab_size=vocab)).eval()
+    return build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=16, block_size=8), vocab).eval()
 
 
 def one_pass_nats(model, ids):

@@ -13,10 +13,10 @@ from lmforge.models.rnn import TruncatedBPTTFeed
 
 
 def tiny_rnn(cell="lstm", **overrides):
-    shape = {"n_layer": 2, "n_embd": 16, "block_size": 12, "vocab_size": 11, **overrides}
+    shape = {"n_layer": 2, "n_embd": 16, "block_size": 12, **overrides}
     cfg = ModelConfig(family="rnn", rnn_cell=cell, **shape)
     torch.manual_seed(0)
-    return build_model(cfg).eval()
+    return build_model(cfg, 11).eval()
 
 
 def test_elman_layer_is_the_tanh_recurrence():

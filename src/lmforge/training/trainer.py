@@ -112,11 +112,10 @@ class Trainer:
         self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
             data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
         self.documents = data.documents
-        cfg.model.vocab_size = self.tokenizer.vocab_size
         seed_everything(t.seed)
         self.dtype = resolve_dtype(t.dtype, self.device)
         set_tf32(t.tf32)
-        self.model: LanguageModel = build_model(cfg.model).to(self.device)
+        self.model: LanguageModel = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
         if self.model.fitted_by_counts:  # an n-gram's whole training is one counting pass (`count_step`)
             if self.dist.enabled:
                 raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
@@ -389,7 +388,7 @@ class Trainer:
     def _best_model(self) -> LanguageModel:
         """The best step's weights (model.safetensors), for rank 0; a plain copy when distributed (the training
         model may be sharded, and the other ranks may have stopped)."""
-        model = build_model(self.cfg.model).to(self.device) if self.dist.enabled else self.model
+        model = build_model(self.cfg.model, self.tokenizer.vocab_size).to(self.device) if self.dist.enabled else self.model
         load_weights(model, self.out_dir / MODEL_FILE)
         return model
 
