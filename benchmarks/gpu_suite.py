@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import importlib.util
 import json
@@ -252,7 +251,7 @@ def part_a(plan: Plan, args: argparse.Namespace, device: torch.device, dtype: to
     for failure in failed:
         print(f"failed: {failure}")
     error = f"{len(failed)} of {len(failed) + len(rows)} runs failed: " + "; ".join(failed) if failed else None
-    return {"rows": rows, "notes": notes, "error": error, "model": {**dataclasses.asdict(cfg), "vocab_size": vocab}, "params": model.num_params(),
+    return {"rows": rows, "notes": notes, "error": error, "model": {**cfg.model_dump(), "vocab_size": vocab}, "params": model.num_params(),
             "flops_per_token": per_token, "peak_flops": peak, "dtype": dtype_name(dtype), "logit_gap": gap,
             "compile_backend": args.compile_backend if compiling else None}
 

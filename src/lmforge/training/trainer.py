@@ -94,8 +94,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
                  resume: bool = False):
-        cfg.validate()
-        self.cfg, self.out_dir, self.resuming = cfg, Path(out_dir), resume
+        self.out_dir, self.resuming = Path(out_dir), resume
         if not resume:
             check_out_dir(self.out_dir)
         elif tokenizer is None:
@@ -116,11 +115,14 @@ class Trainer:
         self.dtype = resolve_dtype(t.dtype, self.device)
         set_tf32(t.tf32)
         self.model: LanguageModel = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
-        if self.model.fitted_by_counts:  # an n-gram's whole training is one counting pass (`count_step`)
-            if self.dist.enabled:
-                raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
-                                   "run it without torchrun")
-            t.max_steps = 1
+        if self.model.fitted_by_counts and self.dist.enabled:
+            raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
+                               "run it without torchrun")
+        # the config as run, saved as config.yaml: the tokenizer a prepared directory brought, and an n-gram's
+        # whole training as one counting pass (`count_step`)
+        self.cfg = cfg = cfg.updated({"data.tokenizer": self.tokenizer.kind,
+                                      "train.max_steps": 1 if self.model.fitted_by_counts else t.max_steps})
+        t = cfg.train
         if self.dist.enabled:
             torch.manual_seed(t.seed + self.dist.rank)  # the same initial weights, but each rank its own dropout
         self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
