@@ -1,20 +1,14 @@
-"""Typed configuration: one declared model per section, named presets, YAML and overrides.
+"""Typed configuration: one declared pydantic model per section, named presets, YAML and overrides.
 
-A run is fully described by a `Config`. It is resolved in layers, each overriding
-the one before: the defaults, a named preset (`presets/NAME.yaml`), a user's YAML
-file, then dotted command-line overrides such as `--train.max_steps 2000`. The
-layers are merged, then validated once by pydantic: each field declares its type,
-its allowed values and its range beside it, strings are converted in lax mode
-("2000" → 2000, "true" → True), and the checks across fields are the sections'
-`model_validator`s. Each complaint becomes one line naming the flag to change.
-
-A validated config is frozen. What training derives from it (the model's
-vocabulary is the tokenizer's) is passed apart; a changed config is a new one
-(`Config.updated`). The resolved result is saved as `config.yaml` in the run
-directory, so a run can always be reproduced from it.
-
-No torch here: configs are plain data that can be read, written and checked
-without building anything.
+A run is fully described by a `Config`, resolved in layers, each over the one before: the
+defaults, a named preset (`presets/NAME.yaml`), a user's YAML file, then dotted command-line
+overrides such as `--train.max_steps 2000`. The layers are merged, then validated once: each
+field declares its type, allowed values and range beside it, strings convert in lax mode
+("2000" → 2000, "true" → True), the checks across fields are `model_validator`s, and a
+complaint becomes one line naming the flag to change. A validated config is frozen: a change
+makes a new one (`Config.updated`), and what training derives (the model's vocabulary is the
+tokenizer's) is passed apart. No torch here: configs are plain data, saved as `config.yaml`
+in the run directory so that a run can be reproduced from it.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def family_config(family: str, data: str | None, seconds: float, device: str = "
     # samples come after training, outside the budget
     budget = {"model.family": family, "data.path": data, "train.max_seconds": seconds, "train.device": device,
               "sample.max_new_tokens": 0}
-    return Config.from_layers((f"preset 'compare-{family}'", load_preset(f"compare-{family}")), ("compare", budget))
+    return Config.from_layers((f"preset 'compare-{family}'", load_preset(f"compare-{family}")), ("command line", budget))
 
 
 def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Config, dict[str, float]]:
@@ -97,7 +97,7 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Conf
     steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
     schedule = {"max_steps": steps, "eval_interval": max(1, math.ceil(steps / EVALS_PER_RUN)),
                 "warmup_steps": min(cfg.train.warmup_steps, max(1, steps // 10)), "decay_steps": 0}
-    return cfg.updated({"train": schedule}, source="compare"), {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
+    return cfg.updated({"train": schedule}), {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
 
 
 def train_families(families: list[str], data: str | None, seconds: float, out_dir: Path, device: str = "auto",
