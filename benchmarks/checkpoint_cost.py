@@ -32,9 +32,7 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def measure(preset: str, data: str, repeats: int, folder: Path) -> dict:
-    cfg = Config.from_preset(preset)
-    cfg.data.path = data
-    cfg.train.progress = False
+    cfg = Config.from_preset(preset).updated({"data.path": data, "train.progress": False})
     trainer = Trainer(cfg, folder / preset)
     trainer.train_step()  # warm up: lazy allocations, optimizer state
     step_ms = median_ms(trainer.train_step, repeats)

@@ -83,9 +83,9 @@ def part_t(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def part_d(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = decode_bench.gpt2_small(n_layer=2, n_head=2, n_embd=64, vocab_size=512) if args.smoke else None
+    shape = decode_bench.gpt2_small(n_layer=2, n_head=2, n_embd=64, vocab_size=512) if args.smoke else None
     hf_ok = gpu_suite.have_transformers()
-    model, hf, gap = decode_bench.build(torch.device("cpu"), torch.float32, cfg, twin=hf_ok)
+    model, hf, gap = decode_bench.build(torch.device("cpu"), torch.float32, shape, twin=hf_ok)
     new_tokens = 8 if args.smoke else args.new_tokens
     print(f"{model.describe()}, random weights, float32, {new_tokens} new tokens after a 16-token prompt, greedy, "
           f"best of {args.repeats}", flush=True)

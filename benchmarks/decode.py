@@ -39,20 +39,20 @@ from lmforge.models import build_model
 VOCAB = 50304
 
 
-def gpt2_small(**changes) -> ModelConfig:
-    """GPT-2 small's shape (biases on, as in GPT-2); `changes` shrink it for smoke tests."""
-    shape = {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "vocab_size": VOCAB, "bias": True}
-    return ModelConfig(**{**shape, **changes})
+def gpt2_small(vocab_size: int = VOCAB, **changes) -> tuple[ModelConfig, int]:
+    """GPT-2 small's shape (biases on, as in GPT-2) and vocabulary size; `changes` shrink it for smoke tests."""
+    shape = {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "bias": True}
+    return ModelConfig(**{**shape, **changes}), vocab_size
 
 
-def build(device: torch.device, dtype: torch.dtype, cfg: ModelConfig | None = None, twin: bool = True):
+def build(device: torch.device, dtype: torch.dtype, shape: tuple[ModelConfig, int] | None = None, twin: bool = True):
     """(lmforge model, its `GPT2LMHeadModel` twin, largest logit gap), both in eval mode on `device` in `dtype`.
 
     The twin is built and checked in float32 on the CPU before moving. `twin=False` builds
     lmforge's model alone (twin and gap None), for machines without `transformers`.
     """
     torch.manual_seed(0)
-    model = build_model(cfg or gpt2_small()).eval()
+    model = build_model(*(shape or gpt2_small())).eval()
     with torch.no_grad():  # non-zero biases and norm gains, so that the weight mapping is really checked
         for name, p in model.named_parameters():
             if name.endswith("bias"):
@@ -62,7 +62,7 @@ def build(device: torch.device, dtype: torch.dtype, cfg: ModelConfig | None = No
     if not twin:
         return model.to(device, dtype), None, None
     hf = to_gpt2(model)
-    ids = torch.randint(model.cfg.vocab_size, (2, min(32, model.cfg.block_size)), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(model.vocab_size, (2, min(32, model.cfg.block_size)), generator=torch.Generator().manual_seed(1))
     gap = max_logit_gap(model, hf, ids)
     assert gap < 1e-4, f"lmforge and GPT2LMHeadModel disagree on the logits by {gap}"
     return model.to(device, dtype), hf.to(device, dtype), gap
@@ -94,7 +94,7 @@ def measure(model, hf, device: torch.device, batch_sizes: list[int], new_tokens:
             repeats: int = 2, mode: str = "auto") -> list[dict]:
     """Tokens/s of greedy decoding at each batch size: lmforge's `decode` against `hf.generate` (skipped when
     `hf` is None). Each side's best of `repeats` timed runs after a warm-up; the sides alternate."""
-    vocab, n = model.cfg.vocab_size, new_tokens
+    vocab, n = model.vocab_size, new_tokens
     rows = []
     for batch in batch_sizes:
         prompts = torch.randint(vocab, (batch, prompt_len), generator=torch.Generator().manual_seed(batch))

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import importlib.util
 import json
@@ -154,14 +153,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_training(module: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], batch: int,
-                  cfg: ModelConfig, device: torch.device, dtype: torch.dtype, warmup: int,
+                  shape: tuple[ModelConfig, int], device: torch.device, dtype: torch.dtype, warmup: int,
                   steps: int) -> tuple[list[float], float, float]:
     """(seconds of each timed step, seconds of the first step (compiling, if any), last loss)."""
     tcfg = TrainConfig(max_steps=warmup + steps, warmup_steps=1)  # lmforge's defaults: lr 1e-3, decay 0.1, clip 1
     optimizers = build_optimizers(module, tcfg, device)  # fused AdamW on CUDA
     params = [p for p in module.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(batch)
-    x, y = (torch.randint(cfg.vocab_size, (batch, cfg.block_size), generator=gen).to(device) for _ in range(2))
+    cfg, vocab = shape
+    x, y = (torch.randint(vocab, (batch, cfg.block_size), generator=gen).to(device) for _ in range(2))
     module.train()
     times, first, loss = [], 0.0, float("nan")
     for i in range(warmup + steps):
@@ -178,7 +178,7 @@ def time_training(module: torch.nn.Module, forward: Callable[[torch.Tensor], tor
     return times, first, loss
 
 
-def time_variant(name: str, compiled: bool, module: torch.nn.Module, batch: int, cfg: ModelConfig,
+def time_variant(name: str, compiled: bool, module: torch.nn.Module, batch: int, shape: tuple[ModelConfig, int],
                  device: torch.device, dtype: torch.dtype, plan: Plan, backend: str) -> dict[str, Any]:
     """Time one model (lmforge or transformers), eager or compiled, at one batch size."""
     runner = module
@@ -190,8 +190,8 @@ def time_variant(name: str, compiled: bool, module: torch.nn.Module, batch: int,
     else:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return runner(input_ids=x, use_cache=False).logits
-    times, first, loss = time_training(module, forward, batch, cfg, device, dtype, plan.warmup, plan.steps)
-    return {"model": name, "compiled": compiled, "batch": batch, "tokens_per_step": batch * cfg.block_size,
+    times, first, loss = time_training(module, forward, batch, shape, device, dtype, plan.warmup, plan.steps)
+    return {"model": name, "compiled": compiled, "batch": batch, "tokens_per_step": batch * shape[0].block_size,
             "step_seconds": times, "first_step_s": first, "loss": loss}
 
 
@@ -203,13 +203,13 @@ def part_a(plan: Plan, args: argparse.Namespace, device: torch.device, dtype: to
     compiling = should_compile(args.compile, device)
     if not compiling:
         notes.append(f"compiled rows skipped (--compile {args.compile} on {device.type})")
-    cfg = decode_bench.gpt2_small(**plan.train_model)
-    model, hf, gap = decode_bench.build(device, torch.float32, cfg, twin=twin)  # float32 weights, autocast below
+    cfg, vocab = shape = decode_bench.gpt2_small(**plan.train_model)
+    model, hf, gap = decode_bench.build(device, torch.float32, shape, twin=twin)  # float32 weights, autocast below
     set_tf32(True)  # as the trainer does (--train.tf32 true): no effect on bf16 matmuls
     per_token = flops.flops_per_token(model)
     precision = "float32 (no autocast)" if dtype == torch.float32 else f"{dtype_name(dtype)} autocast"
     peak = args.peak_flops or flops.peak_flops(device, dtype, tf32=True)
-    print(f"GPT-2-small shape: {model.describe()}, vocabulary {cfg.vocab_size}, {model.num_params() / 1e6:.1f} M "
+    print(f"GPT-2-small shape: {model.describe()}, vocabulary {vocab}, {model.num_params() / 1e6:.1f} M "
           f"parameters, {per_token / 1e9:.3g} GFLOP per token (training); {precision} on "
           f"{device_name(device)}; peak {'unknown (no MFU)' if peak is None else f'{peak / 1e12:,.0f} TFLOP/s'}; "
           f"median of {plan.steps} steps after {plan.warmup} warm-up" + (f"; logit gap to the twin {gap:.1e}" if twin else ""),
@@ -227,7 +227,7 @@ def part_a(plan: Plan, args: argparse.Namespace, device: torch.device, dtype: to
         for name, compiled, module in variants:
             mode = "compiled" if compiled else "eager"
             try:  # a variant that fails (a compile error, out of memory) is noted; the others still run
-                row = time_variant(name, compiled, module, batch, cfg, device, dtype, plan, args.compile_backend)
+                row = time_variant(name, compiled, module, batch, shape, device, dtype, plan, args.compile_backend)
             except Exception as exc:  # noqa: BLE001
                 traceback.print_exc()
                 for p in module.parameters():
@@ -251,7 +251,7 @@ def part_a(plan: Plan, args: argparse.Namespace, device: torch.device, dtype: to
     for failure in failed:
         print(f"failed: {failure}")
     error = f"{len(failed)} of {len(failed) + len(rows)} runs failed: " + "; ".join(failed) if failed else None
-    return {"rows": rows, "notes": notes, "error": error, "model": dataclasses.asdict(cfg), "params": model.num_params(),
+    return {"rows": rows, "notes": notes, "error": error, "model": {**cfg.model_dump(), "vocab_size": vocab}, "params": model.num_params(),
             "flops_per_token": per_token, "peak_flops": peak, "dtype": dtype_name(dtype), "logit_gap": gap,
             "compile_backend": args.compile_backend if compiling else None}
 
@@ -289,8 +289,7 @@ def part_b(plan: Plan, args: argparse.Namespace, device: torch.device) -> dict[s
 def part_c(plan: Plan, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     notes = [] if have_transformers() else ["transformers is not installed: its columns are skipped"]
     mode = "eager" if args.compile == "false" else "auto"  # auto: lmforge's compiled static step on CUDA
-    cfg = decode_bench.gpt2_small(**plan.decode_model)
-    model, hf, gap = decode_bench.build(device, dtype, cfg, twin=not notes)
+    model, hf, gap = decode_bench.build(device, dtype, decode_bench.gpt2_small(**plan.decode_model), twin=not notes)
     print(f"{model.describe()}, random weights, {dtype_name(dtype)} weights on {device_name(device)}, prompt "
           f"{plan.prompt_len}, {plan.new_tokens} new tokens, greedy, best of {plan.repeats}; lmforge decode mode {mode}",
           flush=True)

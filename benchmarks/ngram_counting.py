@@ -42,8 +42,8 @@ def main() -> int:
           f"read and encoded in {time.perf_counter() - start:.1f} s; torch threads {torch.get_num_threads()}")
     print("\n| order | count s | stored probabilities | val loss (nats/char) | val bits/char |\n|---:|---:|---:|---:|---:|")
     for order in (int(o) for o in args.orders.split(",")):
-        model = build_model(ModelConfig(family="ngram", ngram_order=order, ngram_smoothing=args.smoothing,
-                                        vocab_size=tokenizer.vocab_size))
+        model = build_model(ModelConfig(family="ngram", ngram_order=order, ngram_smoothing=args.smoothing),
+                            tokenizer.vocab_size)
         start = time.perf_counter()
         model.fit_counts(train)
         seconds = time.perf_counter() - start

@@ -29,11 +29,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespear
 
 def trial(preset: str, text: str, overrides: dict, marks: list[int]) -> list[tuple[int, float, float]]:
     """(step, training seconds so far, val loss) at each mark."""
-    cfg = Config.from_preset(preset)
-    for dotted, value in overrides.items():
-        section, key = dotted.split(".")
-        setattr(getattr(cfg, section), key, value)
-    cfg.train.progress = False
+    cfg = Config.from_preset(preset).updated({**overrides, "train.progress": False})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run", text=text)
         seconds, out = 0.0, []

@@ -197,3 +197,25 @@ def test_presets_lists_each_with_what_it_is_for(capsys):
     described = dict(line.split(None, 1) for line in lines)
     assert described["tiny"].startswith("A model small enough to train in seconds")
     assert "laptop-class CPU" in described["shakespeare-char-cpu"] and "#" not in out
+
+
+def test_an_old_run_config_with_model_vocab_size_loads_and_another_tokenizer_is_named(capsys, tmp_path, tiny_run):
+    """config.yaml of older runs records model.vocab_size (now the tokenizer's alone): accepted. A tokenizer.json
+    of another vocabulary no longer matches the weights: one line that says the files come from different runs."""
+    import shutil
+
+    import yaml
+
+    import lmforge
+    from lmforge.tokenizers import train_tokenizer
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    tokens = lmforge.load(old).tokenizer.vocab_size
+    config["model"]["vocab_size"] = tokens
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    assert lmforge.load(old).model.vocab_size == tokens
+    train_tokenizer("char", "only a few letters").save(old / "tokenizer.json")
+    code, _, err = run_cli(capsys, "sample", old)
+    assert_one_line_error(code, err, "model.safetensors", "size mismatch for", "different runs")

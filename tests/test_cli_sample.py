@@ -150,10 +150,8 @@ def test_run_api_takes_every_option(tiny_run):
 
 def test_sample_flags_and_the_decode_config_name_the_same_fields():
     """A DecodeConfig field added without a flag (or a flag left behind by a removed field) fails here."""
-    from dataclasses import fields
-
     from lmforge.commands.sample import DECODE_FLAGS, NOT_FLAGS
     from lmforge.config import DecodeConfig
 
-    names = {f.name for f in fields(DecodeConfig)}
+    names = set(DecodeConfig.model_fields)
     assert set(DECODE_FLAGS) | set(NOT_FLAGS) == names and not set(DECODE_FLAGS) & set(NOT_FLAGS)

@@ -91,11 +91,9 @@ def test_document_batches_resume_exactly(capsys, folder, bpe_file, tmp_path):
     assert run_cli(capsys, "prepare", "--data", folder, "--tokenizer", bpe_file, "--out", prep, "--no-progress")[0] == 0
 
     def cfg():
-        c = Config.from_preset("tiny")
-        c.data.path, c.data.batches, c.model.block_size = str(prep), "documents", 32
-        c.sample.max_new_tokens, c.train.tensorboard = 0, False
-        c.train.max_steps, c.train.eval_interval, c.train.checkpoint_interval = 6, 3, 3
-        return c.validate()
+        return Config.from_preset("tiny").updated({
+            "data": {"path": str(prep), "batches": "documents"}, "model.block_size": 32, "sample.max_new_tokens": 0,
+            "train": {"tensorboard": False, "max_steps": 6, "eval_interval": 3, "checkpoint_interval": 3}})
 
     Trainer(cfg(), tmp_path / "ref").fit()
     crashed = Trainer(cfg(), tmp_path / "run")
@@ -165,9 +163,9 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
      ["single document", "--separator"]),
     (["prepare", "--data", "{folder}", "--tokenizer", "char", "--out", "{tmp}/p", "--separator", "\\"],
      ["--separator", "broken escape"]),
-    (["train", "--preset", "tiny", "--tokenizer", "sentencepiece"], ["--data.tokenizer must be one of char, word, bpe"]),
+    (["train", "--preset", "tiny", "--tokenizer", "sentencepiece"], ["--tokenizer (--data.tokenizer) must be one of char, word, bpe"]),
     (["train", "--preset", "tiny", "--tokenizer", "char", "--vocab-size", "50"], ["--vocab-size", "does not apply"]),
-    (["train", "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "-3"], ["--vocab-size", "must be 0"]),
+    (["train", "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "-3"], ["--vocab-size", "must be greater than or equal to 0, not -3"]),
 ])
 def test_bad_input_gives_one_line(capsys, folder, tmp_path, args, fragments):
     args = [a.format(folder=folder, tmp=tmp_path) for a in args]

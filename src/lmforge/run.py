@@ -54,11 +54,7 @@ class Run:
         for text in [ban] if isinstance(ban, str) else ban:
             banned += self.tokenizer.encode(text)
         options.setdefault("eos_id", getattr(self.tokenizer, "eos_id", None))
-        try:
-            cfg = DecodeConfig(max_new_tokens=max_new_tokens, banned_ids=tuple(banned), **options)
-        except TypeError as exc:  # an unknown option name
-            raise LmforgeError(f"{exc}; options are the fields of lmforge.config.DecodeConfig") from None
-        cfg.stop = tuple(cfg.stop) if not isinstance(cfg.stop, str) else (cfg.stop,)
+        cfg = DecodeConfig.checked(max_new_tokens=max_new_tokens, banned_ids=tuple(banned), **options)
         return cfg.validate(self.tokenizer.vocab_size)
 
     def stream(self, prompt: str, max_new_tokens: int = 200, **options) -> Iterator[str]:
@@ -164,13 +160,10 @@ def load(path: str | Path, device: str = "auto", quantize: str = "none") -> Run:
     (generation/quantize.py)."""
     path = Path(path)
     check_run_dir(path)
-    config = Config.from_file(path / CONFIG_FILE).validate()
+    config = Config.from_file(path / CONFIG_FILE)
     tokenizer = load_tokenizer(path / TOKENIZER_FILE)
-    if config.model.vocab_size != tokenizer.vocab_size:
-        raise LmforgeError(f"'{path}': config.yaml says vocab_size {config.model.vocab_size} but tokenizer.json has "
-                           f"{tokenizer.vocab_size}; the two files come from different runs")
     dev = resolve_device(device)
-    model = build_model(config.model)
+    model = build_model(config.model, tokenizer.vocab_size)
     load_weights(model, path / MODEL_FILE)
     model.to(dev).eval()
     return Run(path, config, tokenizer, quantize_model(model, quantize), dev)

@@ -23,8 +23,8 @@ def test_right_padding_needs_no_attention_mask(positions, attention):
     """The trainer gives a transformer only the padded ids, no mask: with padding on the right and causal
     attention, no real position attends to a later pad, so its logits are those of the document alone."""
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=11, dropout=0.0,
-                                    positions=positions, attention=attention)).eval()
+    model = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, dropout=0.0,
+                                    positions=positions, attention=attention), 11).eval()
     with torch.no_grad():
         for pad_id in (0, 10):
             b = pad_batch(DOCS, pad_id)
@@ -47,7 +47,7 @@ def loss_and_grads(model, compute):
 
 def test_padded_positions_change_neither_the_loss_nor_any_gradient():
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=11, dropout=0.0))
+    model = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, dropout=0.0), 11)
 
     def one_at_a_time():  # each document alone, unpadded: mean nats over all their targets
         nats = sum(next_token_loss(model(torch.tensor(d[:-1])[None]), torch.tensor(d[1:])[None]) * (len(d) - 1)

@@ -68,9 +68,8 @@ def test_prepare_and_train_split_one_file_the_same_way(capsys, corpus, tmp_path,
                    "--no-progress")[0] == 0
     trained, prepared = PreparedData(run / "data"), PreparedData(prep)
     assert prepared.index["split"] == "position" and trained.tokenizer.to_dict() == prepared.tokenizer.to_dict()
-    cfg = Config.from_preset("tiny")
-    cfg.data.tokenizer, cfg.data.vocab_size = kind, int(vocab[1]) if vocab else 0
-    in_memory = load_training_data(cfg.validate(), TEXT)  # the built-in corpus and Trainer(text=...) take this path
+    cfg = Config.from_preset("tiny").updated({"data": {"tokenizer": kind, "vocab_size": int(vocab[1]) if vocab else 0}})
+    in_memory = load_training_data(cfg, TEXT)  # the built-in corpus and Trainer(text=...) take this path
     assert in_memory.tokenizer.to_dict() == prepared.tokenizer.to_dict()
     for name, ids in (("train", in_memory.train_ids), ("val", in_memory.val_ids)):
         assert np.array_equal(trained.split(name), prepared.split(name)) and np.array_equal(prepared.split(name), ids)

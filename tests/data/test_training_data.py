@@ -13,10 +13,8 @@ TEXT = "".join(f"Line {i}: the cat sat on the mat, said speaker {i % 13}.\n" for
 
 
 def config(tokenizer="char", vocab_size=0, path=None):
-    cfg = Config()
-    cfg.data.tokenizer, cfg.data.vocab_size, cfg.data.path = tokenizer, vocab_size, path
-    cfg.model.block_size = 16
-    return cfg.validate()
+    return Config().updated({"data": {"tokenizer": tokenizer, "vocab_size": vocab_size, "path": path},
+                             "model.block_size": 16})
 
 
 def test_char_keeps_the_protocol_vocabulary_of_the_whole_text_and_split_at_90_percent():
@@ -52,6 +50,10 @@ def test_a_prepared_directory_brings_its_tokenizer_and_split(tmp_path):
     prepare(folder, tok, tmp_path / "prep", PrepareOptions(workers=1, progress=False))
     cfg = config("char", path=str(tmp_path / "prep"))
     data = load_training_data(cfg)
-    assert data.tokenizer.to_dict() == tok.to_dict() and cfg.data.tokenizer == "bpe"
+    assert data.tokenizer.to_dict() == tok.to_dict()
+    from lmforge.training import Trainer
+
+    trainer = Trainer(cfg, tmp_path / "run")  # its config as run (config.yaml) names the tokenizer used
+    assert trainer.cfg.data.tokenizer == "bpe" and cfg.data.tokenizer == "char"  # the given config is left alone
     assert isinstance(data.train_ids, np.memmap) and data.train_ids[-1] == tok.eos_id
     assert 0 < data.val_bytes.bytes < len(TEXT[: 40 * 300].encode()) and data.val_bytes.unknown == 0

@@ -49,10 +49,9 @@ def test_families_train_for_the_same_budget(tmp_path, small_text_file, monkeypat
     """The time budget stops each neural family: planned for three budgets' worth of steps, every run must still end
     when its budget is up (not before): its last eval within one step and one eval of it, its end after a checkpoint."""
     def tiny_family_config(family, data, seconds, device="auto"):
-        cfg = original(family, data, seconds, device)
-        cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_head, cfg.model.block_size = 1, 16, 2, 16
-        cfg.train.batch_size, cfg.train.eval_train_tokens = 8, 512
-        return cfg
+        return original(family, data, seconds, device).updated({
+            "model": {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 16},
+            "train": {"batch_size": 8, "eval_train_tokens": 512}})
 
     original = compare.family_config
     monkeypatch.setattr(compare, "family_config", tiny_family_config)

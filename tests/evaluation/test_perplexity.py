@@ -237,8 +237,7 @@ def small_rnn(cell="lstm", vocab=11, seed=0):
     from lmforge.models import build_model
 
     torch.manual_seed(seed)
-    return build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=16, block_size=8,
-                                   vocab_size=vocab)).eval()
+    return build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=16, block_size=8), vocab).eval()
 
 
 def one_pass_nats(model, ids):
@@ -341,9 +340,7 @@ def test_a_prepared_document_and_the_same_text_as_a_file_give_the_same_bits_per_
     tok = train_tokenizer("char", docs, documents=True)
     prepare(folder, tok, tmp_path / "prepared", PrepareOptions(seed=seed, val_fraction=0.2, workers=1, progress=False))
 
-    cfg = Config.from_dict(load_preset("tiny"))
-    cfg.data.path = str(tmp_path / "prepared")
-    cfg.train.progress = False
+    cfg = Config.from_dict(load_preset("tiny")).updated({"data.path": str(tmp_path / "prepared"), "train.progress": False})
     trainer = Trainer(cfg, tmp_path / "run")
     assert len(trainer.val_ids) == len(val_doc) + 1 and int(trainer.val_ids[-1]) == tok.eos_id  # the document, then EOS
     prepared = trainer.evaluate()

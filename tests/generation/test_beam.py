@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny(vocab=50, seed=0):
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=64, vocab_size=vocab)).eval()
+    model = build_model(ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=64), vocab).eval()
     with torch.no_grad():
         model.tok_emb.weight.mul_(10)  # sharper distributions than a fresh init
     return model
@@ -42,7 +42,7 @@ def test_enough_beams_find_the_most_likely_continuation():
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_enough_beams_find_the_most_likely_continuation_for_every_family(family):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=4)).eval()
+    model = build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=16), 4).eval()
     if getattr(model, "fitted_by_counts", False):  # the n-gram: counts of a text with some structure
         g = np.random.default_rng(0)
         model.fit_counts(np.where(g.random(600) < 0.7, np.arange(600) % 4, g.integers(0, 4, 600)).astype(np.uint16))

@@ -15,7 +15,7 @@ V = 23
 
 def transformer(block_size=64):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=block_size, vocab_size=V)).eval()
+    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=block_size), V).eval()
     with torch.no_grad():  # sharper logits than a fresh init, so greedy choices are far from ties
         model.tok_emb.weight.mul_(20)
     return model
@@ -151,8 +151,7 @@ def test_decoding_leaves_a_training_model_in_training_mode():
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_steps_like_a_full_forward(family):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=32,
-                                    vocab_size=V)).eval()
+    model = build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=32), V).eval()
     ids = torch.randint(V, (2, 30), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits, state = model.step(ids[:, :5], model.new_state(2, 30))

@@ -18,7 +18,7 @@ PROMPTS = [[3, 1, 4, 1, 5], [2, 7], [6, 6, 1, 8, 2, 2, 9]]
 
 def model(block_size=64):
     torch.manual_seed(0)
-    m = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=block_size, vocab_size=23)).eval()
+    m = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=block_size), 23).eval()
     with torch.no_grad():
         m.tok_emb.weight.mul_(20)
     return m

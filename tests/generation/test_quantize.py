@@ -17,8 +17,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def model(family: str = "transformer", **changes):
     torch.manual_seed(0)
-    cfg = ModelConfig(family=family, n_layer=2, n_head=4, n_embd=128, block_size=32, vocab_size=97, **changes)
-    return build_model(cfg).eval()
+    cfg = ModelConfig(family=family, n_layer=2, n_head=4, n_embd=128, block_size=32, **changes)
+    return build_model(cfg, 97).eval()
 
 
 def test_int8_copy_stays_close_to_float_and_leaves_the_original_alone():

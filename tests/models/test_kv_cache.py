@@ -24,8 +24,8 @@ def option_id(options: dict) -> str:
 
 def model_with(block_size=256, **options):
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=block_size, vocab_size=37, **options)
-    return build_model(cfg).eval()
+    cfg = ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=block_size, **options)
+    return build_model(cfg, 37).eval()
 
 
 def check_against_recompute(model, prompt, steps, static=False):

@@ -16,7 +16,7 @@ from lmforge.training.run_dir import load_weights, save_weights
 
 
 def ngram(order: int, vocab_size: int, smoothing: str = "modified_kn", ids=None):
-    model = build_model(ModelConfig(family="ngram", ngram_order=order, vocab_size=vocab_size, ngram_smoothing=smoothing))
+    model = build_model(ModelConfig(family="ngram", ngram_order=order, ngram_smoothing=smoothing), vocab_size)
     if ids is not None:
         model.fit_counts(np.asarray(ids))
     return model

@@ -13,10 +13,10 @@ from lmforge.models.rnn import TruncatedBPTTFeed
 
 
 def tiny_rnn(cell="lstm", **overrides):
-    shape = {"n_layer": 2, "n_embd": 16, "block_size": 12, "vocab_size": 11, **overrides}
+    shape = {"n_layer": 2, "n_embd": 16, "block_size": 12, **overrides}
     cfg = ModelConfig(family="rnn", rnn_cell=cell, **shape)
     torch.manual_seed(0)
-    return build_model(cfg).eval()
+    return build_model(cfg, 11).eval()
 
 
 def test_elman_layer_is_the_tanh_recurrence():
@@ -133,12 +133,10 @@ def test_an_rnn_run_resumes_exactly_with_its_carried_state(tmp_path, small_text_
     from lmforge.training import Trainer
 
     def cfg():
-        c = Config.from_preset("tiny")
-        c.data.path = str(small_text_file)
-        c.model.family, c.model.rnn_cell, c.model.n_embd = "rnn", "lstm", 16
-        c.sample.max_new_tokens, c.train.tensorboard = 0, False
-        c.train.max_steps, c.train.eval_interval, c.train.checkpoint_interval, c.train.grad_accum = 8, 5, 3, 2
-        return c.validate()
+        return Config.from_preset("tiny").updated({
+            "data": {"path": str(small_text_file)}, "model": {"family": "rnn", "rnn_cell": "lstm", "n_embd": 16},
+            "sample": {"max_new_tokens": 0},
+            "train": {"tensorboard": False, "max_steps": 8, "eval_interval": 5, "checkpoint_interval": 3, "grad_accum": 2}})
 
     Trainer(cfg(), tmp_path / "ref").fit()
     trainer = Trainer(cfg(), tmp_path / "run")

@@ -9,9 +9,9 @@ from lmforge.models import build_model, next_token_loss
 
 
 def tiny_model(**overrides) -> torch.nn.Module:
-    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=11, **overrides)
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=12, **overrides)
     torch.manual_seed(0)
-    return build_model(cfg).eval()
+    return build_model(cfg, 11).eval()
 
 
 def test_logits_have_batch_time_vocab_shape():
@@ -170,10 +170,10 @@ def test_every_option_combination_trains_a_few_steps():
     combos = itertools.product(["learned", "rope", "none"], ["layernorm", "rmsnorm"], ["gelu", "swiglu", "relu2"],
                                [True, False], [False, True], ["fused", "explicit"])
     for i, (positions, norm, mlp, tie, qk_norm, attention) in enumerate(combos):
-        cfg = ModelConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=11, positions=positions, norm=norm,
+        cfg = ModelConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, positions=positions, norm=norm,
                           mlp=mlp, tie_weights=tie, qk_norm=qk_norm, attention=attention, dropout=0.1 * (i % 2))
         torch.manual_seed(i)
-        model = build_model(cfg).train()
+        model = build_model(cfg, 11).train()
         opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
         losses = []
         for _ in range(4):

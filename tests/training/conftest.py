@@ -12,13 +12,8 @@ def tiny_cfg(small_text_file):
     """A factory of `tiny` preset configs on the small text: no samples, no TensorBoard, log every step."""
 
     def make(**train) -> Config:
-        cfg = Config.from_preset("tiny")
-        cfg.data.path = str(small_text_file)
-        cfg.sample.max_new_tokens = 0
-        cfg.train.tensorboard = False
-        cfg.train.log_interval = 1
-        for key, value in train.items():
-            setattr(cfg.train, key, value)
-        return cfg.validate()
+        quiet = {"data.path": str(small_text_file), "sample.max_new_tokens": 0, "train.tensorboard": False,
+                 "train.log_interval": 1}
+        return Config.from_preset("tiny").updated({**quiet, "train": train})
 
     return make

@@ -36,14 +36,9 @@ HEADER = re.compile(r"^=== step (\d+) ", re.MULTILINE)
 
 
 def make_cfg(data: Path, dtype: str) -> Config:
-    cfg = Config.from_preset("tiny")
-    cfg.data.path = str(data)
-    cfg.sample.max_new_tokens = 16
-    t = cfg.train
-    t.max_steps, t.eval_interval, t.checkpoint_interval, t.keep_checkpoints = MAX_STEPS, 4, 3, 2
-    t.log_interval, t.tensorboard, t.dtype = 1, False, dtype
-    t.optimizer = "muon" if dtype == "float16" else "adamw"
-    return cfg.validate()
+    train = dict(max_steps=MAX_STEPS, eval_interval=4, checkpoint_interval=3, keep_checkpoints=2, log_interval=1,
+                 tensorboard=False, dtype=dtype, optimizer="muon" if dtype == "float16" else "adamw")
+    return Config.from_preset("tiny").updated({"data.path": str(data), "sample.max_new_tokens": 16, "train": train})
 
 
 # ---------------------------------------------------------------------- crash points (armed in the child)

@@ -41,11 +41,9 @@ def one_process_losses(tmp_path_factory, small_text_file):
     """The loss at each of 8 steps of one process with the same global batch (8 sequences)."""
     from lmforge.config import Config
 
-    cfg = Config.from_preset("tiny")
-    cfg.data.path = str(small_text_file)
-    for key, value in dict(max_steps=8, decay_steps=8, eval_interval=4, log_interval=1, tensorboard=False).items():
-        setattr(cfg.train, key, value)
-    cfg.sample.max_new_tokens = 5
+    cfg = Config.from_preset("tiny").updated({
+        "data": {"path": str(small_text_file)}, "sample": {"max_new_tokens": 5},
+        "train": dict(max_steps=8, decay_steps=8, eval_interval=4, log_interval=1, tensorboard=False)})
     out = tmp_path_factory.mktemp("one") / "run"
     Trainer(cfg, out).fit()
     return [r["loss"] for r in records(out, "train")]
@@ -108,11 +106,9 @@ def test_two_gloo_processes_with_accumulation_match_one_on_padded_documents(tmp_
             "--train.max_steps", "6", "--train.decay_steps", "6", "--train.eval_interval", "6",
             "--sample.max_new_tokens", "0", "--train.tensorboard", "false"]
     lmforge(*args, "--out", str(tmp_path / "ddp"), "--train.grad_accum", "2", nproc=2)
-    cfg = Config.from_preset("tiny")
-    cfg.data.path, cfg.data.batches = str(prepared_documents), "documents"
-    for key, value in dict(max_steps=6, decay_steps=6, eval_interval=6, tensorboard=False).items():
-        setattr(cfg.train, key, value)
-    cfg.sample.max_new_tokens = 0
+    cfg = Config.from_preset("tiny").updated({
+        "data": {"path": str(prepared_documents), "batches": "documents"}, "sample": {"max_new_tokens": 0},
+        "train": dict(max_steps=6, decay_steps=6, eval_interval=6, tensorboard=False)})
     Trainer(cfg, tmp_path / "one").fit()
     one, ddp = (checkpoint_state(tmp_path / run, 6)["model"] for run in ("one", "ddp"))
     assert one.keys() == ddp.keys()

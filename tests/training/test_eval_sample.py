@@ -67,7 +67,5 @@ def test_without_a_sample_evals_score_the_whole_split_once_each(tmp_path, tiny_c
 
 
 def test_a_negative_sample_names_the_flag():
-    cfg = Config()
-    cfg.set("train.eval_tokens", -1)
     with pytest.raises(LmforgeError, match="--train.eval_tokens"):
-        cfg.validate()
+        Config().updated({"train.eval_tokens": -1})

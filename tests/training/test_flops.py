@@ -7,8 +7,8 @@ from lmforge.training.flops import flops_per_token, mfu, table_peak
 
 
 def test_flops_per_token_counts_matmul_params_and_attention():
-    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=10)
-    model = build_model(cfg)
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8)
+    model = build_model(cfg, 10)
     matmul_params = model.num_params() - 8 * 16  # the position table is looked up, not multiplied
     assert flops_per_token(model) == 6 * matmul_params + 12 * 2 * 16 * 8
 

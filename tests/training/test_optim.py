@@ -9,7 +9,7 @@ from lmforge.training.optim import decay_groups
 
 
 def test_only_hidden_matrices_are_decayed():
-    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=10, bias=True))
+    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, bias=True), 10)
     decay, no_decay = decay_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
@@ -40,8 +40,8 @@ RNN_MATRICES = {f"cell.weight_{kind}_l{i}" for i in range(2) for kind in ("ih", 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 @pytest.mark.parametrize("tie", [True, False])
 def test_rnn_matrices_are_decayed_and_the_head_is_not(cell, tie):
-    model = build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=8, block_size=8, vocab_size=10,
-                                    tie_weights=tie))
+    model = build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=8, block_size=8, tie_weights=tie),
+                        10)
     decay, no_decay = decay_groups(model, 0.1)
     assert _names(model, decay["params"]) == RNN_MATRICES
     rest = {"tok_emb.weight"} | {f"cell.bias_{kind}_l{i}" for i in range(2) for kind in ("ih", "hh")}
@@ -54,7 +54,7 @@ def test_an_untied_head_stays_with_adamw_undecayed():
     from lmforge.config import TrainConfig
     from lmforge.training.optim import build_optimizers
 
-    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=10, tie_weights=False))
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, tie_weights=False), 10)
     muon, adam = build_optimizers(model, TrainConfig(optimizer="muon"), torch.device("cpu"))
     assert "head.weight" not in _names(model, (p for g in muon.param_groups for p in g["params"]))
     (adam_group,) = adam.param_groups  # one group, not decayed: the head, embeddings and norm gains
@@ -70,7 +70,7 @@ def test_muon_takes_the_rnn_matrices(cell):
     from lmforge.config import TrainConfig
     from lmforge.training.optim import build_optimizers
 
-    model = build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=8, block_size=8, vocab_size=10))
+    model = build_model(ModelConfig(family="rnn", rnn_cell=cell, n_layer=2, n_embd=8, block_size=8), 10)
     muon, adam = build_optimizers(model, TrainConfig(optimizer="muon"), torch.device("cpu"))
     assert _names(model, (p for g in muon.param_groups for p in g["params"])) == RNN_MATRICES
     assert not RNN_MATRICES & _names(model, (p for g in adam.param_groups for p in g["params"]))
@@ -141,7 +141,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     from lmforge.training.muon import Muon
     from lmforge.training.optim import build_optimizers, set_lr
 
-    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=10, bias=True))
+    model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, bias=True), 10)
     muon, adam = build_optimizers(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02), torch.device("cpu"))
     assert isinstance(muon, Muon) and isinstance(adam, torch.optim.AdamW)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -160,7 +160,7 @@ def test_muon_lowers_the_loss():
     from lmforge.training.optim import build_optimizers
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=12))
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16), 12)
     optimizers = build_optimizers(model, TrainConfig(optimizer="muon", lr=3e-3), torch.device("cpu"))
     x = torch.randint(12, (4, 17))
     losses = []

@@ -128,8 +128,7 @@ def test_resume_with_different_text_is_refused(tmp_path, tiny_cfg):
     Trainer(cfg, tmp_path / "run").fit()
     other = tmp_path / "other.txt"
     other.write_text("A different text entirely, long enough for a context of thirty-two. " * 30)
-    cfg = tiny_cfg(max_steps=4, eval_interval=2)
-    cfg.data.path = str(other)
+    cfg = tiny_cfg(max_steps=4, eval_interval=2).updated({"data.path": str(other)})
     with pytest.raises(LmforgeError, match="resume with the same --data"):
         Trainer(cfg, tmp_path / "run", resume=True)
 

@@ -17,23 +17,18 @@ from lmforge.errors import LmforgeError
      ("train.parallel", "zero3", "--train.parallel"), ("train.peak_flops", -1, "--train.peak_flops")],
 )
 def test_bad_training_values_name_the_flag(key, value, flag):
-    cfg = Config()
-    cfg.set(key, value)
     with pytest.raises(LmforgeError, match=flag):
-        cfg.validate()
+        Config().updated({key: value})
 
 
 def test_muon_and_fsdp_together_are_refused():
-    cfg = Config()
-    cfg.set("train.optimizer", "muon")
-    cfg.set("train.parallel", "fsdp")
     with pytest.raises(LmforgeError, match="--train.optimizer muon.*--train.parallel fsdp"):
-        cfg.validate()
+        Config().updated({"train.optimizer": "muon", "train.parallel": "fsdp"})
 
 
 @pytest.mark.parametrize("value, expected", [(True, "true"), (False, "false"), ("AUTO", "auto"), ("true", "true")])
 def test_compile_accepts_yaml_booleans(value, expected):
-    cfg = Config.from_dict({"train": {"compile": value}}).validate()
+    cfg = Config.from_dict({"train": {"compile": value}})
     assert cfg.train.compile == expected
 
 

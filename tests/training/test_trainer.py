@@ -65,7 +65,7 @@ class FixedDocuments:
 
 def document_trainer(tiny_cfg, out, **train) -> Trainer:
     trainer = Trainer(tiny_cfg(**train), out)
-    trainer.feed = FixedDocuments(trainer.cfg.model.vocab_size, trainer.cfg.model.block_size)
+    trainer.feed = FixedDocuments(trainer.tokenizer.vocab_size, trainer.cfg.model.block_size)
     return trainer
 
 

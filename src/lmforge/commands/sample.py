@@ -46,25 +46,24 @@ DECODE_FLAGS = {
              "auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's choice on CUDA"),
 }
 NOT_FLAGS = {"banned_ids": "--ban TEXT bans the tokens of a text", "eos_id": "the tokenizer's end of text"}
-RUN_DEFAULTS = ("max_new_tokens", "temperature", "top_k", "top_p")  # the fields a run's `sample` section sets
 SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from dataclasses import fields
+    from typing import get_args, get_origin
 
     from lmforge.config import DecodeConfig
 
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--prompt", default=None, help="text to continue (default: the run's sample prompt)")
-    types = {f.name: str(f.type) for f in fields(DecodeConfig)}
     for name, (flag, metavar, help) in DECODE_FLAGS.items():
-        if types[name] == "bool":
+        kind = DecodeConfig.model_fields[name].annotation  # e.g. bool, float, int | None, tuple[str, ...]
+        if kind is bool:
             p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help)
-        elif types[name].startswith("tuple"):
+        elif get_origin(kind) is tuple:
             p.add_argument(flag, dest=name, action="append", default=None, metavar=metavar, help=help)
         else:
-            kind = {"int": int, "float": float, "int | None": int}.get(types[name], str)
+            kind = next((k for k in (int, float) if k in (kind, *get_args(kind))), str)
             p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar, help=help)
     p.add_argument("--ban", action="append", default=[], metavar="TEXT",
                    help="never produce the token(s) of TEXT (repeatable; \\n and \\t mean newline and tab)")
@@ -78,7 +77,7 @@ def decode_options(args: argparse.Namespace, run) -> dict:
     given = {name: getattr(args, name) for name in DECODE_FLAGS if getattr(args, name) is not None}
     if given.get("num_beams", 1) > 1 and any(name in given for name in SAMPLING_ONLY):
         raise LmforgeError("--beams searches deterministically; drop --temperature, --top-k, --top-p and --min-p")
-    options = {name: getattr(run.config.sample, name) for name in RUN_DEFAULTS}
+    options = run.config.sample.model_dump(exclude={"prompt"})  # the settings it shares with DecodeConfig
     options.update(given, ban=[unescape(b) for b in args.ban], stop=tuple(unescape(x) for x in given.get("stop", ())))
     return options
 

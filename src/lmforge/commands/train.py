@@ -64,26 +64,23 @@ def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def data_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The data keys that --data, --tokenizer, --vocab-size, --text-field and --separator set."""
+    given = {"data.path": args.data, "data.tokenizer": args.tokenizer, "data.vocab_size": args.vocab_size,
+             "data.text_field": args.text_field, "data.separator": args.separator and unescape(args.separator)}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
+    """The preset, then --config, then the --section.key overrides and the data flags, validated once."""
     from lmforge.config import Config, load_preset, read_yaml
 
     preset = args.preset or "default"
-    cfg = Config.from_dict(load_preset(preset), source=f"preset '{preset}'")
+    layers = [(f"preset '{preset}'", load_preset(preset))]
     if args.config:
-        cfg.update(read_yaml(args.config), source=args.config)
-    for key, value in overrides:
-        cfg.set(key, value)
-    if args.data:
-        cfg.data.path = args.data
-    if args.tokenizer is not None:
-        cfg.data.tokenizer = args.tokenizer
-    if args.vocab_size is not None:
-        cfg.data.vocab_size = args.vocab_size
-    if args.text_field is not None:
-        cfg.data.text_field = args.text_field
-    if args.separator is not None:
-        cfg.data.separator = unescape(args.separator)
-    return cfg.validate(), preset
+        layers.append((args.config, read_yaml(args.config)))
+    layers += [("command line", dict(overrides)), ("command line", data_flags(args))]
+    return Config.from_layers(*layers), preset
 
 
 def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
@@ -107,15 +104,12 @@ def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str
     if args.text_field is not None or args.separator is not None:
         raise LmforgeError("--text-field and --separator cannot change when resuming: the run reads the data it "
                            "prepared in RUN_DIR/data; start a new run with --out to change them")
-    cfg = Config.from_file(run / CONFIG_FILE)
-    for key, value in overrides:
+    for key, _ in overrides:
         if key.split(".")[0] in ("model", "data") or key == "train.seed":
             raise LmforgeError(f"--{key} cannot change when resuming: the checkpoint holds a model trained with the "
                                "saved value; start a new run with --out to change it")
-        cfg.set(key, value)
-    if args.data:
-        cfg.data.path = args.data  # the same text, moved: its files' count and size are checked against RUN_DIR/data
-    return cfg.validate()
+    # --data: the same text, moved; its files' count and size are checked against RUN_DIR/data
+    return Config.from_file(run / CONFIG_FILE).updated({**dict(overrides), **data_flags(args)})
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

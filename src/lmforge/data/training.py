@@ -74,7 +74,6 @@ def load_training_data(cfg: Config, text: str | None = None, tokenizer: Tokenize
         prepared = PreparedData(path)
         data = TrainingData(prepared.tokenizer, prepared.split("train"), prepared.split("val"),
                             prepared.scored_bytes("val"), documents=prepared.index.get("split") != "position")
-        d.tokenizer = prepared.tokenizer.kind  # so config.yaml records what was used
     check_long_enough(data.val_ids, cfg.model.block_size, "val split")
     check_long_enough(data.train_ids, cfg.model.block_size, "train split")
     return data

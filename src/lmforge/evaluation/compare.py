@@ -17,7 +17,6 @@ Two ways in:
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 import tempfile
@@ -69,25 +68,21 @@ def parse_families(spec: str) -> list[str]:
 
 def family_config(family: str, data: str | None, seconds: float, device: str = "auto") -> Config:
     """The `compare-FAMILY` preset, on `data`, stopped after `seconds` of training."""
-    cfg = Config.from_dict(load_preset(f"compare-{family}"), source=f"preset 'compare-{family}'")
-    cfg.model.family = family
-    cfg.data.path = data
-    cfg.train.max_seconds = seconds
-    cfg.train.device = device
-    cfg.sample.max_new_tokens = 0  # samples come after training, outside the budget
-    return cfg.validate()
+    # samples come after training, outside the budget
+    budget = {"model.family": family, "data.path": data, "train.max_seconds": seconds, "train.device": device,
+              "sample.max_new_tokens": 0}
+    return Config.from_layers((f"preset 'compare-{family}'", load_preset(f"compare-{family}")), ("command line", budget))
 
 
-def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> dict[str, float]:
-    """Time a few steps and one eval of a throwaway copy, then set `max_steps` and `eval_interval` to fit `seconds`."""
+def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Config, dict[str, float]]:
+    """Time a few steps and one eval of a throwaway run: `cfg` with `max_steps` and `eval_interval` that fit
+    `seconds`, and the timings."""
     from lmforge.training import Trainer
 
-    probe_cfg = copy.deepcopy(cfg)
-    probe_cfg.train.progress = False
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(probe_cfg, Path(tmp) / "probe", text=text)
+        trainer = Trainer(cfg.updated({"train.progress": False}), Path(tmp) / "probe", text=text)
         if trainer.model.fitted_by_counts:
-            return {}
+            return cfg, {}
         for _ in range(PROBE_WARMUP_STEPS):
             trainer.train_step()
         times = []
@@ -100,12 +95,9 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> dict[str, 
         trainer.evaluate()
         eval_s = time.perf_counter() - start
     steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
-    t = cfg.train
-    t.max_steps = steps
-    t.eval_interval = max(1, math.ceil(steps / EVALS_PER_RUN))
-    t.warmup_steps = min(t.warmup_steps, max(1, steps // 10))
-    t.decay_steps = 0
-    return {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
+    schedule = {"max_steps": steps, "eval_interval": max(1, math.ceil(steps / EVALS_PER_RUN)),
+                "warmup_steps": min(cfg.train.warmup_steps, max(1, steps // 10)), "decay_steps": 0}
+    return cfg.updated({"train": schedule}), {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
 
 
 def train_families(families: list[str], data: str | None, seconds: float, out_dir: Path, device: str = "auto",
@@ -118,7 +110,7 @@ def train_families(families: list[str], data: str | None, seconds: float, out_di
     for family in families:
         run_dir = out_dir / family
         cfg = family_config(family, data, seconds, device)
-        plan = fit_schedule_to_budget(cfg, text, seconds)
+        cfg, plan = fit_schedule_to_budget(cfg, text, seconds)
         trainer = Trainer(cfg, run_dir, text=text)
         how = (f"{cfg.train.max_steps} steps planned from {plan['step_s'] * 1000:.0f} ms/step" if plan
                else "counted in one pass")

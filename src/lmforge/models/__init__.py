@@ -10,10 +10,11 @@ from lmforge.models.transformer import Transformer
 FAMILIES: dict[str, type[LanguageModel]] = {"transformer": Transformer, "rnn": RNN, "ngram": NGram}
 
 
-def build_model(cfg: ModelConfig) -> LanguageModel:
+def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
+    """The model `cfg` describes, over the tokenizer's `vocab_size` tokens (not a setting: the tokenizer's)."""
     if cfg.family not in FAMILIES:
         raise LmforgeError(f"unknown model family '{cfg.family}'; known: {', '.join(FAMILIES)}")
-    return FAMILIES[cfg.family](cfg)
+    return FAMILIES[cfg.family](cfg, vocab_size)
 
 
 __all__ = ["FAMILIES", "LanguageModel", "NGram", "RNN", "Transformer", "build_model", "next_token_loss"]

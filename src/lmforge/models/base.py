@@ -78,6 +78,7 @@ class LanguageModel(nn.Module):
     fitted_by_counts: ClassVar[bool] = False  # True: `fit_counts` replaces gradient training
     can_left_pad: ClassVar[bool] = False  # whether `new_state(pad=...)` can make it skip left padding
     recurrent: ClassVar[bool] = False  # True: forward(ids, state, return_state=True) carries a whole-past state
+    vocab_size: int  # the tokenizer's, given to the constructor: logits are (..., vocab_size)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
         raise NotImplementedError

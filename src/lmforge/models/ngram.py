@@ -138,11 +138,10 @@ class NGram(LanguageModel):
     family = "ngram"
     fitted_by_counts = True
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
-        assert cfg.vocab_size > 0, "vocab_size must be set from the tokenizer before building a model"
         self.cfg = cfg
-        self.order, self.vocab_size = cfg.ngram_order, cfg.vocab_size
+        self.order, self.vocab_size = cfg.ngram_order, vocab_size
         if self.vocab_size**self.order >= KEY_LIMIT:
             most = max(n for n in range(1, self.order) if self.vocab_size**n < KEY_LIMIT) if self.vocab_size < KEY_LIMIT else 0
             raise LmforgeError(

@@ -121,17 +121,16 @@ class RNN(LanguageModel):
     family = "rnn"
     recurrent = True  # eval carries the state across consecutive windows, as training does
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
-        assert cfg.vocab_size > 0, "vocab_size must be set from the tokenizer before building a model"
-        self.cfg = cfg
+        self.cfg, self.vocab_size = cfg, vocab_size
         C = cfg.n_embd  # embedding and hidden size are one, so the output head can be tied
-        self.tok_emb = nn.Embedding(cfg.vocab_size, C)
+        self.tok_emb = nn.Embedding(vocab_size, C)
         self.drop = nn.Dropout(cfg.dropout)
         # gates need their biases, so the cells always have them (--model.bias is for the transformer)
         self.cell = CELLS[cfg.rnn_cell](C, C, num_layers=cfg.n_layer, batch_first=True,
                                         dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
-        self.head = nn.Linear(C, cfg.vocab_size, bias=False)
+        self.head = nn.Linear(C, vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight
         self._init_weights()

@@ -116,17 +116,16 @@ class Transformer(LanguageModel):
     family = "transformer"
     can_left_pad = True  # attention masks let rows of different lengths share a batch
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
-        assert cfg.vocab_size > 0, "vocab_size must be set from the tokenizer before building a model"
-        self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.tok_emb = nn.Embedding(vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
         self.rotary = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base) if cfg.positions == "rope" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
-        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight  # tied: reading a token and writing it share one matrix
         self.apply(self._init_weights)

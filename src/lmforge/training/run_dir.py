@@ -7,6 +7,7 @@ killed mid-write leaves the previous file intact, never half of a new one.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -54,6 +55,10 @@ def load_weights(model: nn.Module, path: Path) -> None:
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        mismatch = re.search(r"size mismatch for [\w.]+", str(exc))  # e.g. a tokenizer.json of another vocabulary
+        if mismatch:
+            raise LmforgeError(f"'{path}' does not match the model that config.yaml and tokenizer.json describe "
+                               f"({mismatch.group()}); the files come from different runs") from None
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise LmforgeError(f"'{path}' is corrupt or truncated ({reason}); restore it or retrain the run") from None
     if missing or unexpected:

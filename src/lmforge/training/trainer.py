@@ -89,8 +89,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
                  resume: bool = False):
-        cfg.validate()
-        self.cfg, self.out_dir, self.resuming = cfg, Path(out_dir), resume
+        self.cfg, self.out_dir, self.resuming = cfg, Path(out_dir), resume  # cfg: validated, never changed
         t = cfg.train
         self.dist = distributed.from_env()
         if t.batch_size % (t.grad_accum * self.dist.world_size):
@@ -137,12 +136,13 @@ class Trainer:
         self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
             data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
         self.documents = data.documents
-        self.cfg.model.vocab_size = self.tokenizer.vocab_size
+        # the config as run, saved as config.yaml: with the tokenizer a prepared directory brought
+        self.cfg = self.cfg.updated({"data.tokenizer": self.tokenizer.kind})
 
     def _build_model(self) -> None:
         """The model; under torchrun wrapped for DDP or FSDP; compiled where that pays (`step_model`)."""
         cfg, t = self.cfg, self.cfg.train
-        self.model: LanguageModel = build_model(cfg.model).to(self.device)
+        self.model: LanguageModel = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
         if self.model.fitted_by_counts and self.dist.enabled:  # an n-gram's training is one counting pass
             raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
                                "run it without torchrun")
@@ -389,7 +389,7 @@ class Trainer:
     def _best_model(self) -> LanguageModel:
         """The best step's weights (model.safetensors), for rank 0; a plain copy when distributed (the training
         model may be sharded, and the other ranks may have stopped)."""
-        model = build_model(self.cfg.model).to(self.device) if self.dist.enabled else self.model
+        model = build_model(self.cfg.model, self.tokenizer.vocab_size).to(self.device) if self.dist.enabled else self.model
         load_weights(model, self.out_dir / MODEL_FILE)
         return model
 
