@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(model, hf, device, batches, n, args.prompt_len, args.repeats, args.mode)
     print_table(rows)
     if args.quantize == "int8":
-        print(f"\nlmforge with int8 weights (`--quantize int8`), against the same float32 transformers:")
+        print("\nlmforge with int8 weights (`--quantize int8`), against the same float32 transformers:")
         rows8 = measure(quantize_model(model, "int8"), hf, device, batches, n, args.prompt_len, args.repeats, args.mode)
         print_table(rows8)
         rows += [{**r, "quantize": "int8"} for r in rows8]
