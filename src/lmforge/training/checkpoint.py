@@ -225,3 +225,47 @@ def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> 
     torch.set_rng_state(state["torch"])
     if "cuda" in state and device is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --------------------------------------------------------------------- a Trainer's checkpoint
+
+
+def save_trainer(trainer) -> None:
+    """What a `Trainer` needs to continue exactly: model, optimizers, scaler, every rank's RNG, the loop's state.
+    Collectives on every rank (FSDP gathers the weights, the feed and RNG states come from all ranks); rank 0 writes."""
+    from lmforge.training import distributed
+
+    dist, state = trainer.dist, trainer.state
+    saved = {
+        "format": FORMAT,
+        "model": distributed.model_state(trainer.model),
+        "optimizers": distributed.optimizer_state(trainer.model, trainer.optimizers),
+        "scaler": trainer.scaler.state_dict(),
+        "rng": distributed.gather(rng_state(trainer.device), dist),  # each rank's, for its dropout
+        "trainer": trainer.state_dict(),
+    }
+    if dist.is_main:
+        info = {"best_step": state.best_step, "best_val_loss": state.best_val_loss if state.best else None}
+        save(trainer.out_dir, state.step, saved, info)
+        prune(trainer.out_dir, trainer.cfg.train.keep_checkpoints, state.best_step)
+
+
+def restore_trainer(trainer, meta_path: Path) -> None:
+    """Load `meta_path` into a `Trainer`: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
+    from lmforge.training import distributed
+
+    dist = trainer.dist
+    saved: dict[str, Any] = {"model": {}, "optimizers": {}}
+    if dist.is_main:
+        _, saved = load(meta_path)
+    small = distributed.broadcast({k: saved.get(k) for k in ("scaler", "rng", "trainer")}, dist)
+    distributed.load_model_state(trainer.model, saved["model"], dist)
+    distributed.load_optimizer_state(trainer.model, trainer.optimizers, saved["optimizers"], dist)
+    if small["scaler"]:
+        trainer.scaler.load_state_dict(small["scaler"])
+    trainer.load_state_dict(small["trainer"])
+    rngs = small["rng"]
+    if dist.rank < len(rngs):
+        set_rng_state(rngs[dist.rank], trainer.device)
+    else:  # more ranks than when saved: a fresh dropout stream for the new ones
+        torch.manual_seed(trainer.cfg.train.seed + dist.rank + trainer.step)

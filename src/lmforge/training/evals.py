@@ -18,11 +18,13 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from lmforge.data.windows import random_batch
+from lmforge.device import autocast as autocast_for
 from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer
@@ -84,3 +86,57 @@ def train_loss(model: LanguageModel, train_ids, n_tokens: int, block_size: int, 
     finally:
         model.train(was_training)
     return nats / count
+
+
+@dataclass
+class Evaluator:
+    """A run's evals: the losses at each eval, the best model on the whole val split at the end, and samples.
+
+    Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward).
+    """
+
+    cfg: object  # the run's Config
+    tokenizer: Tokenizer
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    val_bytes: int | ScoredBytes
+    device: torch.device
+    dtype: torch.dtype
+    stretches: list[tuple[int, int]] | None = field(init=False)  # the val sample of each eval; None: the whole split
+
+    def __post_init__(self):
+        self.stretches = val_stretches(len(self.val_ids), self.cfg.train.eval_tokens, self.cfg.model.block_size)
+
+    def losses(self, model: LanguageModel) -> dict[str, float]:
+        """Val loss over the val split (or its sample) and train loss over a fixed set of train windows."""
+        t, block, amp = self.cfg.train, self.cfg.model.block_size, autocast_for(self.device, self.dtype)
+        val = evaluate_val(model, self.tokenizer, self.val_ids, self.stretches, self.val_bytes, block,
+                           t.eval_batch_size, self.device, amp)
+        train = train_loss(model, self.train_ids, t.eval_train_tokens, block, t.eval_batch_size, t.seed + 1,
+                           self.device, amp)
+        return {"train_loss": train, **as_record(val)}
+
+    def whole_val(self, model: LanguageModel) -> dict[str, float] | None:
+        """The model on the whole val split when evals scored a sample of it; else None (they already did)."""
+        if self.stretches is None:
+            return None
+        val = evaluate_val(model, self.tokenizer, self.val_ids, None, self.val_bytes, self.cfg.model.block_size,
+                           self.cfg.train.eval_batch_size, self.device, autocast_for(self.device, self.dtype))
+        return as_record(val)
+
+    def sample(self, model: LanguageModel, generator: torch.Generator, max_new_tokens: int | None = None) -> str:
+        """The run's sample prompt continued as the `sample` section says."""
+        from lmforge.generation.decode import generate_ids
+        from lmforge.training import distributed
+
+        s = self.cfg.sample
+        prompt = self.tokenizer.encode(s.prompt) or [0]
+        n = s.max_new_tokens if max_new_tokens is None else max_new_tokens
+        with distributed.gathered(model):  # FSDP: the root's weights, which decoding uses outside forward
+            out = generate_ids(model, torch.tensor([prompt], device=self.device), n, temperature=s.temperature,
+                               top_k=s.top_k, top_p=s.top_p, greedy=s.temperature == 0, generator=generator)
+        return self.tokenizer.decode(prompt + [int(t) for t in out])
+
+
+def as_record(val: EvalResult) -> dict[str, float]:
+    return {"val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte, "val_tokens": val.tokens}

@@ -33,7 +33,6 @@ from lmforge.data.documents import IGNORE_INDEX, DocumentFeed
 from lmforge.data.training import load_training_data
 from lmforge.device import autocast, resolve_dtype
 from lmforge.errors import LmforgeError
-from lmforge.generation.decode import generate_ids
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer, load_tokenizer
@@ -109,7 +108,8 @@ class Trainer:
                                sample_gen=torch.Generator(device=self.device).manual_seed(t.seed),
                                early_stopping=EarlyStopping(t.patience))
         self.feed = self._training_feed()
-        self.val_stretches = evals.val_stretches(len(self.val_ids), t.eval_tokens, cfg.model.block_size)
+        self.evals = evals.Evaluator(self.cfg, self.tokenizer, self.train_ids, self.val_ids, self.val_bytes,
+                                     self.device, self.dtype)
         self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
         self.logs = RunLogs(self.out_dir, self.dist.is_main)
         if resume:
@@ -232,32 +232,11 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Val loss over the whole val split (or the sample `train.eval_tokens` asks for); train loss over a fixed
-        set of train windows (evals.py says why and how).
-
-        Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward).
-        """
-        t, block = self.cfg.train, self.cfg.model.block_size
-        amp = autocast(self.device, self.dtype)
-        val = evals.evaluate_val(self.model, self.tokenizer, self.val_ids, self.val_stretches, self.val_bytes, block,
-                                 t.eval_batch_size, self.device, amp)
-        train = evals.train_loss(self.model, self.train_ids, t.eval_train_tokens, block, t.eval_batch_size,
-                                 t.seed + 1, self.device, amp)
-        return {"train_loss": train, "val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte,
-                "val_tokens": val.tokens}
+        set of train windows (evals.py says why and how)."""
+        return self.evals.losses(self.model)
 
     def sample(self, max_new_tokens: int | None = None, model: LanguageModel | None = None) -> str:
-        s = self.cfg.sample
-        prompt = self.tokenizer.encode(s.prompt) or [0]
-        ids = torch.tensor([prompt], device=self.device)
-        n = s.max_new_tokens if max_new_tokens is None else max_new_tokens
-        model = model or self.model
-        with distributed.gathered(model):  # FSDP: the root's weights, which decoding uses outside forward
-            out = [
-                int(t)
-                for t in generate_ids(model, ids, n, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                      greedy=s.temperature == 0, generator=self.state.sample_gen)
-            ]
-        return self.tokenizer.decode(prompt + out)
+        return self.evals.sample(model or self.model, self.state.sample_gen, max_new_tokens)
 
     # ------------------------------------------------------------------ loop
 
@@ -395,14 +374,9 @@ class Trainer:
 
     def _score_best_on_whole_val(self) -> dict[str, float] | None:
         """The best model on the whole val split, when evals scored a sample of it (rank 0); else None."""
-        if self.val_stretches is None or self.state.best is None or not self.dist.is_main:
+        if self.evals.stretches is None or self.state.best is None or not self.dist.is_main:
             return None
-        t = self.cfg.train
-        val = evals.evaluate_val(self._best_model(), self.tokenizer, self.val_ids, None, self.val_bytes,
-                                 self.cfg.model.block_size, t.eval_batch_size, self.device,
-                                 autocast(self.device, self.dtype))
-        return {"step": self.state.best_step, "val_loss": val.loss, "val_ppl": val.perplexity,
-                "val_bpb": val.bits_per_byte, "val_tokens": val.tokens}
+        return {"step": self.state.best_step, **self.evals.whole_val(self._best_model())}
 
     def _log(self, event: str, **values: Any) -> dict[str, Any]:
         """One record, stamped with the seconds since the run's first process started."""
@@ -436,38 +410,12 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write the whole resumable state; collectives on every rank, the file by rank 0."""
-        if self.model.fitted_by_counts:  # one counting pass leaves nothing to resume: model.safetensors is the run
-            return
-        state = {
-            "format": checkpoint.FORMAT,
-            "model": distributed.model_state(self.model),
-            "optimizers": distributed.optimizer_state(self.model, self.optimizers),
-            "scaler": self.scaler.state_dict(),
-            "rng": distributed.gather(checkpoint.rng_state(self.device), self.dist),  # each rank's, for its dropout
-            "trainer": self.state_dict(),
-        }
-        if self.dist.is_main:
-            best = self.state
-            info = {"best_step": best.best_step, "best_val_loss": best.best_val_loss if best.best else None}
-            checkpoint.save(self.out_dir, best.step, state, info)
-            checkpoint.prune(self.out_dir, self.cfg.train.keep_checkpoints, best.best_step)
+        if not self.model.fitted_by_counts:  # one counting pass leaves nothing to resume: model.safetensors is the run
+            checkpoint.save_trainer(self)
 
     def restore(self, meta_path: Path) -> None:
         """Load a checkpoint: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
-        state: dict[str, Any] = {"model": {}, "optimizers": {}}
-        if self.dist.is_main:
-            _, state = checkpoint.load(meta_path)
-        small = distributed.broadcast({k: state.get(k) for k in ("scaler", "rng", "trainer")}, self.dist)
-        distributed.load_model_state(self.model, state["model"], self.dist)
-        distributed.load_optimizer_state(self.model, self.optimizers, state["optimizers"], self.dist)
-        if small["scaler"]:
-            self.scaler.load_state_dict(small["scaler"])
-        self.load_state_dict(small["trainer"])
-        rngs = small["rng"]
-        if self.dist.rank < len(rngs):
-            checkpoint.set_rng_state(rngs[self.dist.rank], self.device)
-        else:  # more ranks than when saved: a fresh dropout stream for the new ones
-            torch.manual_seed(self.cfg.train.seed + self.dist.rank + self.step)
+        checkpoint.restore_trainer(self, meta_path)
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult:
