@@ -12,6 +12,13 @@ The price is precision: logits move by a few percent of their spread, so a long
 greedy decode can part from float32's at a near tie. `lmforge eval --quantize int8`
 measures what that costs in loss. Only a copy is quantized; the run's weights on
 disk stay float32.
+
+Why PyTorch's eager `quantize_dynamic` and not torchao, the API PyTorch points to: on a
+CPU, in the eager mode lmforge decodes in, torchao's int8 layers (0.18) were slower than
+float32 itself (21.9 ms against 19.7 ms a pass, where `quantize_dynamic` took 6.6 ms;
+`benchmarks/int8_api.py`, `benchmarks/RESULTS.md`), and torchao is another dependency.
+The warning that the eager API will move is silenced because a user can do nothing
+about it; when it does move, `benchmarks/int8_api.py` measures the replacement.
 """
 
 from __future__ import annotations
