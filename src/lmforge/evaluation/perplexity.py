@@ -210,23 +210,6 @@ def token_nats(
     return torch.cat(parts).double().numpy() if parts else np.zeros(0)
 
 
-def total_nats(
-    model: LanguageModel,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> tuple[float, int]:
-    """Sum of -ln p over every token of `ids` but the first, and how many tokens that is."""
-    nats, count = 0.0, 0
-    for part in iter_token_nats(model, ids, block_size, batch_size, device, autocast, stride):
-        nats += part.double().sum().item()
-        count += part.numel()
-    return nats, count
-
-
 def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
     """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer, from the ids alone.
 
