@@ -18,7 +18,7 @@ def demo_output() -> list[str]:
 
 
 def test_the_default_preset_evaluates_often_on_a_sample_of_the_val_split():
-    t = Config.from_preset("default").validate().train
+    t = Config.from_preset("default").train  # from_preset validates
     assert t.max_steps // t.eval_interval >= 5  # enough val points for `lmforge report` to read a trend from
     assert 0 < t.eval_tokens <= 32768  # a sample: the built-in corpus's val split is 1.2 M characters
     assert t.optimizer == "muon"
