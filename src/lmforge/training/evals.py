@@ -133,9 +133,10 @@ class Evaluator:
         prompt = self.tokenizer.encode(s.prompt) or [0]
         n = s.max_new_tokens if max_new_tokens is None else max_new_tokens
         with distributed.gathered(model):  # FSDP: the root's weights, which decoding uses outside forward
-            out = generate_ids(model, torch.tensor([prompt], device=self.device), n, temperature=s.temperature,
-                               top_k=s.top_k, top_p=s.top_p, greedy=s.temperature == 0, generator=generator)
-        return self.tokenizer.decode(prompt + [int(t) for t in out])
+            steps = generate_ids(model, torch.tensor([prompt], device=self.device), n, temperature=s.temperature,
+                                 top_k=s.top_k, top_p=s.top_p, greedy=s.temperature == 0, generator=generator)
+            out = [int(t) for t in steps]  # a generator: it decodes here, while the weights are gathered
+        return self.tokenizer.decode(prompt + out)
 
 
 def as_record(val: EvalResult) -> dict[str, float]:
