@@ -1,0 +1,55 @@
+"""`lmforge serve`: serve a run, or a folder of runs, over an OpenAI-compatible HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lmforge.errors import LmforgeError
+
+HELP = "serve runs over an OpenAI-compatible HTTP API (/v1/models, /v1/completions)"
+DESCRIPTION = ("Serve a run directory, or every run in a folder, on 127.0.0.1 (unless --host says otherwise): "
+               "GET /health, GET /v1/models, POST /v1/completions (with \"stream\": true, Server-Sent Events). "
+               "Each run is a model named by its folder.")
+SHARED = ("device",)
+EXAMPLES = """examples:
+  lmforge serve runs/demo                                  # http://127.0.0.1:8000/v1
+  lmforge serve runs/ --port 8080 --api-key secret         # every run in runs/, requests need the key
+  curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
+       -d '{"prompt": "Fellow-Citizens", "max_tokens": 40, "temperature": 0.8, "seed": 1}'"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="a run directory, or a folder whose subfolders are runs")
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on every /v1 request")
+
+
+def find_runs(path: Path) -> list[Path]:
+    """`path` itself when it is a run, else its subfolders that are runs, by name."""
+    from lmforge.training.run_dir import CONFIG_FILE
+
+    if (path / CONFIG_FILE).is_file():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if (p / CONFIG_FILE).is_file()) if path.is_dir() else []
+    if not runs:
+        raise LmforgeError(f"'{path}' is not a run directory and holds none; pass a folder written by "
+                           "`lmforge train --out`, or a folder of them")
+    return runs
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    import lmforge
+
+    if not 0 < args.port < 65536:
+        raise LmforgeError(f"--port must be between 1 and 65535, not {args.port}")
+    import uvicorn
+
+    from lmforge.serving.app import create_app
+
+    runs = {path.name: lmforge.load(path, device=args.device) for path in find_runs(Path(args.path))}
+    print(f"serving {', '.join(runs)} on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    uvicorn.run(create_app(runs, args.api_key), host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,1 @@
+"""`lmforge serve`: trained runs behind an OpenAI-compatible HTTP API (FastAPI, uvicorn)."""

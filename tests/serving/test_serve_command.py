@@ -1,0 +1,52 @@
+"""`lmforge serve` as a user starts it: a real process on 127.0.0.1, answering until it is stopped."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from lmforge.cli import main
+
+pytest.importorskip("uvicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_binds_to_localhost_and_answers(tiny_run):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(tiny_run.parent), "--port", str(port),
+                               "--device", "cpu"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    health = json.load(r)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stderr.read() if server.poll() else "timeout"
+                time.sleep(0.3)
+        assert tiny_run.name in health["models"]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", method="POST",
+                                         data=json.dumps({"model": tiny_run.name, "prompt": "All:", "max_tokens": 5,
+                                                          "seed": 0}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert len(json.load(r)["choices"]) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_serve_on_a_folder_without_runs_is_one_line(capsys, tmp_path):
+    assert main(["serve", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a run directory" in err
