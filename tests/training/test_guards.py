@@ -26,3 +26,17 @@ def test_overfit_warning_needs_val_up_and_train_down():
     restored = OverfitWatch()
     restored.load_state_dict(watch.state_dict())
     assert restored.update(2.3, 3.1, 2, 2.8) is not None
+
+
+def test_non_finite_steps_count_in_a_row_and_a_gradient_overflow_under_a_scaler_does_not():
+    from lmforge.training.guards import NonFiniteSteps
+
+    nan = float("nan")
+    bad = NonFiniteSteps(limit=2, scaler_enabled=False)
+    assert bad.update(1.0, 1.0) is None and bad.in_row == 0
+    assert bad.update(nan, 1.0) == "non-finite loss" and not bad.diverged
+    assert bad.update(1.0, float("inf")) == "non-finite gradient" and bad.diverged
+    assert bad.update(1.0, 1.0) is None and bad.in_row == 0  # a finite step ends the run of bad ones
+    scaled = NonFiniteSteps(limit=1, scaler_enabled=True)
+    assert scaled.update(1.0, float("inf")) == "non-finite gradient" and scaled.in_row == 0  # an fp16 overflow
+    assert scaled.update(nan, 1.0) == "non-finite loss" and scaled.diverged

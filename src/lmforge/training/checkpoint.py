@@ -198,6 +198,13 @@ def _fallback_hint(meta_path: Path) -> str:
 # ------------------------------------------------------------------ random number generators
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators: a run starts from the same state every time."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state(device: torch.device | None = None) -> dict[str, Any]:
     """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True).
 
@@ -228,6 +235,12 @@ def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> 
 
 
 # --------------------------------------------------------------------- a Trainer's checkpoint
+
+
+def data_fingerprint(ids: np.ndarray) -> dict[str, Any]:
+    """Enough to notice that a resumed run was given different text: the length and a hash of the first tokens."""
+    head = np.ascontiguousarray(ids[: 1 << 20])
+    return {"tokens": int(len(ids)), "head_blake2b": hashlib.blake2b(head.tobytes(), digest_size=16).hexdigest()}
 
 
 def save_trainer(trainer) -> None:

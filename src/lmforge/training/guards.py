@@ -6,7 +6,10 @@ resumed run carries on counting where the checkpoint left off.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from lmforge.errors import LmforgeError
 
 
 class EarlyStopping:
@@ -48,3 +51,32 @@ class OverfitWatch:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.previous = tuple(state["previous"]) if state["previous"] else None
+
+
+class Diverged(LmforgeError):
+    """The loss was not finite for `max_bad_steps` steps in a row."""
+
+
+class NonFiniteSteps:
+    """Count non-finite steps in a row; `limit` in a row mean the run diverged.
+
+    With a float16 gradient scaler, a finite loss with a non-finite gradient is an overflow the
+    scaler answers by lowering its scale, not a sign of divergence: it is reported, not counted.
+    """
+
+    def __init__(self, limit: int, scaler_enabled: bool):
+        self.limit, self.scaler_enabled = limit, scaler_enabled
+        self.in_row = 0
+
+    def update(self, loss: float, grad_norm: float) -> str | None:
+        """Record a step; why it was skipped, or None when it was finite."""
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            self.in_row = 0
+            return None
+        if not (self.scaler_enabled and math.isfinite(loss)):
+            self.in_row += 1
+        return "non-finite loss" if not math.isfinite(loss) else "non-finite gradient"
+
+    @property
+    def diverged(self) -> bool:
+        return self.in_row >= self.limit

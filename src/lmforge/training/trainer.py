@@ -15,16 +15,13 @@ compute what one process would, and only rank 0 writes anything.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -37,7 +34,7 @@ from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer, load_tokenizer
 from lmforge.training import checkpoint, distributed, evals, flops
-from lmforge.training.guards import EarlyStopping
+from lmforge.training.guards import Diverged, EarlyStopping, NonFiniteSteps
 from lmforge.training.loop_state import LoopState, StopReason
 from lmforge.training.metrics import elapsed_s
 from lmforge.training.optim import build_optimizers, set_lr
@@ -57,22 +54,6 @@ class TrainResult:
     best_val_bpb: float
     sample: str
     stop_reason: StopReason = StopReason.MAX_STEPS
-
-
-class Diverged(LmforgeError):
-    """The loss was not finite for `max_bad_steps` steps in a row."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def data_fingerprint(ids: np.ndarray) -> dict[str, Any]:
-    """Enough to notice that a resumed run was given different text: the length and a hash of the first tokens."""
-    head = np.ascontiguousarray(ids[: 1 << 20])
-    return {"tokens": int(len(ids)), "head_blake2b": hashlib.blake2b(head.tobytes(), digest_size=16).hexdigest()}
 
 
 class Trainer:
@@ -97,7 +78,7 @@ class Trainer:
         tokenizer = self._check_run_dir(tokenizer)
         self.device = distributed.init(self.dist, t.device)  # before the data: rank 0 prepares it, the others wait
         self._load_data(text, tokenizer)
-        seed_everything(t.seed)
+        checkpoint.seed_everything(t.seed)
         self.dtype = resolve_dtype(t.dtype, self.device)
         set_tf32(t.tf32)
         self._build_model()
@@ -290,12 +271,14 @@ class Trainer:
                    unit="step", dynamic_ncols=True, leave=False)
         loop_start = time.perf_counter()
         window_start, window_tokens = loop_start, state.tokens_seen  # tokens/s counts real targets, not padding
-        bad_in_row, stop = 0, None
+        bad, stop = NonFiniteSteps(t.max_bad_steps, self.scaler.is_enabled()), None
         try:
             while stop is None:
                 loss, grad_norm, lr = self.train_step()
-                bad_in_row = self._count_bad_steps(loss, grad_norm, bad_in_row)
-                if bad_in_row >= t.max_bad_steps:
+                reason = bad.update(loss, grad_norm)
+                if reason:
+                    self._log("skip", step=state.step, loss=str(loss), grad_norm=str(grad_norm), reason=reason)
+                if bad.diverged:
                     raise self._diverged()
                 bar.update(1)
                 if state.step % t.log_interval == 0 or state.step == t.max_steps:
@@ -316,7 +299,7 @@ class Trainer:
                     stop = (StopReason.MAX_SECONDS if out_of_time else StopReason.EARLY_STOP if stop_early
                             else StopReason.MAX_STEPS)
                 due = is_eval if t.checkpoint_interval == 0 else state.step % t.checkpoint_interval == 0
-                if bad_in_row == 0 and (due or stop is not None):  # never checkpoint amid a run of bad steps
+                if bad.in_row == 0 and (due or stop is not None):  # never checkpoint amid a run of bad steps
                     self.save_checkpoint()
                 window_start += time.perf_counter() - paused
         except KeyboardInterrupt:
@@ -324,16 +307,6 @@ class Trainer:
         finally:
             bar.close()
         return stop
-
-    def _count_bad_steps(self, loss: float, grad_norm: float, bad_in_row: int) -> int:
-        """Log a skipped step; return how many bad steps have come in a row."""
-        if math.isfinite(loss) and math.isfinite(grad_norm):
-            return 0
-        self._log("skip", step=self.step, loss=str(loss), grad_norm=str(grad_norm),
-                  reason="non-finite loss" if not math.isfinite(loss) else "non-finite gradient")
-        if self.scaler.is_enabled() and math.isfinite(loss):
-            return bad_in_row  # a float16 overflow: the scaler lowers its scale; not a sign of divergence
-        return bad_in_row + 1
 
     def _diverged(self) -> Diverged:
         t = self.cfg.train
@@ -395,12 +368,12 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The loop's state, the data's fingerprint and position. A collective under torchrun: the feed's
         state is gathered from every rank."""
-        return {**self.state.state_dict(elapsed_s()), "data": data_fingerprint(self.train_ids),
+        return {**self.state.state_dict(elapsed_s()), "data": checkpoint.data_fingerprint(self.train_ids),
                 "feed": distributed.gather(self.feed.state_dict(), self.dist),  # each rank's (an RNN's rows' state)
                 "world_size": self.dist.world_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["data"] != data_fingerprint(self.train_ids):
+        if state["data"] != checkpoint.data_fingerprint(self.train_ids):
             raise LmforgeError(f"the training text differs from the one the checkpoint in {self.out_dir} was trained on "
                                f"({state['data']['tokens']:,} train tokens then, {len(self.train_ids):,} now); "
                                "resume with the same --data")
