@@ -188,7 +188,7 @@ def test_help_has_examples(capsys):
 
 
 def test_presets_lists_each_with_what_it_is_for(capsys):
-    from lmforge.config import preset_names
+    from lmforge.config_files import preset_names
 
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0

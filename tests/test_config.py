@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from lmforge.config import Config, all_keys, load_preset, preset_names
+from lmforge.config import Config, all_keys
+from lmforge.config_files import load_preset, preset_names
 from lmforge.errors import LmforgeError
 
 

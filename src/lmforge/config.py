@@ -14,7 +14,6 @@ in the run directory so that a run can be reproduced from it.
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -22,6 +21,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from lmforge.config_files import load_preset, read_yaml
 from lmforge.errors import LmforgeError, did_you_mean
 
 Family = Literal["transformer", "rnn", "ngram"]
@@ -362,44 +362,3 @@ SECTIONS = {name: field.annotation for name, field in Config.model_fields.items(
 
 def all_keys() -> list[str]:
     return [f"{s}.{key}" for s, section in SECTIONS.items() for key in section.model_fields]
-
-
-# --------------------------------------------------------------------- presets
-
-
-def preset_names() -> list[str]:
-    folder = resources.files("lmforge") / "presets"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def preset_summary(name: str) -> str:
-    """The first sentence of a preset file's opening comment: what the preset is for."""
-    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
-    lines = []
-    for line in text.splitlines():
-        if not line.startswith("#") or not line.strip("# "):
-            break
-        lines.append(line.lstrip("# ").strip())
-    summary = " ".join(lines)
-    end = summary.find(". ")
-    return (summary[:end] if end >= 0 else summary).rstrip(".")
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    names = preset_names()
-    if name not in names:
-        raise LmforgeError(f"unknown preset '{name}'{did_you_mean(name, names)}; presets are {', '.join(names)}")
-    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text) or {}
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise LmforgeError(f"config file '{path}' does not exist; pass --config with the path to a YAML file")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LmforgeError(f"config file '{path}' is not valid YAML ({first}); fix the file") from None
-    return values or {}

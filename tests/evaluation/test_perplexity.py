@@ -323,7 +323,8 @@ def test_a_prepared_document_and_the_same_text_as_a_file_give_the_same_bits_per_
     """Bits per byte scores the text's bytes: the EOS target that ends a prepared document has none, so its loss
     is left out of bits per byte (loss per token keeps it). Training's val_bpb on a prepared directory whose val
     split is one document equals the bits per byte of that document's text, as `eval` and `compare` score it."""
-    from lmforge.config import Config, load_preset
+    from lmforge.config import Config
+    from lmforge.config_files import load_preset
     from lmforge.data.prepare import PrepareOptions, in_val, prepare
     from lmforge.evaluation.evaluate import evaluate_run
     from lmforge.run import Run

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.config import preset_names, preset_summary
+    from lmforge.config_files import preset_names, preset_summary
 
     names = preset_names()
     width = max(map(len, names))

@@ -73,7 +73,8 @@ def data_flags(args: argparse.Namespace) -> dict[str, object]:
 
 def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
     """The preset, then --config, then the --section.key overrides and the data flags, validated once."""
-    from lmforge.config import Config, load_preset, read_yaml
+    from lmforge.config import Config
+    from lmforge.config_files import load_preset, read_yaml
 
     preset = args.preset or "default"
     layers = [(f"preset '{preset}'", load_preset(preset))]

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmforge.config import FAMILIES, Config, load_preset
+from lmforge.config import FAMILIES, Config
+from lmforge.config_files import load_preset
 from lmforge.corpus import builtin_corpus, load_corpus
 from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.shards import PreparedData, is_prepared_dir

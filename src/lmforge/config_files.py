@@ -1,0 +1,51 @@
+"""Configs on disk: the named presets shipped in `lmforge/presets/`, and users' YAML files.
+
+Each gives a nested dict of values; `config.Config` merges and checks them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmforge.errors import LmforgeError, did_you_mean
+
+def preset_names() -> list[str]:
+    folder = resources.files("lmforge") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_summary(name: str) -> str:
+    """The first sentence of a preset file's opening comment: what the preset is for."""
+    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#") or not line.strip("# "):
+            break
+        lines.append(line.lstrip("# ").strip())
+    summary = " ".join(lines)
+    end = summary.find(". ")
+    return (summary[:end] if end >= 0 else summary).rstrip(".")
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise LmforgeError(f"unknown preset '{name}'{did_you_mean(name, names)}; presets are {', '.join(names)}")
+    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise LmforgeError(f"config file '{path}' does not exist; pass --config with the path to a YAML file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LmforgeError(f"config file '{path}' is not valid YAML ({first}); fix the file") from None
+    return values or {}
