@@ -87,7 +87,7 @@ def create_app(runs: dict[str, Run], api_key: str | None = None) -> FastAPI:
         name = pick_model(runs, req.model)
         run = runs[name]
         prompts = req.prompts()
-        check_prompts(run, prompts)
+        prompt_tokens = count_prompt_tokens(run, prompts)
         decode(run, run.decode_config, req.max_tokens, **req.decoding())  # every setting checked before decoding
         head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
                 "model": name}
@@ -95,7 +95,7 @@ def create_app(runs: dict[str, Run], api_key: str | None = None) -> FastAPI:
             return StreamingResponse(sse(stream_choices(run, locks[name], req, prompts, head)),
                                      media_type="text/event-stream")
         with locks[name]:
-            choices, usage = complete(run, req, prompts)
+            choices, usage = complete(run, req, prompts, prompt_tokens)
         return {**head, "choices": choices, "usage": usage}
 
     return app
@@ -111,17 +111,21 @@ def pick_model(runs: dict[str, Run], model: str | None) -> str:
     return model
 
 
-def check_prompts(run: Run, prompts: list[str]) -> None:
+def count_prompt_tokens(run: Run, prompts: list[str]) -> int:
+    """The prompts' tokens in all, for `usage`; an empty or over-long prompt is refused."""
     if not prompts:
         raise ApiError(400, "'prompt' is an empty list; send a string or a list of strings", param="prompt")
+    total = 0
     for prompt in prompts:
         n = len(run.tokenizer.encode(prompt))
+        total += n
         if n == 0:
             raise ApiError(400, "'prompt' is empty; send at least one character", param="prompt")
         if n > MAX_PROMPT_TOKENS:
             raise ApiError(400, f"the prompt is {n:,} tokens; at most {MAX_PROMPT_TOKENS:,} are served (the model "
                            f"reads the last {run.model.context_size or run.config.model.block_size} of them)",
                            param="prompt", code="context_length_exceeded")
+    return total
 
 
 def decode(run: Run, fn, *args, **kwargs):
@@ -132,11 +136,10 @@ def decode(run: Run, fn, *args, **kwargs):
         raise ApiError(400, str(exc)) from None
 
 
-def complete(run: Run, req: CompletionRequest, prompts: list[str]) -> tuple[list[dict], dict]:
+def complete(run: Run, req: CompletionRequest, prompts: list[str], prompt_tokens: int) -> tuple[list[dict], dict]:
     """Every choice of every prompt, and the token counts."""
-    choices, prompt_tokens, completion_tokens = [], 0, 0
+    choices, completion_tokens = [], 0
     for prompt in prompts:
-        prompt_tokens += len(run.tokenizer.encode(prompt))
         samples = decode(run, run.sample, prompt, req.max_tokens, req.n, top_logprobs=req.logprobs or 0,
                          seed=req.seed, **req.decoding())
         for sample in samples:
