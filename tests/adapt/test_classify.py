@@ -1,0 +1,68 @@
+"""A language model as a classifier: it learns a separable task, reports honestly, and saves what trained."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from lmforge.adapt.classify_metrics import confusion, scores, table
+from lmforge.cli import main
+
+
+def examples(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(["speak", "die"]) for _ in range(rng.randint(1, 4))]
+        rows.append({"text": " ".join(words), "label": words[-1]})  # only the end tells: the last token must be read
+    return rows
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_metrics_by_hand():
+    m = confusion(["a", "b", "c"], ["a", "a", "b", "b", "c"], ["a", "b", "b", "b", "a"])
+    assert m.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    s = scores(m)
+    assert s["accuracy"] == pytest.approx(3 / 5)
+    assert s["precision"] == pytest.approx([0.5, 2 / 3, 0.0]) and s["recall"] == pytest.approx([0.5, 1.0, 0.0])
+    assert "| c | 0.000 | 0.000 | 1 |" in table(["a", "b", "c"], m)
+
+
+@pytest.mark.parametrize("mode", ["head", "lora"])
+def test_classify_train_and_predict(tmp_path, tiny_run, mode, capsys):
+    train, test = write(tmp_path / "train.jsonl", examples(160, 0)), write(tmp_path / "test.jsonl", examples(60, 1))
+    out = tmp_path / "clf"
+    assert main(["classify", "train", str(tiny_run), "--data", str(train), "--test-data", str(test), "--out", str(out),
+                 "--mode", mode, "--epochs", "4", "--lr", "0.01", "--device", "cpu"]) == 0
+    result = json.loads((out / "scores.json").read_text())
+    assert result["accuracy"] >= 0.95 and sum(result["support"]) == 60
+    assert (out / "confusion.png").stat().st_size > 1000 and "| true \\ predicted | die | speak |" in (out / "report.md").read_text()
+    saved = load_file(str(out / "classifier.safetensors"))
+    assert all(k.startswith("head.") or ".lora_" in k for k in saved)  # the frozen base is not copied
+    assert any(".lora_" in k for k in saved) == (mode == "lora")
+    capsys.readouterr()
+    assert main(["classify", "predict", str(out), "--text", "speak speak die", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == "die"
+
+
+def test_classify_refuses_bad_input(tmp_path, tiny_run, family_runs, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": "x"}\nnot json\n')
+    one = write(tmp_path / "one.jsonl", [{"text": "a", "label": "x"}] * 3)
+    good = write(tmp_path / "good.jsonl", examples(20, 0))
+    for argv, words in (([str(tiny_run), "--data", str(bad)], "line 2 is not a JSON object"),
+                        ([str(tiny_run), "--data", str(one)], "at least two labels"),
+                        ([str(family_runs["ngram"]), "--data", str(good)], "no hidden state"),
+                        ([str(tiny_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist")):
+        assert main(["classify", "train", *argv, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+        assert words in capsys.readouterr().err
+    assert main(["classify", "predict", str(tmp_path), "--text", "x"]) == 2
+    assert "holds no classifier.json" in capsys.readouterr().err
