@@ -54,6 +54,7 @@ def _across(message: str) -> None:
 Text = Annotated[str, Field(min_length=1)]
 Maybe = Annotated[Text | None, BeforeValidator(_none)]  # a non-empty string, or None ('none' on the command line)
 Temperature = Annotated[float, Field(ge=0)]  # 0: greedy
+Names = Annotated[list[Text], Field(min_length=1), BeforeValidator(lambda v: v.split(",") if isinstance(v, str) else v)]
 
 
 class Section(BaseModel):
@@ -123,6 +124,11 @@ class ModelConfig(Section):
     # ngram options
     ngram_order: int = Field(4, ge=1, le=16)  # n: each token is predicted from the n-1 before it
     ngram_smoothing: Literal["modified_kn", "kn"] = "modified_kn"  # modified_kn: three discounts per order; kn: one
+    # LoRA adapters (`lmforge finetune --lora-rank`): only they train; 0: none (adapt/lora.py)
+    lora_rank: int = Field(0, ge=0, le=4096)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: Names = ["qkv", "proj", "fc"]  # the linear layers whose names end so ('qkv,fc' on the command line)
 
     @model_validator(mode="after")
     def _heads_split_the_width(self) -> ModelConfig:

@@ -164,3 +164,18 @@ def test_import_refuses_what_lmforge_cannot_run(tmp_path, bpe):
         read_hf(gqa)
     with pytest.raises(LmforgeError, match="no config.json"):
         read_hf(tmp_path)
+
+
+def test_train_init_from_a_hugging_face_folder_starts_from_its_weights(tmp_path, bpe, small_text_file, capsys):
+    folder, model = llama_folder(tmp_path / "hf", bpe)
+    out = tmp_path / "run"
+    assert main(["train", "--init-from", str(folder), "--data", str(small_text_file), "--out", str(out),
+                 "--train.optimizer", "adamw", "--train.lr", "1e-12", "--train.min_lr", "0", "--train.max_steps", "2",
+                 "--train.eval_interval", "1"]) == 0
+    run = load(out, device="cpu")
+    assert run.config.model.positions == "rope" and run.tokenizer.encode(TEXT[:100]) == bpe.encode(TEXT[:100])
+    ids = torch.randint(0, bpe.vocab_size, (2, 40), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert (run.model(ids) - model(ids).logits).abs().max().item() < 1e-4  # lr 1e-12: still the imported weights
+    assert main(["train", "--init-from", str(folder), "--out", str(tmp_path / "x"), "--model.n_layer", "3"]) == 2
+    assert "brings its own model" in capsys.readouterr().err

@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   lmforge train --config my_config.yaml --train.lr 3e-4
   lmforge train --resume runs/shakespeare          # continue from the newest checkpoint
   lmforge train --resume runs/shakespeare --train.max_steps 4000
+  lmforge train --init-from hf-models/gpt2-small --data my.txt --out runs/gpt2-on-my-text  # a local HF folder
   torchrun --nproc_per_node=4 -m lmforge train --out runs/ddp   # 4 processes (GPUs, or CPUs with gloo)"""
 
 
@@ -42,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR exactly where its newest checkpoint left off, with its config.yaml "
                    "(--train.* and --sample.* overrides allowed, e.g. a larger --train.max_steps)")
+    p.add_argument("--init-from", metavar="DIR", help="start from the model, tokenizer and weights of a run directory or "
+                   "a local Hugging Face GPT-2/Llama folder (its model settings replace --model.*)")
     p.add_argument("--tokenizer", metavar="KIND", help="char | word | bpe (= --data.tokenizer; a prepared --data "
                    "brings its own)")
     p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
@@ -122,7 +125,17 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     from lmforge.training import Trainer
 
-    trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
+    if args.init_from:
+        from lmforge.adapt.finetune import init_from
+
+        if args.resume or args.tokenizer or args.vocab_size or any(k.startswith("model.") for k, _ in parse_overrides(extra)):
+            raise LmforgeError("--init-from brings its own model and tokenizer; drop --resume, --tokenizer, "
+                               "--vocab-size and --model.* overrides")
+        trainer = init_from(args.init_from, cfg, out)
+    elif args.resume and (out / "finetune.json").is_file():
+        raise LmforgeError(f"'{out}' is a fine-tuning run; continue it with `lmforge finetune --resume {out}`")
+    else:
+        trainer = Trainer(cfg, out, resume=bool(args.resume))  # reads and checks the data before anything is printed or written
     main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone prints
     model = trainer.model  # not kept past fit: under torchrun the model holds the process group (distributed.close)
     if args.resume and main_rank:

@@ -32,6 +32,9 @@ def layout_of(cfg: ModelConfig) -> str:
     if cfg.family != "transformer":
         raise LmforgeError(f"only transformers export to Hugging Face; a {cfg.family} model has no transformers "
                            "layout (train with --model.family transformer)")
+    if cfg.lora_rank:
+        raise LmforgeError("this run has LoRA adapters; fold them in first with `lmforge merge RUN_DIR --out DIR`, "
+                           "then export that run")
     if cfg.qk_norm:
         raise LmforgeError("--model.qk_norm has no GPT-2 or Llama equivalent; train with --model.qk_norm false")
     options = {"positions": cfg.positions, "norm": cfg.norm, "mlp": cfg.mlp}

@@ -14,7 +14,12 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     """The model `cfg` describes, over the tokenizer's `vocab_size` tokens (not a setting: the tokenizer's)."""
     if cfg.family not in FAMILIES:
         raise LmforgeError(f"unknown model family '{cfg.family}'; known: {', '.join(FAMILIES)}")
-    return FAMILIES[cfg.family](cfg, vocab_size)
+    model = FAMILIES[cfg.family](cfg, vocab_size)
+    if cfg.lora_rank:  # a LoRA run: the same model with adapters beside the target layers
+        from lmforge.adapt.lora import add_lora
+
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    return model
 
 
 __all__ = ["FAMILIES", "LanguageModel", "NGram", "RNN", "Transformer", "build_model", "next_token_loss"]

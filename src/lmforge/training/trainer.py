@@ -123,7 +123,7 @@ class Trainer:
     def _build_model(self) -> None:
         """The model; under torchrun wrapped for DDP or FSDP; compiled where that pays (`step_model`)."""
         cfg, t = self.cfg, self.cfg.train
-        self.model: LanguageModel = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        self.model: LanguageModel = self._new_model().to(self.device)
         if self.model.fitted_by_counts and self.dist.enabled:  # an n-gram's training is one counting pass
             raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
                                "run it without torchrun")
@@ -132,6 +132,9 @@ class Trainer:
         self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
         compiled = should_compile(t.compile, self.device)
         self.step_model = torch.compile(self.parallel_model) if compiled else self.parallel_model
+
+    def _new_model(self) -> LanguageModel:
+        return build_model(self.cfg.model, self.tokenizer.vocab_size)
 
     def _training_feed(self):
         """Random windows by default; an RNN reads consecutive windows and carries its hidden state across them;

@@ -1,0 +1,122 @@
+"""Instruction fine-tuning: only answers are targets, the run is an ordinary run, LoRA trains adapters only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lmforge.adapt.finetune import pad_examples
+from lmforge.adapt.instructions import ChatTemplate, encode_example, read_instructions
+from lmforge.cli import main
+from lmforge.errors import LmforgeError
+from lmforge.models import next_token_loss
+from lmforge.run import load
+
+PAIRS = [{"prompt": f"Q: {a} plus {b}?\nA: ", "completion": str(a + b)} for a in range(6) for b in range(6)]
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory, small_text_file):
+    out = tmp_path_factory.mktemp("runs") / "bpe"
+    assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(out), "--tokenizer", "bpe",
+                 "--vocab-size", "300", "--train.max_steps", "10", "--train.eval_interval", "5"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    return path
+
+
+def test_prompt_targets_change_neither_loss_nor_gradients(bpe_run):
+    run = load(bpe_run, device="cpu")
+    tok, model = run.tokenizer, run.model.train()
+    ids, trained = encode_example(tok, [("Q: 2 plus 3?\nA: ", False), ("5", True)], ChatTemplate())
+    first_answer = int(np.argmax(trained))
+    assert trained[first_answer:].all() and ids[-1] == tok.eos_id and not trained[:first_answer].any()
+
+    def loss_and_grads(target_ids):
+        inputs, _ = pad_examples([(ids, trained)], 64)
+        _, targets = pad_examples([(target_ids, trained)], 64)
+        model.zero_grad()
+        loss = next_token_loss(model(inputs), targets)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    base_loss, base_grads = loss_and_grads(ids)
+    for k in range(1, first_answer):  # every prompt token, the last one before the answer included
+        other = ids.copy()
+        other[k] = (other[k] + 1) % tok.vocab_size
+        loss, grads = loss_and_grads(other)
+        assert loss == base_loss and all(torch.equal(a, b) for a, b in zip(grads, base_grads))
+    other = ids.copy()
+    other[first_answer] = (other[first_answer] + 1) % tok.vocab_size
+    assert loss_and_grads(other)[0] != base_loss  # the first answer token is a target
+
+
+def test_messages_render_with_the_template_and_train_assistant_turns_only(bpe_run, tmp_path):
+    path = tmp_path / "chat.jsonl"
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"},
+                         {"role": "assistant", "content": "Bye"}]}
+    path.write_text(json.dumps(chat) + "\n" + json.dumps(PAIRS[0]) + "\n")
+    examples = read_instructions(path)
+    tok = load(bpe_run, device="cpu").tokenizer
+    ids, trained = encode_example(tok, examples[0], ChatTemplate())
+    assert tok.decode(ids[trained].tolist()) == "Hello<|endoftext|>Bye<|endoftext|>"
+    assert tok.decode(ids.tolist()).startswith("System: Be brief.\nUser: Hi\nAssistant: Hello")
+    path.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\n')
+    with pytest.raises(LmforgeError, match="line 1 is neither"):
+        read_instructions(path)
+
+
+def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", str(bpe_run), "--data", str(pairs_file), "--out", str(out), "--train.max_steps", "60",
+                 "--train.eval_interval", "20", "--train.lr", "3e-3"]) == 0
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if r["event"] == "eval"]
+    assert evals[-1]["val_loss"] < 0.7 * evals[0]["val_loss"]
+    assert (out / "chat_template.json").is_file() and json.loads((out / "finetune.json").read_text())["val_examples"] == 3
+    capsys.readouterr()
+    assert main(["sample", str(out), "--prompt", "Q: 1 plus 2?\nA: ", "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    assert main(["finetune", "--resume", str(out), "--train.max_steps", "70"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 70
+
+
+def test_lora_finetune_trains_adapters_only_and_merges(bpe_run, pairs_file, tmp_path):
+    out = tmp_path / "lora"
+    assert main(["finetune", str(bpe_run), "--data", str(pairs_file), "--out", str(out), "--lora-rank", "4",
+                 "--train.max_steps", "20", "--train.eval_interval", "10", "--train.lr", "1e-2", "--merge"]) == 0
+    base = load_file(str(bpe_run / "model.safetensors"))
+    tuned = load_file(str(out / "model.safetensors"))
+    adapters = load_file(str(out / "adapter.safetensors"))
+    assert adapters and all(".lora_" in k for k in adapters)
+    assert any(t.abs().sum() > 0 for k, t in adapters.items() if "lora_b" in k)  # the adapters learned
+    for name, t in base.items():  # every base weight is untouched, under its wrapped name where adapted
+        wrapped = name.replace(".weight", ".base.weight").replace(".bias", ".base.bias")
+        assert torch.equal(tuned.get(name, tuned.get(wrapped)), t)
+    lora, merged = load(out, device="cpu"), load(tmp_path / "lora-merged", device="cpu")
+    assert merged.config.model.lora_rank == 0 and set(merged.model.state_dict()) == set(load(bpe_run).model.state_dict())
+    ids = torch.randint(0, lora.tokenizer.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (lora.model(ids) - merged.model(ids)).abs().max() < 1e-5
+    with pytest.raises(LmforgeError, match="lmforge merge"):
+        from lmforge.interop.huggingface import export_hf
+        export_hf(out, tmp_path / "hf")
+
+
+def test_finetune_refuses_bad_input(bpe_run, tiny_run, pairs_file, tmp_path, capsys):
+    for argv, words in (([str(tiny_run), "--data", str(pairs_file)], "no EOS token"),
+                        ([str(bpe_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
+                        ([str(bpe_run), "--data", str(pairs_file), "--model.n_layer", "3"], "cannot be set"),
+                        ([str(bpe_run)], "needs BASE, --data")):
+        assert main(["finetune", *argv, "--out", str(tmp_path / "o")]) == 2
+        assert words in capsys.readouterr().err
