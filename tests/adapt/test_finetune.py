@@ -114,9 +114,19 @@ def test_lora_finetune_trains_adapters_only_and_merges(bpe_run, pairs_file, tmp_
 
 
 def test_finetune_refuses_bad_input(bpe_run, tiny_run, pairs_file, tmp_path, capsys):
-    for argv, words in (([str(tiny_run), "--data", str(pairs_file)], "no EOS token"),
-                        ([str(bpe_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
+    for argv, words in (([str(bpe_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
                         ([str(bpe_run), "--data", str(pairs_file), "--model.n_layer", "3"], "cannot be set"),
                         ([str(bpe_run)], "needs BASE, --data")):
         assert main(["finetune", *argv, "--out", str(tmp_path / "o")]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_a_char_run_without_eos_gains_one(tiny_run, pairs_file, tmp_path):
+    base = load(tiny_run, device="cpu")
+    assert base.tokenizer.eos_id is None
+    out = tmp_path / "char"
+    assert main(["finetune", str(tiny_run), "--data", str(pairs_file), "--out", str(out), "--train.max_steps", "4",
+                 "--train.eval_interval", "2"]) == 0
+    tuned = load(out, device="cpu")
+    assert tuned.tokenizer.eos_id == base.tokenizer.vocab_size == tuned.tokenizer.vocab_size - 1
+    assert tuned.tokenizer.encode("Speak") == base.tokenizer.encode("Speak")  # the old ids stay

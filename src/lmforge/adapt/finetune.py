@@ -168,10 +168,29 @@ def init_from(source: str | Path, cfg: Config, out: str | Path) -> Trainer:
     return trainer
 
 
+def with_eos(tokenizer, state: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
+    """A char tokenizer without EOS (a run on one text) gains one as a new last token, so a fine-tuned model can learn
+    to stop; its embedding row (and head row) start as the mean of the others."""
+    from lmforge.tokenizers.char import CharTokenizer
+
+    if tokenizer.eos_id is not None or not isinstance(tokenizer, CharTokenizer):
+        return tokenizer, state
+    grown = CharTokenizer(tokenizer.chars, tokenizer.unknown, tokenizer.fallback,
+                          {**tokenizer.special_text, "eos": "<|endoftext|>"})
+    if grown.eos_id != tokenizer.vocab_size:
+        return tokenizer, state  # specials already sit after the characters: encode_example says what is missing
+    state = dict(state)
+    for name in ("tok_emb.weight", "head.weight"):
+        if name in state:
+            state[name] = torch.cat([state[name], state[name].mean(0, keepdim=True)])
+    return grown, state
+
+
 def finetune(base: str | Path, data: str | Path, out: str | Path, overrides: dict[str, Any],
              val_data: str | Path | None = None) -> Trainer:
     """A trainer for fine-tuning `base` (a run directory or a local Hugging Face folder) on `data`."""
     config, tokenizer, state = read_base(base)
+    tokenizer, state = with_eos(tokenizer, state)
     examples = read_instructions(data)
     template = ChatTemplate()
     train, val = split_examples(examples, read_instructions(val_data) if val_data else None, config.train.seed)
