@@ -60,6 +60,20 @@ def test_prompt_targets_change_neither_loss_nor_gradients(bpe_run):
     assert loss_and_grads(other)[0] != base_loss  # the first answer token is a target
 
 
+def test_a_long_example_gives_each_answer_token_the_context_decoding_gives_it():
+    ids = np.arange(20)
+    trained = np.arange(20) >= 12  # a prompt of 12 tokens, an answer of 8, with a context of 8
+    x, y = pad_examples([(ids, trained)], 8)
+    for t in range(1, 20):  # decoding predicts token t from the last 8 tokens before it
+        if not trained[t]:
+            continue
+        rows = [r for r in range(len(y)) if (y[r] == t).any()]
+        assert len(rows) == 1, f"token {t} is a target {len(rows)} times"
+        col = int((y[rows[0]] == t).nonzero())
+        assert x[rows[0], : col + 1].tolist() == list(range(max(0, t - 8), t))
+    assert (y != -100).sum() == 8
+
+
 def test_messages_render_with_the_template_and_train_assistant_turns_only(bpe_run, tmp_path):
     path = tmp_path / "chat.jsonl"
     chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},

@@ -33,10 +33,24 @@ FINETUNE_FILE, ADAPTER_FILE = "finetune.json", "adapter.safetensors"
 Example = tuple[np.ndarray, np.ndarray]  # ids, and which ids are targets
 
 
-def pad_examples(rows: list[Example], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets, right-padded; targets are IGNORE_INDEX at prompt tokens and padding. An example longer
-    than the context keeps its end (the answer), losing the start of its prompt."""
-    rows = [(ids[-(block_size + 1):], trained[-(block_size + 1):]) for ids, trained in rows]
+def windows(ids: np.ndarray, trained: np.ndarray, block_size: int) -> list[Example]:
+    """Rows that give every trained target the context decoding gives it. An example that fits the context is one
+    row; a longer one is its first `block_size` + 1 tokens, then, for each answer token past them, a row of the
+    `block_size` tokens before it, since decoding slides its window one token at a time (a row that kept only the
+    example's end would start the prompt elsewhere than decoding does)."""
+    if len(ids) <= block_size + 1:
+        return [(ids, trained)]
+    rows = [(ids[: block_size + 1], trained[: block_size + 1])]
+    last_only = np.zeros(block_size + 1, dtype=bool)
+    last_only[-1] = True
+    rows += [(ids[t - block_size : t + 1], last_only) for t in range(block_size + 1, len(ids)) if trained[t]]
+    return rows
+
+
+def pad_examples(examples: list[Example], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of the examples' rows (`windows`), right-padded; targets are IGNORE_INDEX at prompt
+    tokens and padding."""
+    rows = [row for ids, trained in examples for row in windows(ids, trained, block_size)]
     T = max(len(ids) for ids, _ in rows) - 1
     inputs = torch.zeros((len(rows), T), dtype=torch.int64)
     targets = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.int64)

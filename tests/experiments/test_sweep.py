@@ -1,0 +1,109 @@
+"""Sweeps: every point under one budget, a table and plots, and a restart that reruns only unfinished points."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lmforge.cli import main
+from lmforge.errors import LmforgeError
+from lmforge.experiments.scaling import fit_power_law
+from lmforge.experiments.sweep import parse_params
+from lmforge.training.checkpoint import list_checkpoints
+
+
+def sweep_args(data, out, *extra):
+    return ["sweep", "--preset", "tiny", "--data", str(data), "--param", "model.n_embd=16,32,48", "--tokens", "2560",
+            "--out", str(out), "--train.eval_interval", "5", "--sample.max_new_tokens", "0", *extra]
+
+
+def rows_of(out):
+    with (out / "sweep.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_runs_each_point_under_one_budget_and_reruns_only_unfinished(small_text_file, tmp_path):
+    out = tmp_path / "sweep"
+    assert main(sweep_args(small_text_file, out)) == 0
+    rows = rows_of(out)
+    assert [r["model.n_embd"] for r in rows] == ["16", "32", "48"]
+    assert {r["tokens_seen"] for r in rows} == {"2560"}  # 10 steps of 8 × 32 each: the same budget
+    assert int(rows[0]["params"]) < int(rows[1]["params"]) < int(rows[2]["params"])
+    assert all(float(r["peak_rss_mb"]) > 50 for r in rows)
+    assert (out / "sweep.png").stat().st_size > 5000 and "| model.n_embd |" in (out / "sweep.md").read_text()
+
+    points = sorted((out / "points").glob("n_embd=*/"))
+    first = (points[0] / "metrics.jsonl").read_bytes()
+    # the second point as a kill leaves it: no end record, its newest checkpoint not yet written
+    lines = (points[1] / "metrics.jsonl").read_text().splitlines()
+    (points[1] / "metrics.jsonl").write_text("\n".join(l for l in lines if '"event": "end"' not in l) + "\n")
+    newest = list_checkpoints(points[1])[-1][1]
+    for f in newest.parent.glob(newest.stem + ".*"):
+        f.unlink()
+    # the third as if never started
+    import shutil
+    shutil.rmtree(points[2])
+
+    assert main(sweep_args(small_text_file, out)) == 0
+    assert (points[0] / "metrics.jsonl").read_bytes() == first  # done: not rerun
+    events = [json.loads(l)["event"] for l in (points[1] / "metrics.jsonl").read_text().splitlines()]
+    assert "resume" in events and events[-1] == "end"
+    assert [r["tokens_seen"] for r in rows_of(out)] == ["2560"] * 3
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_continues(small_text_file, tmp_path):
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "lmforge", *sweep_args(small_text_file, out)]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "points" / "n_embd=16" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (first.is_file() and '"event": "end"' in first.read_text()):
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the second point
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    done = first.read_bytes()
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+    assert first.read_bytes() == done
+    assert len(rows_of(out)) == 3
+
+
+def test_power_law_fit_recovers_a_known_law():
+    n = np.geomspace(1e3, 1e6, 6)
+    law = fit_power_law(list(n), list(1.5 + 30.0 * n ** -0.5))
+    assert law.alpha == pytest.approx(0.5, abs=0.02) and law.E == pytest.approx(1.5, abs=0.02) and law.rmse < 1e-3
+    with pytest.raises(LmforgeError, match="at least 3 points"):
+        fit_power_law([1.0, 2.0], [3.0, 2.0])
+
+
+def test_scaling_sweep_writes_a_fit(small_text_file, tmp_path, capsys):
+    out = tmp_path / "scaling"
+    assert main(["sweep", "--scaling", "--preset", "tiny", "--data", str(small_text_file), "--param",
+                 "model.n_embd=16,32,64", "--flops", "3e8", "--out", str(out), "--sample.max_new_tokens", "0"]) == 0
+    rows = rows_of(out)
+    assert int(rows[0]["tokens_seen"]) > int(rows[2]["tokens_seen"])  # the same compute: smaller models see more
+    fit = json.loads((out / "scaling.json").read_text())
+    losses = [float(r["val_loss"]) for r in rows]
+    assert fit["N"]["rmse"] < 0.5 * (max(losses) - min(losses))  # the curve follows the points
+    assert (out / "scaling.png").is_file() and "prediction at this compute" in capsys.readouterr().out
+
+
+def test_bad_sweeps_are_refused(small_text_file, tmp_path, capsys):
+    with pytest.raises(LmforgeError, match="needs KEY=V1,V2"):
+        parse_params(["model.n_embd"])
+    with pytest.raises(LmforgeError, match="unknown config key 'model.n_emb'.*model.n_embd"):
+        parse_params(["model.n_emb=1,2"])
+    assert main(["sweep", "--param", "model.n_embd=16,32", "--out", str(tmp_path / "o")]) == 2
+    assert "one budget" in capsys.readouterr().err
+    assert main(["sweep", "--param", "model.n_embd=16,32", "--tokens", "100", "--flops", "1e9",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--flops is the budget of --scaling" in capsys.readouterr().err
