@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from lmforge.run import Run
 
 DEFAULT_STRATEGIES = "greedy,temperature=0.7,temperature=1.0,temperature=1.3,top_k=10,top_p=0.9"
-KEY_ALIASES = {"temperature": "temperature", "t": "temperature", "top_k": "top_k", "k": "top_k", "top_p": "top_p", "p": "top_p"}
+KEY_ALIASES = {"temperature": "temperature", "t": "temperature", "top_k": "top_k", "k": "top_k", "top_p": "top_p",
+               "p": "top_p"}
 REP_N = 4
 
 
@@ -65,15 +66,16 @@ def parse_strategies(spec: str) -> list[Strategy]:
             key, eq, value = part.partition("=")
             key = KEY_ALIASES.get(key.strip())
             if not eq or key is None:
-                raise LmforgeError(f"--strategies: cannot read {part!r}; write e.g. greedy,temperature=0.8,top_k=40,top_p=0.9"
-                                   " (join settings with '+': t=0.8+p=0.95)")
+                raise LmforgeError(f"--strategies: cannot read {part!r}; write e.g. "
+                                   "greedy,temperature=0.8,top_k=40,top_p=0.9 (join settings with '+': t=0.8+p=0.95)")
             try:
                 settings[key] = int(value) if key == "top_k" else float(value)
             except ValueError:
                 raise LmforgeError(f"--strategies: {part!r} needs a number after '='") from None
         s = Strategy(item, **settings)
         if s.temperature <= 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
-            raise LmforgeError(f"--strategies: {item!r} needs temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 (use 'greedy' for temperature 0)")
+            raise LmforgeError(f"--strategies: {item!r} needs temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 "
+                               "(use 'greedy' for temperature 0)")
         strategies.append(s)
     if not strategies:
         raise LmforgeError("--strategies is empty; e.g. --strategies greedy,temperature=0.8,top_p=0.9")
@@ -85,40 +87,27 @@ def parse_strategies(spec: str) -> list[Strategy]:
 def read_prompts(spec: str | Path) -> list[str]:
     """Prompts from a text file (one per line, blank lines skipped, a literal \\n stands for a newline), or from
     JSONL: a probe suite, or any lines with a "prompt" (or "prompts") key; a shipped suite's name (sotu) works too."""
-    from lmforge.evaluation.probe_suite import shipped_suites
+    from lmforge.evaluation.probe_suite import jsonl_values, shipped_suites
 
     path = Path(spec)
     if not path.is_file() and str(spec) in shipped_suites():
         path = shipped_suites()[str(spec)]
     if not path.is_file():
         raise LmforgeError(f"--prompts '{spec}' does not exist; pass a text file with one prompt per line")
-    prompts: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix != ".jsonl":
-            found = [line.replace("\\n", "\n")]
-        elif line.lstrip().startswith("#"):
-            continue
-        else:
-            found = _jsonl_prompts(line, f"{path}:{number}")
-        prompts.extend(p for p in found if p not in prompts)  # a suite may use one prompt in several probes
+    if path.suffix == ".jsonl":
+        found = [p for number, data in jsonl_values(path, "--prompts") for p in _prompts_of(data, f"{path}:{number}")]
+    else:
+        found = [line.replace("\\n", "\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    prompts = list(dict.fromkeys(found))  # a suite may use one prompt in several probes
     if not prompts:
         raise LmforgeError(f"--prompts '{spec}' holds no prompts; write one prompt per line")
     return prompts
 
 
-def _jsonl_prompts(line: str, where: str) -> list[str]:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError:
-        raise LmforgeError(f"{where}: not valid JSON; write one {{\"prompt\": \"...\"}} per line") from None
-    if isinstance(data, str):
-        found = [data]
-    elif isinstance(data, dict) and ("prompt" in data or "prompts" in data):
-        found = [data["prompt"]] if "prompt" in data else data["prompts"]
-    else:
-        found = None
+def _prompts_of(data: Any, where: str) -> list[str]:
+    if isinstance(data, dict):
+        data = [data["prompt"]] if "prompt" in data else data.get("prompts")
+    found = [data] if isinstance(data, str) else data
     if not isinstance(found, list) or not found or not all(isinstance(p, str) and p for p in found):
         raise LmforgeError(f"{where}: needs a non-empty \"prompt\" string")
     return found
@@ -159,8 +148,8 @@ class StrategyResult:
         return asdict(self)
 
 
-COLUMNS = [("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"), ("rep_4", "rep-4"),
-           ("mean_logprob", "mean log-prob"), ("length_chars", "chars"), ("length_words", "words")]
+COLUMNS = {"distinct_1": "distinct-1", "distinct_2": "distinct-2", "rep_4": "rep-4", "mean_logprob": "mean log-prob",
+           "length_chars": "chars", "length_words": "words"}
 
 
 # ---------------------------------------------------------------------- running
@@ -187,35 +176,30 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
     if max_new_tokens < 1 or samples < 1:
         raise LmforgeError("--max-new-tokens and --samples must be at least 1")
     block = run.model.context_size or run.config.model.block_size
-    encoded = []
-    for prompt in prompts:
-        ids = run.tokenizer.encode(prompt)
+    encoded = [run.tokenizer.encode(prompt) for prompt in prompts]
+    for prompt, ids in zip(prompts, encoded):
         if not ids:
             raise LmforgeError(f"the prompt {prompt!r} encodes to no tokens; give every prompt some text")
-        encoded.append(ids)
     results = []
     for strategy in strategies:
         generator = torch.Generator(device=run.device).manual_seed(seed)  # every strategy starts from the same seed
-        texts, logprobs, lengths = [], [], []
+        texts, logprobs = [], []
         for ids in encoded:
             rows = sample_continuations(run, ids, strategy, max_new_tokens, samples, generator)
             scored: dict[tuple[int, ...], float] = {}  # greedy repeats one row: score it once
-            for row in rows:
-                key = tuple(row)
-                if key not in scored:
-                    scored[key] = float(continuation_logprobs(run.model, ids, row, block, run.device,
+            for row in map(tuple, rows):
+                if row not in scored:
+                    scored[row] = float(continuation_logprobs(run.model, ids, list(row), block, run.device,
                                                               stride=max(1, block // 4)).mean())
-                logprobs.append(scored[key])
-                text = run.tokenizer.decode(ids + row)[len(run.tokenizer.decode(ids)):]
-                texts.append(text)
-                lengths.append(len(text))
+                logprobs.append(scored[row])
+                texts.append(run.tokenizer.decode(ids + list(row))[len(run.tokenizer.decode(ids)):])
         results.append(StrategyResult(
             strategy=strategy.name,
             distinct_1=distinct_n(texts, 1),
             distinct_2=distinct_n(texts, 2),
             rep_4=float(np.mean([repetition_rate(t) for t in texts])),
             mean_logprob=float(np.mean(logprobs)),
-            length_chars=float(np.mean(lengths)),
+            length_chars=float(np.mean([len(t) for t in texts])),
             length_words=float(np.mean([len(t.split()) for t in texts])),
             continuations=len(texts),
             example=texts[0],
@@ -228,44 +212,36 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
 
 def table_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The header and formatted rows of the study table, from results as dicts (as saved in study.json)."""
-    header = ["strategy"] + [title for _, title in COLUMNS]
     rows = [[str(r["strategy"])] + [f"{r[key]:.1f}" if key.startswith("length") else f"{r[key]:.3f}"
-                                    for key, _ in COLUMNS] for r in results]
-    return header, rows
+                                    for key in COLUMNS] for r in results]
+    return ["strategy", *COLUMNS.values()], rows
 
 
 def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
+    from lmforge.evaluation.report import markdown_table
+
     header, rows = table_rows([r.to_dict() for r in results])
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+        return markdown_table(header, rows)
     width = max(len(header[0]), *(len(r[0]) for r in rows)) + 2
-    lines = [header[0].ljust(width) + "".join(h.rjust(15) for h in header[1:])]
-    lines += [row[0].ljust(width) + "".join(c.rjust(15) for c in row[1:]) for row in rows]
-    return "\n".join(lines)
+    return "\n".join(row[0].ljust(width) + "".join(c.rjust(15) for c in row[1:]) for row in [header, *rows])
 
 
 def plot_study(results: list[StrategyResult], path: Path) -> None:
-    """Bars per metric, and the diversity/likelihood trade-off as a scatter."""
+    """A bar chart per metric, and the diversity/likelihood trade-off as a scatter."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r.strategy for r in results]
-    x = np.arange(len(results))
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    axes[0].bar(x - 0.2, [r.distinct_1 for r in results], 0.4, label="distinct-1")
-    axes[0].bar(x + 0.2, [r.distinct_2 for r in results], 0.4, label="distinct-2")
-    axes[0].set(title="diversity (higher: more varied)", ylim=(0, 1))
-    axes[0].legend()
-    axes[1].bar(x, [r.rep_4 for r in results], color="tab:red")
-    axes[1].set(title="rep-4 (higher: more loops)", ylim=(0, 1))
-    axes[2].bar(x, [r.mean_logprob for r in results], color="tab:green")
-    axes[2].set(title="mean log-prob under the model (nats/token)")
-    for ax in axes[:3]:
-        ax.set_xticks(x, names, rotation=30, ha="right")
-    ax = axes[3]
+    panels = {"distinct_1": "distinct-1 (higher: more varied)", "distinct_2": "distinct-2 (higher: more varied)",
+              "rep_4": "rep-4 (higher: more loops)", "mean_logprob": "mean log-prob under the model (nats/token)"}
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(22, 4))
+    for ax, (key, title) in zip(axes, panels.items()):
+        ax.bar(range(len(results)), [getattr(r, key) for r in results], color=f"C{list(panels).index(key)}")
+        ax.set_xticks(range(len(results)), [r.strategy for r in results], rotation=30, ha="right")
+        ax.set(title=title)
+    ax = axes[-1]
     ax.scatter([r.distinct_2 for r in results], [r.mean_logprob for r in results])
     for r in results:
         ax.annotate(r.strategy, (r.distinct_2, r.mean_logprob), fontsize=8, xytext=(3, 3), textcoords="offset points")
@@ -279,8 +255,8 @@ def save_study(results: list[StrategyResult], out_dir: Path, settings: dict[str,
     """study.json, study.md (the table) and study.png in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "study.json", "markdown": out_dir / "study.md", "plot": out_dir / "study.png"}
-    paths["json"].write_text(json.dumps({"settings": settings, "strategies": [r.to_dict() for r in results]}, indent=1),
-                             encoding="utf-8")
+    results_json = {"settings": settings, "strategies": [r.to_dict() for r in results]}
+    paths["json"].write_text(json.dumps(results_json, indent=1), encoding="utf-8")
     paths["markdown"].write_text(format_table(results, markdown=True) + "\n", encoding="utf-8")
     plot_study(results, paths["plot"])
     return paths

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
+                      model_validator)
 
 from lmforge.errors import LmforgeError, did_you_mean
 from lmforge.evaluation.probes import ChoiceProbe, ConsistencyProbe, ContinuationProbe, Probe
@@ -22,19 +23,22 @@ from lmforge.evaluation.probes import ChoiceProbe, ConsistencyProbe, Continuatio
 # ---------------------------------------------------------------------- the schema of a line
 
 
+def _fail(message: str):
+    raise ValueError(message)
+
+
 def _strings(value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(s, str) and s for s in items):
-        raise ValueError("must be a non-empty string or a list of them")
+        _fail("must be a non-empty string or a list of them")
     return items
 
 
 def _pattern(value: str) -> str:
     try:
-        re.compile(value)
+        return re.compile(value).pattern
     except re.error as exc:
         raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from None
-    return value
 
 
 Strings = Annotated[Any, AfterValidator(_strings)]  # one string, or a list of alternatives
@@ -45,15 +49,16 @@ class ProbeLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | None = None
+    id: str | None = None  # checked lines get "lineN" when it is left out
     note: str | None = None  # for the reader of the suite; not used
-    prompt: Strings | None = None
+    prompt: Annotated[Any, AfterValidator(lambda v: v if isinstance(v, str) and v else _fail(
+        "is one non-empty string; use 'prompts' for a group of paraphrases"))] | None = None
     prompts: Strings | None = None
-    contains: Strings | None = None
-    not_contains: Strings | None = None
+    contains: Strings = []
+    not_contains: Strings = []
     regex: Annotated[str, AfterValidator(_pattern)] | None = None
-    choices: Annotated[Strings, AfterValidator(lambda v: v if len(v) >= 2 else _fail("needs at least two choices"))] | None = None
-    answer: Union[StrictInt, str] | None = None
+    choices: Annotated[Strings, AfterValidator(lambda v: v if len(v) > 1 else _fail("needs at least two choices"))] = []
+    answer: Union[StrictInt, str] | None = None  # the right choice, as its text or its index; checked, an index
     length_normalize: StrictBool = False
     agree_on: Literal["first_word", "first_line", "all"] = "first_word"
     ignore_case: StrictBool = False
@@ -64,28 +69,30 @@ class ProbeLine(BaseModel):
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     seed: StrictInt = 0
 
+    def text_checks(self) -> list[str]:
+        return [k for k in ("contains", "not_contains") if getattr(self, k)] + ["regex"] * (self.regex is not None)
+
     @model_validator(mode="after")
     def _one_kind(self) -> ProbeLine:
         if (self.prompt is None) == (self.prompts is None):
             _fail("give either 'prompt' (one prompt) or 'prompts' (a consistency group), not both or neither")
-        if self.prompt is not None and len(self.prompt) != 1:
-            _fail("'prompt' is one string; use 'prompts' for a group of paraphrases")
         if self.prompts is not None and len(self.prompts) < 2:
             _fail("a consistency group needs at least two 'prompts'")
-        text_checks = [k for k in ("contains", "not_contains", "regex") if getattr(self, k) is not None]
-        if self.prompts is not None and text_checks:
-            _fail(f"a consistency group ('prompts') takes 'choices' or 'agree_on', not '{text_checks[0]}'; "
+        if self.prompts is not None and self.text_checks():
+            _fail(f"a consistency group ('prompts') takes 'choices' or 'agree_on', not '{self.text_checks()[0]}'; "
                   "check each paraphrase with its own probe")
-        if self.prompt is not None and not text_checks and self.choices is None:
+        if self.prompt is not None and not self.text_checks() and not self.choices:
             _fail("the probe checks nothing; add 'contains', 'not_contains', 'regex' or 'choices'")
-        if self.answer is not None and self.choices is None:
+        if self.answer is not None and not self.choices:
             _fail("'answer' needs 'choices' to pick from")
-        if self.answer is None and self.choices is not None and self.prompt is not None:
+        if self.answer is None and self.choices and self.prompt is not None:
             _fail("a multiple-choice probe needs 'answer' (the right choice's text or index)")
         if isinstance(self.answer, int) and not 0 <= self.answer < len(self.choices):
             _fail(f"'answer' index {self.answer} is out of range for {len(self.choices)} choices")
         if isinstance(self.answer, str) and self.answer not in self.choices:
             _fail(f"'answer' {self.answer!r} is not one of the choices {self.choices}")
+        if isinstance(self.answer, str):
+            self.answer = self.choices.index(self.answer)
         return self
 
     def sampling(self) -> dict[str, Any]:
@@ -95,10 +102,6 @@ class ProbeLine(BaseModel):
         return dict(greedy=greedy, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=self.seed)
 
 
-def _fail(message: str):
-    raise ValueError(message)
-
-
 def _one_line(exc: ValidationError, where: str) -> LmforgeError:
     """pydantic's first complaint as one line that names the key and the rule."""
     error = exc.errors()[0]
@@ -106,7 +109,8 @@ def _one_line(exc: ValidationError, where: str) -> LmforgeError:
     message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
     if error["type"] == "extra_forbidden":
         keys = ProbeLine.model_fields
-        return LmforgeError(f"{where}: unknown probe key '{key}'{did_you_mean(key, keys)}; keys are {', '.join(sorted(keys))}")
+        return LmforgeError(f"{where}: unknown probe key '{key}'{did_you_mean(key, keys)}; "
+                            f"keys are {', '.join(sorted(keys))}")
     if error["type"] == "model_type":
         return LmforgeError(f"{where}: a probe is a JSON object like {{\"prompt\": \"...\", \"contains\": \"...\"}}")
     if error["type"].startswith(("greater_than", "less_than")):
@@ -114,28 +118,17 @@ def _one_line(exc: ValidationError, where: str) -> LmforgeError:
     return LmforgeError(f"{where}: '{key}' {message}" if key else f"{where}: {message}")
 
 
-def probes_of(line: ProbeLine, probe_id: str) -> list[Probe]:
-    """The probes one checked line asks for."""
-    answer = line.choices.index(line.answer) if isinstance(line.answer, str) else line.answer
-    if line.prompts is not None:
-        return [ConsistencyProbe(probe_id, line.prompts, line.choices or [], answer, line.length_normalize,
-                                 line.agree_on, line.max_new_tokens, line.sampling())]
-    prompt, probes = line.prompt[0], []
-    if line.contains or line.not_contains or line.regex is not None:
-        probes.append(ContinuationProbe(probe_id, prompt, line.contains or [], line.not_contains or [], line.regex,
-                                        line.ignore_case, line.max_new_tokens, line.sampling()))
-    if line.choices:
-        probes.append(ChoiceProbe(probe_id, prompt, line.choices, answer, line.length_normalize))
-    return probes
-
-
 def parse_probe(data: Any, where: str, default_id: str) -> list[Probe]:
-    """The probes of one line's JSON value; `where` (file:line) prefixes every error."""
+    """The probes one line's JSON value asks for; `where` (file:line) prefixes every error."""
     try:
         line = ProbeLine.model_validate(data)
     except ValidationError as exc:
         raise _one_line(exc, where) from None
-    return probes_of(line, line.id or default_id)
+    line.id = line.id or default_id
+    if line.prompts is not None:
+        return [ConsistencyProbe(line)]
+    probes = [ContinuationProbe(line)] if line.text_checks() else []
+    return probes + ([ChoiceProbe(line)] if line.choices else [])
 
 
 # ---------------------------------------------------------------------- reading a suite
@@ -162,25 +155,32 @@ def resolve_suite(spec: str | Path) -> Path:
                        f"({names}){did_you_mean(str(spec), shipped)}")
 
 
-def load_suite(path: str | Path) -> list[Probe]:
-    path = resolve_suite(path)
+def jsonl_values(path: Path, flag: str) -> list[tuple[int, Any]]:
+    """(line number, JSON value) of each line of `path`, blank lines and `#` lines skipped; a bad line is one error."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise LmforgeError(f"--suite '{path}' is not UTF-8 text; save it as UTF-8 JSONL") from None
-    probes, seen = [], set()
+        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
+    values = []
     for number, text in enumerate(lines, 1):
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
+        if text.strip() and not text.lstrip().startswith("#"):
+            try:
+                values.append((number, json.loads(text)))
+            except json.JSONDecodeError as exc:
+                raise LmforgeError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                                   "write one JSON object per line") from None
+    return values
+
+
+def load_suite(path: str | Path) -> list[Probe]:
+    path = resolve_suite(path)
+    probes, seen = [], set()
+    for number, data in jsonl_values(path, "--suite"):
         where = f"{path}:{number}"
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LmforgeError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); one probe object per line") from None
         found = parse_probe(data, where, default_id=f"line{number}")
-        if found[0].id in seen:
-            raise LmforgeError(f"{where}: probe id '{found[0].id}' is used twice; give each probe its own id")
-        seen.add(found[0].id)
+        if found[0].line.id in seen:
+            raise LmforgeError(f"{where}: probe id '{found[0].line.id}' is used twice; give each probe its own id")
+        seen.add(found[0].line.id)
         probes.extend(found)
     if not probes:
         raise LmforgeError(f"--suite '{path}' holds no probes; write one JSON object per line")

@@ -1,42 +1,21 @@
 """Prompt probes: small, named checks of what a model does with a prompt.
 
-A suite is a JSONL file, one probe per line (blank lines and lines starting
-with `#` are skipped). A line is one of three kinds:
+A suite is a JSONL file, one probe per line; the README describes its keys and
+`probe_suite.ProbeLine` declares them. A line asks for one or two kinds of probe,
+each a small type with its own `run`:
 
-1. A prompt whose continuation is checked (greedy by default; give any of
-   `temperature`, `top_k`, `top_p`, or `"greedy": false`, to sample, with `seed`):
+- `ContinuationProbe`: `contains` (any one of its alternatives), `not_contains` (none
+  of them) and `regex` checks on the continuation of `prompt`, greedy unless the
+  line gives a sampling setting;
+- `ChoiceProbe`: multiple choice, ranked by the model's log-likelihood of each choice
+  after the prompt, the two encoded as one text (`scoring.split_at_prompt` says why),
+  summed over its tokens or, with `length_normalize`, per UTF-8 byte of the choice;
+- `ConsistencyProbe`: paraphrased `prompts` that must rank the same choice first (and
+  it must be `answer`, if given) or, without choices, whose continuations must agree
+  on `agree_on` (the first word, lower-cased and without punctuation; the first line;
+  or all of it).
 
-       {"id": "senate", "prompt": "Fellow-Citizens of the", "contains": "Senate"}
-       {"id": "year", "prompt": "In the year 18", "regex": "^\\d\\d"}
-       {"id": "no-loop", "prompt": "The", "not_contains": ["the the", "and and"], "temperature": 0.8}
-
-   `contains`: a string, or a list of accepted alternatives (any one passes);
-   `not_contains`: a string or a list, none may appear; `regex`: a Python
-   pattern searched for in the continuation. `ignore_case` applies to all
-   three; `max_new_tokens` (default 40) sets the continuation's length.
-
-2. Multiple choice, ranked by the model's log-likelihood of each choice after
-   the prompt (summed over its tokens; `"length_normalize": true` divides by
-   the choice's UTF-8 bytes, for choices of different lengths), encoded with
-   the prompt as one text (`scoring.split_at_prompt` says where scoring starts):
-
-       {"id": "us", "prompt": "the United", "choices": [" States", " Kingdom"], "answer": " States"}
-
-   `answer` is the right choice, as its text or its index.
-
-3. A consistency group: paraphrased prompts that must agree. With `choices`,
-   they must rank the same choice first (and it must be `answer`, if given);
-   without, their greedy continuations must agree on `agree_on`:
-   "first_word" (default: the first word, lower-cased, without punctuation),
-   "first_line", or "all".
-
-       {"id": "fellow", "prompts": ["Fellow-Citizens of the", "Fellow Citizens of the"]}
-
-A line's schema is `probe_suite.ProbeLine`, which turns it into its probes, one
-small type per kind (`ContinuationProbe`, `ChoiceProbe`, `ConsistencyProbe`), each
-with its own `run`. Every check counts once in the summary under its type
-(`contains`, `not_contains`, `regex`, `choices`, `consistency`); a line may hold a
-continuation probe and a choice probe, and each of its checks counts.
+Every check counts once in the summary under its type (`CHECK_TYPES`).
 """
 from __future__ import annotations
 
@@ -44,13 +23,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+import numpy as np
+
 if TYPE_CHECKING:
+    from lmforge.evaluation.probe_suite import ProbeLine
     from lmforge.run import Run
 
 CHECK_TYPES = ("contains", "not_contains", "regex", "choices", "consistency")
-
-
-# ---------------------------------------------------------------------- the kinds of probe
 
 
 @dataclass
@@ -62,21 +41,21 @@ class CheckResult:
     outputs: dict[str, Any] = field(default_factory=dict)  # continuations, choice scores
 
 
-def choice_scores(run: Run, prompt: str, choices: list[str], length_normalize: bool) -> list[float]:
+def continuation(run: Run, prompt: str, line: ProbeLine) -> str:
+    return run.generate(prompt, line.max_new_tokens, **line.sampling())[len(prompt):]
+
+
+def choice_scores(run: Run, prompt: str, line: ProbeLine) -> list[float]:
     """The log-likelihood of each choice after `prompt`, encoded with it (per byte of the choice if asked)."""
     from lmforge.evaluation.scoring import continuation_logprobs, split_at_prompt
 
     block = run.model.context_size or run.config.model.block_size
     scores = []
-    for choice in choices:
+    for choice in line.choices:
         context, scored = split_at_prompt(run.tokenizer, prompt, choice)
         total = float(continuation_logprobs(run.model, context, scored, block, run.device).sum())
-        scores.append(total / len(choice.encode("utf-8")) if length_normalize else total)
+        scores.append(total / len(choice.encode("utf-8")) if line.length_normalize else total)
     return scores
-
-
-def _best(scores: list[float]) -> int:
-    return max(range(len(scores)), key=scores.__getitem__)
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -88,36 +67,28 @@ def _short(text: str, limit: int = 80) -> str:
 class ContinuationProbe:
     """Checks on the text the model writes after one prompt."""
 
-    id: str
-    prompt: str
-    contains: list[str] = field(default_factory=list)  # alternatives: any one passes
-    not_contains: list[str] = field(default_factory=list)
-    regex: str | None = None
-    ignore_case: bool = False
-    max_new_tokens: int = 40
-    sampling: dict[str, Any] = field(default_factory=dict)
+    line: ProbeLine
 
     @property
     def check_types(self) -> list[str]:
-        return [t for t in ("contains", "not_contains") if getattr(self, t)] + ["regex"] * (self.regex is not None)
+        return self.line.text_checks()
 
     def run(self, run: Run) -> list[CheckResult]:
-        text = run.generate(self.prompt, self.max_new_tokens, **self.sampling)[len(self.prompt):]
-        seen = text.lower() if self.ignore_case else text
-        found = [s for s in self.contains + self.not_contains if (s.lower() if self.ignore_case else s) in seen]
-        shown, results = {"continuation": text}, []
-        if self.contains:
-            hits = [s for s in self.contains if s in found]
-            detail = f"found {hits[0]!r}" if hits else f"none of {self.contains} in {_short(text)}"
-            results.append(CheckResult(self.id, "contains", bool(hits), detail, shown))
-        if self.not_contains:
-            hits = [s for s in self.not_contains if s in found]
-            detail = f"found {hits[0]!r} in {_short(text)}" if hits else f"none of {self.not_contains}"
-            results.append(CheckResult(self.id, "not_contains", not hits, detail, shown))
-        if self.regex is not None:
-            match = re.search(self.regex, text, re.IGNORECASE if self.ignore_case else 0)
-            detail = f"matched {match.group(0)!r}" if match else f"/{self.regex}/ not in {_short(text)}"
-            results.append(CheckResult(self.id, "regex", match is not None, detail, shown))
+        line = self.line
+        text = continuation(run, line.prompt, line)
+        flags, shown, results = re.IGNORECASE if line.ignore_case else 0, {"continuation": text}, []
+        if line.contains:
+            hits = [s for s in line.contains if re.search(re.escape(s), text, flags)]
+            detail = f"found {hits[0]!r}" if hits else f"none of {line.contains} in {_short(text)}"
+            results.append(CheckResult(line.id, "contains", bool(hits), detail, shown))
+        if line.not_contains:
+            hits = [s for s in line.not_contains if re.search(re.escape(s), text, flags)]
+            detail = f"found {hits[0]!r} in {_short(text)}" if hits else f"none of {line.not_contains}"
+            results.append(CheckResult(line.id, "not_contains", not hits, detail, shown))
+        if line.regex is not None:
+            match = re.search(line.regex, text, flags)
+            detail = f"matched {match.group(0)!r}" if match else f"/{line.regex}/ not in {_short(text)}"
+            results.append(CheckResult(line.id, "regex", match is not None, detail, shown))
         return results
 
 
@@ -125,20 +96,17 @@ class ContinuationProbe:
 class ChoiceProbe:
     """Multiple choice after one prompt: the answer must have the highest log-likelihood."""
 
-    id: str
-    prompt: str
-    choices: list[str]
-    answer: int
-    length_normalize: bool = False
+    line: ProbeLine
     check_types = ["choices"]
 
     def run(self, run: Run) -> list[CheckResult]:
-        scores = choice_scores(run, self.prompt, self.choices, self.length_normalize)
-        best = _best(scores)
-        detail = f"ranked {self.choices[best]!r} first" + (
-            "" if best == self.answer else f", not {self.choices[self.answer]!r}")
-        return [CheckResult(self.id, "choices", best == self.answer, detail,
-                            {"scores": dict(zip(self.choices, scores)), "chosen": self.choices[best]})]
+        line = self.line
+        scores = choice_scores(run, line.prompt, line)
+        best = int(np.argmax(scores))
+        detail = f"ranked {line.choices[best]!r} first" + (
+            "" if best == line.answer else f", not {line.choices[line.answer]!r}")
+        return [CheckResult(line.id, "choices", best == line.answer, detail,
+                            {"scores": dict(zip(line.choices, scores)), "chosen": line.choices[best]})]
 
 
 def agreement_key(text: str, agree_on: str) -> str:
@@ -146,8 +114,7 @@ def agreement_key(text: str, agree_on: str) -> str:
     if agree_on == "all":
         return text.strip()
     if agree_on == "first_line":
-        stripped = text.strip()
-        return stripped.splitlines()[0].strip() if stripped else ""
+        return (text.strip().splitlines() or [""])[0].strip()
     words = text.split()
     return re.sub(r"^\W+|\W+$", "", words[0]).lower() if words else ""
 
@@ -156,46 +123,31 @@ def agreement_key(text: str, agree_on: str) -> str:
 class ConsistencyProbe:
     """Paraphrased prompts that must agree: on the choice ranked first, or on their continuations."""
 
-    id: str
-    prompts: list[str]
-    choices: list[str] = field(default_factory=list)
-    answer: int | None = None
-    length_normalize: bool = False
-    agree_on: str = "first_word"
-    max_new_tokens: int = 40
-    sampling: dict[str, Any] = field(default_factory=dict)
+    line: ProbeLine
     check_types = ["consistency"]
 
     def run(self, run: Run) -> list[CheckResult]:
-        return [self._choices(run) if self.choices else self._continuations(run)]
-
-    def _choices(self, run: Run) -> CheckResult:
-        picks = [self.choices[_best(choice_scores(run, p, self.choices, self.length_normalize))] for p in self.prompts]
-        agree = len(set(picks)) == 1
-        right = self.answer is None or picks[0] == self.choices[self.answer]
-        if agree and right:
-            detail = f"all {len(picks)} prompts ranked {picks[0]!r} first"
-        elif agree:
-            detail = f"all prompts ranked {picks[0]!r} first, not the answer {self.choices[self.answer]!r}"
-        else:
-            detail = "prompts disagree: " + ", ".join(f"{p!r}→{c!r}" for p, c in zip(self.prompts, picks))
-        return CheckResult(self.id, "consistency", agree and right, detail, {"picks": picks})
-
-    def _continuations(self, run: Run) -> CheckResult:
-        texts = [run.generate(p, self.max_new_tokens, **self.sampling)[len(p):] for p in self.prompts]
-        keys = [agreement_key(t, self.agree_on) for t in texts]
+        line = self.line
+        if line.choices:
+            picks = [line.choices[int(np.argmax(choice_scores(run, p, line)))] for p in line.prompts]
+            agree = len(set(picks)) == 1
+            right = line.answer is None or picks[0] == line.choices[line.answer]
+            if agree and right:
+                detail = f"all {len(picks)} prompts ranked {picks[0]!r} first"
+            elif agree:
+                detail = f"all prompts ranked {picks[0]!r} first, not the answer {line.choices[line.answer]!r}"
+            else:
+                detail = "prompts disagree: " + ", ".join(f"{p!r}→{c!r}" for p, c in zip(line.prompts, picks))
+            return [CheckResult(line.id, "consistency", agree and right, detail, {"picks": picks})]
+        texts = [continuation(run, p, line) for p in line.prompts]
+        keys = [agreement_key(t, line.agree_on) for t in texts]
         agree = len(set(keys)) == 1 and keys[0] != ""
         detail = (f"all {len(keys)} prompts agree on {keys[0]!r}" if agree
-                  else f"{self.agree_on} differs: " + ", ".join(repr(k) for k in keys))
-        return CheckResult(self.id, "consistency", agree, detail, {"continuations": texts, "keys": keys})
+                  else f"{line.agree_on} differs: " + ", ".join(repr(k) for k in keys))
+        return [CheckResult(line.id, "consistency", agree, detail, {"continuations": texts, "keys": keys})]
 
 
 Probe = Union[ContinuationProbe, ChoiceProbe, ConsistencyProbe]
-
-
-# ---------------------------------------------------------------------- running a suite
-
-
 
 
 @dataclass
@@ -235,8 +187,6 @@ def format_report(report: ProbeReport, verbose: bool = False) -> str:
         lines.append(f"{t:<14}{s['passed']:>8}{s['total']:>7}{s['pass_rate']:>8.0%}")
     lines.append(f"{'all':<14}{report.passed:>8}{len(report.checks):>7}{report.pass_rate:>8.0%}")
     shown = [c for c in report.checks if verbose or not c.passed]
-    if shown:
-        lines.append("")
-    for c in shown:
-        lines.append(f"{'PASS' if c.passed else 'FAIL'} {c.probe} [{c.type}]: {c.detail}")
+    lines += [""] if shown else []
+    lines += [f"{'PASS' if c.passed else 'FAIL'} {c.probe} [{c.type}]: {c.detail}" for c in shown]
     return "\n".join(lines)

@@ -23,7 +23,6 @@ byte compares any two.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ class Side:
     source: str  # e.g. "best eval in metrics.jsonl (step 400)" or "eval of data.txt"
     data: str | None = None  # the text measured, when known
     tokenizer: str | None = None
+    stride: int | None = None  # the sliding-window stride of an eval on `data`
 
 
 @dataclass
@@ -70,69 +70,49 @@ class RegressionResult:
                 "checks": [asdict(c) for c in self.checks], "notes": self.notes}
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir()
-
-
-def read_eval_json(path: Path) -> dict[str, Any]:
+def side_from_json(path: Path, label: str) -> Side:
+    hint = f"save a baseline with `lmforge eval RUN --data PATH --json > {path.name}`"
     if not path.is_file():
         raise LmforgeError(f"'{path}' is neither a run directory nor an eval JSON file; pass a run directory or "
                            "the output of `lmforge eval RUN --data PATH --json`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LmforgeError(f"'{path}' is not JSON; save a baseline with `lmforge eval RUN --data PATH --json > {path.name}`") from None
-    if not isinstance(data, dict) or not any(k in data for k in METRICS):
-        raise LmforgeError(f"'{path}' holds no 'loss' or 'bits_per_byte'; save a baseline with "
-                           f"`lmforge eval RUN --data PATH --json > {path.name}`")
-    return data
-
-
-def side_from_json(path: Path, label: str) -> Side:
-    data = read_eval_json(path)
-    metrics = {k: float(data[k]) for k in METRICS if isinstance(data.get(k), (int, float))}
-    return Side(label, metrics, f"eval JSON {path}", data=data.get("data"), tokenizer=data.get("tokenizer"))
-
-
-def _run_tokenizer(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "tokenizer.json").read_text(encoding="utf-8")).get("type")
-    except (OSError, ValueError, AttributeError):
-        return None
+        raise LmforgeError(f"'{path}' is not JSON; {hint}") from None
+    metrics = {k: float(data[k]) for k in METRICS if isinstance(data, dict) and isinstance(data.get(k), (int, float))}
+    if not metrics:
+        raise LmforgeError(f"'{path}' holds no 'loss' or 'bits_per_byte'; {hint}")
+    return Side(label, metrics, f"eval JSON {path}", data.get("data"), data.get("tokenizer"), data.get("stride"))
 
 
 def side_from_metrics(run_dir: Path, label: str) -> Side:
+    import yaml
+
+    from lmforge.evaluation.verdict import eval_records
     from lmforge.training.metrics import read_metrics
 
-    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("event") == "eval"
-             and math.isfinite(r.get("val_loss", math.nan))]
+    evals = eval_records(read_metrics(run_dir / "metrics.jsonl"))
     if not evals:
         raise LmforgeError(f"'{run_dir}' has no eval records in metrics.jsonl; compare on a file instead with --data PATH")
     best = min(evals, key=lambda r: r["val_loss"])
     metrics = {"loss": float(best["val_loss"])}
     if "val_bpb" in best:
         metrics["bits_per_byte"] = float(best["val_bpb"])
-    data = _config_data(run_dir)
-    return Side(label, metrics, f"best eval in metrics.jsonl (step {best['step']})",
-                data=f"val split of {data}", tokenizer=_run_tokenizer(run_dir))
-
-
-def _config_data(run_dir: Path) -> str:
-    import yaml
-
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        return str((cfg.get("data") or {}).get("path") or "the built-in corpus")
-    except (OSError, yaml.YAMLError):
-        return "unknown data"
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        data = (config.get("data") or {}).get("path") or "the built-in corpus"
+        tokenizer = json.loads((run_dir / "tokenizer.json").read_text(encoding="utf-8")).get("type")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        data, tokenizer = "unknown data", None
+    return Side(label, metrics, f"best eval in metrics.jsonl (step {best['step']})", f"val split of {data}", tokenizer)
 
 
 def side_from_eval(run_dir: Path, label: str, data: str, stride: int | None, device: str) -> Side:
     from lmforge.evaluation.evaluate import evaluate_file
 
     result = evaluate_file(run_dir, data, stride=stride, device=device)
-    return Side(label, {k: result[k] for k in METRICS}, f"eval of {data} (stride {result['stride']})", data=data,
-                tokenizer=result.get("tokenizer"))
+    return Side(label, {k: result[k] for k in METRICS}, f"eval of {data} (stride {result['stride']})", data,
+                result.get("tokenizer"), result["stride"])
 
 
 def compare(baseline: Side, candidate: Side, tolerance: float, abs_tolerance: float) -> RegressionResult:
@@ -160,30 +140,18 @@ def compare(baseline: Side, candidate: Side, tolerance: float, abs_tolerance: fl
 def regress(candidate: str | Path, baseline: str | Path, *, tolerance: float = 0.01, abs_tolerance: float = 0.0,
             data: str | None = None, stride: int | None = None, device: str = "auto") -> RegressionResult:
     """Compare `candidate` with `baseline` (each a run directory or an eval JSON); see the module docstring."""
-    cand_path, base_path = Path(candidate), Path(baseline)
-    base_json = None if is_run_dir(base_path) else side_from_json(base_path, "baseline")
-    cand_json = None if is_run_dir(cand_path) else side_from_json(cand_path, "candidate")
-    if data is None and base_json is not None and cand_json is None:
-        data = base_json.data  # measure the run on the text the baseline measured
+    paths = {"baseline": Path(baseline), "candidate": Path(candidate)}
+    sides = {label: None if path.is_dir() else side_from_json(path, label) for label, path in paths.items()}
+    saved = [side for side in sides.values() if side is not None]
+    if data is None and len(saved) == 1:  # measure the run on the text the eval JSON measured, with its stride
+        data, stride = saved[0].data, saved[0].stride if stride is None else stride
         if data is None or not Path(data).is_file():
-            raise LmforgeError(f"the baseline '{base_path}' does not name a readable data file; pass --data PATH "
-                               "(the file the baseline was evaluated on)")
-        if stride is None:
-            stride = json.loads(base_path.read_text(encoding="utf-8")).get("stride")
-    if data is None and cand_json is not None and base_json is None:
-        data = cand_json.data
-        if data is None or not Path(data).is_file():
-            raise LmforgeError(f"the candidate '{cand_path}' does not name a readable data file; pass --data PATH")
-
-    def side(path: Path, as_json: Side | None, label: str) -> Side:
-        if as_json is not None:
-            return as_json
-        if data is not None:
-            return side_from_eval(path, label, data, stride, device)
-        return side_from_metrics(path, label)
-
-    return compare(side(base_path, base_json, "baseline"), side(cand_path, cand_json, "candidate"),
-                   tolerance, abs_tolerance)
+            raise LmforgeError(f"the {saved[0].label} '{paths[saved[0].label]}' does not name a readable data file; "
+                               f"pass --data PATH (the file the {saved[0].label} was evaluated on)")
+    for label, path in paths.items():
+        if sides[label] is None:
+            sides[label] = side_from_eval(path, label, data, stride, device) if data else side_from_metrics(path, label)
+    return compare(sides["baseline"], sides["candidate"], tolerance, abs_tolerance)
 
 
 def format_result(result: RegressionResult) -> str:

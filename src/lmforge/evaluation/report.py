@@ -15,7 +15,6 @@ import html
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,30 +26,13 @@ EVALS_DIR = "evals"
 
 @dataclass
 class Section:
-    """One part of the page: a title and blocks rendered to both HTML and Markdown."""
+    """One part of the page: a title and blocks rendered to both HTML and Markdown.
+
+    A block is (kind, payload): ("p", text), ("bullets", [text]), ("table", (header, rows)), ("image", (path, alt))
+    or ("pre", (text, caption)); `**bold**` in text shows as bold in both."""
 
     title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, payload): p, bullets, table, image, pre
-
-    def p(self, text: str) -> Section:
-        self.blocks.append(("p", text))
-        return self
-
-    def bullets(self, items: list[str]) -> Section:
-        self.blocks.append(("bullets", items))
-        return self
-
-    def table(self, header: list[str], rows: list[list[Any]]) -> Section:
-        self.blocks.append(("table", (header, rows)))
-        return self
-
-    def image(self, path: Path, alt: str) -> Section:
-        self.blocks.append(("image", (path, alt)))
-        return self
-
-    def pre(self, text: str, caption: str = "") -> Section:
-        self.blocks.append(("pre", (text, caption)))
-        return self
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- reading the run
@@ -87,11 +69,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "" if value is None else str(value)
 
 
-def draw_current_curves(records: list[dict[str, Any]], run_dir: Path, workdir: Path) -> Path | None:
-    """curves.png redrawn from metrics.jsonl as it is now (falls back to the run's own file)."""
+def draw_current_curves(records: list[dict[str, Any]], run_dir: Path, path: Path) -> Path | None:
+    """curves.png redrawn at `path` from metrics.jsonl as it is now (falls back to the run's own file)."""
     from lmforge.training.plots import draw_curves
 
-    path = workdir / "curves.png"
     try:
         draw_curves(records, path)
         return path
@@ -124,21 +105,18 @@ def overview_section(run_dir: Path, records: list[dict[str, Any]], config: dict[
                      f"{_fmt(whole.get('val_loss'))} nats/token, perplexity {_fmt(whole.get('val_ppl'), 3)}, "
                      f"{_fmt(whole.get('val_bpb'))} bits/byte over {_fmt(whole.get('val_tokens'))} tokens; "
                      f"the evals scored {_fmt(train.get('eval_tokens')) or 'a sample'} of them"])
-    return Section("Run").table(["", ""], rows)
+    return Section("Run", [("table", (["", ""], rows))])
 
 
 def verdict_section(verdict: Verdict, evals: list[dict[str, Any]]) -> Section:
-    s = Section("Verdict")
-    s.p(f"**{verdict.label}**")
-    s.bullets(verdict.evidence)
+    blocks = [("p", f"**{verdict.label}**"), ("bullets", verdict.evidence)]
     if verdict.best_step is not None:
         best = next(r for r in evals if int(r["step"]) == verdict.best_step)
-        s.p(f"Best step: **{verdict.best_step}**, val loss {best['val_loss']:.4f} nats/token"
-            + (f", perplexity {best['val_ppl']:.3f}" if "val_ppl" in best else "")
-            + (f", {best['val_bpb']:.4f} bits/byte" if "val_bpb" in best else "")
-            + ". model.safetensors holds the weights of this step.")
-    s.p(f"What to do: {verdict.advice}.")
-    return s
+        blocks.append(("p", f"Best step: **{verdict.best_step}**, val loss {best['val_loss']:.4f} nats/token"
+                       + (f", perplexity {best['val_ppl']:.3f}" if "val_ppl" in best else "")
+                       + (f", {best['val_bpb']:.4f} bits/byte" if "val_bpb" in best else "")
+                       + ". model.safetensors holds the weights of this step."))
+    return Section("Verdict", blocks + [("p", f"What to do: {verdict.advice}.")])
 
 
 def history_section(evals: list[dict[str, Any]], best_step: int | None, limit: int = 40) -> Section:
@@ -150,27 +128,27 @@ def history_section(evals: list[dict[str, Any]], best_step: int | None, limit: i
     rows = [[f"{r['step']}{' (best)' if int(r['step']) == best_step else ''}", _fmt(r.get("train_loss")),
              _fmt(r.get("val_loss")), _fmt(r.get("val_ppl"), 3), _fmt(r.get("val_bpb")),
              _fmt(r.get("tokens_seen")), _fmt(r.get("lr"), 6)] for r in shown]
-    s = Section("Eval history")
-    if len(shown) < len(evals):
-        s.p(f"{len(shown)} of {len(evals)} evals shown.")
-    return s.table(["step", "train loss", "val loss", "val ppl", "val bits/byte", "tokens seen", "lr"], rows)
+    header = ["step", "train loss", "val loss", "val ppl", "val bits/byte", "tokens seen", "lr"]
+    note = [("p", f"{len(shown)} of {len(evals)} evals shown.")] if len(shown) < len(evals) else []
+    return Section("Eval history", note + [("table", (header, rows))])
 
 
 def file_evals_section(results: list[tuple[Path, dict[str, Any]]]) -> Section:
     rows = [[d.get("data", p.stem), _fmt(d.get("loss")), _fmt(d.get("perplexity"), 3), _fmt(d.get("bits_per_byte")),
              _fmt(d.get("tokens")), _fmt(d.get("stride"))] for p, d in results]
-    return Section("Evals on text files").table(["data", "loss", "perplexity", "bits/byte", "tokens", "stride"], rows)
+    header = ["data", "loss", "perplexity", "bits/byte", "tokens", "stride"]
+    return Section("Evals on text files", [("table", (header, rows))])
 
 
 def probes_section(results: list[tuple[Path, dict[str, Any]]]) -> Section:
     s = Section("Probes")
     for _, d in results:
-        s.p(f"Suite {d.get('suite', '?')}: {d.get('passed', 0)} of {d.get('total', 0)} checks passed "
-            f"({d.get('pass_rate', 0.0):.0%}).")
-        s.table(["check", "passed", "total"],
-                [[t, v["passed"], v["total"]] for t, v in d.get("by_type", {}).items()])
-        s.table(["probe", "check", "result", "detail"],
-                [[c["probe"], c["type"], "pass" if c["passed"] else "FAIL", c["detail"]] for c in d.get("checks", [])])
+        by_type = [[t, v["passed"], v["total"]] for t, v in d.get("by_type", {}).items()]
+        checks = [[c["probe"], c["type"], "pass" if c["passed"] else "FAIL", c["detail"]] for c in d.get("checks", [])]
+        s.blocks += [("p", f"Suite {d.get('suite', '?')}: {d.get('passed', 0)} of {d.get('total', 0)} checks passed "
+                           f"({d.get('pass_rate', 0.0):.0%})."),
+                     ("table", (["check", "passed", "total"], by_type)),
+                     ("table", (["probe", "check", "result", "detail"], checks))]
     return s
 
 
@@ -179,31 +157,27 @@ def study_section(results: list[tuple[Path, dict[str, Any]]]) -> Section:
 
     s = Section("Decoding study")
     for path, d in results:
-        settings = d.get("settings", {})
-        if settings:
-            s.p(", ".join(f"{k} {v}" for k, v in settings.items()))
+        if d.get("settings"):
+            s.blocks.append(("p", ", ".join(f"{k} {v}" for k, v in d["settings"].items())))
         try:
-            s.table(*table_rows(d.get("strategies", [])))
+            s.blocks.append(("table", table_rows(d.get("strategies", []))))
         except (KeyError, TypeError, ValueError):
-            s.p(f"{path.name} is not a study result this version can read; rerun `lmforge study`")
+            s.blocks.append(("p", f"{path.name} is not a study result this version can read; rerun `lmforge study`"))
             continue
-        s.bullets([f"{r['strategy']}: {r.get('example', '')!r}" for r in d.get("strategies", [])])
-        plot = path.with_suffix(".png")
-        if plot.is_file():
-            s.image(plot, "decoding study")
+        s.blocks.append(("bullets", [f"{r['strategy']}: {r.get('example', '')!r}" for r in d.get("strategies", [])]))
+        if path.with_suffix(".png").is_file():
+            s.blocks.append(("image", (path.with_suffix(".png"), "decoding study")))
     return s
 
 
 def samples_section(samples: list[tuple[int, str, str]], best_step: int | None) -> Section:
-    s = Section("Samples")
     if not samples:
-        return s.p("samples.txt holds no samples.")
+        return Section("Samples", [("p", "samples.txt holds no samples.")])
     chosen = [x for x in samples if x[0] == best_step][-1:]
     if samples[-1] not in chosen:
         chosen.append(samples[-1])
-    for step, header, text in chosen:
-        s.pre(text, header + (" (best)" if step == best_step else ""))
-    return s
+    return Section("Samples", [("pre", (text, header + (" (best)" if step == best_step else "")))
+                               for step, header, text in chosen])
 
 
 # ---------------------------------------------------------------------- rendering
@@ -213,8 +187,12 @@ def _inline_html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
 
 
-def _cell_md(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", "\\n")
+def markdown_table(header: list[str], rows: list[list[Any]], align: str = "---") -> str:
+    """A Markdown table; `|` and newlines inside a cell are escaped so they cannot break it."""
+    def line(cells: list[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", "\\n") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + f"{align}|" * len(header)] + [line(row) for row in rows])
 
 
 def render_markdown(title: str, sections: list[Section], md_path: Path) -> str:
@@ -223,20 +201,18 @@ def render_markdown(title: str, sections: list[Section], md_path: Path) -> str:
         out += [f"## {s.title}", ""]
         for kind, payload in s.blocks:
             if kind == "p":
-                out += [payload, ""]
+                out.append(payload)
             elif kind == "bullets":
-                out += [f"- {item}" for item in payload] + [""]
+                out += [f"- {item}" for item in payload]
             elif kind == "table":
-                header, rows = payload
-                out.append("| " + " | ".join(_cell_md(h) for h in header) + " |")
-                out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(_cell_md(c) for c in row) + " |" for row in rows] + [""]
+                out.append(markdown_table(*payload))
             elif kind == "image":
                 path, alt = payload
-                out += [f"![{alt}]({Path(os.path.relpath(path, md_path.parent)).as_posix()})", ""]
+                out.append(f"![{alt}]({Path(os.path.relpath(path, md_path.parent)).as_posix()})")
             elif kind == "pre":
                 text, caption = payload
-                out += [f"*{caption}*", "", "```", text, "```", ""] if caption else ["```", text, "```", ""]
+                out += ([f"*{caption}*", ""] if caption else []) + ["```", text, "```"]
+            out.append("")
     return "\n".join(out)
 
 
@@ -263,9 +239,9 @@ def render_html(title: str, sections: list[Section]) -> str:
                 out.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in payload) + "</ul>")
             elif kind == "table":
                 header, rows = payload
-                head = "" if not any(header) else "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"
-                body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-                out.append(f"<table>{head}{body}</table>")
+                head = [f"<tr>{''.join(f'<th>{html.escape(str(h))}</th>' for h in header)}</tr>"] if any(header) else []
+                body = [f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in row)}</tr>" for row in rows]
+                out.append(f"<table>{''.join(head + body)}</table>")
             elif kind == "image":
                 path, alt = payload
                 data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
@@ -315,37 +291,23 @@ def build_report(run_dir: str | Path, html_path: str | Path | None = None) -> Re
     md_path = html_path.with_suffix(".md")
     html_path.parent.mkdir(parents=True, exist_ok=True)
 
-    evals = eval_records(records)
-    verdict = diagnose(records)
-    saved = saved_results(run_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        curves = draw_current_curves(records, run_dir, Path(tmp))
-        if curves is not None and curves.parent == Path(tmp):
-            # the Markdown needs the picture as a file: keep the fresh one beside the report
-            kept = md_path.parent / (md_path.stem + "-curves.png")
-            kept.write_bytes(curves.read_bytes())
-            curves = kept
-        sections = [overview_section(run_dir, records, config), verdict_section(verdict, evals)]
-        warnings = [r for r in records if r.get("event") == "warning" and r.get("message")]
-        if warnings:
-            sections.append(Section("Warnings during training").bullets(
-                [f"step {r.get('step', '?')}: {r['message']}" for r in warnings]))
-        curve_section = Section("Curves")
-        if curves is not None:
-            curve_section.image(curves, "train/val loss, learning rate, gradient norm")
-        else:
-            curve_section.p("no curves: metrics.jsonl holds no train records")
-        sections.append(curve_section)
-        if evals:
-            sections.append(history_section(evals, verdict.best_step))
-        if saved["eval"]:
-            sections.append(file_evals_section(saved["eval"]))
-        if saved["probe"]:
-            sections.append(probes_section(saved["probe"]))
-        if saved["study"]:
-            sections.append(study_section(saved["study"]))
-        sections.append(samples_section(read_samples(run_dir / "samples.txt"), verdict.best_step))
-        title = f"lmforge report: {run_dir.resolve().name}"
-        html_path.write_text(render_html(title, sections), encoding="utf-8")
-        md_path.write_text(render_markdown(title, sections, md_path), encoding="utf-8")
+    evals, verdict, saved = eval_records(records), diagnose(records), saved_results(run_dir)
+    # the Markdown needs the picture as a file: the fresh one goes beside the report
+    curves = draw_current_curves(records, run_dir, md_path.with_name(md_path.stem + "-curves.png"))
+    sections = [overview_section(run_dir, records, config), verdict_section(verdict, evals)]
+    warnings = [f"step {r.get('step', '?')}: {r['message']}" for r in records
+                if r.get("event") == "warning" and r.get("message")]
+    if warnings:
+        sections.append(Section("Warnings during training", [("bullets", warnings)]))
+    sections.append(Section("Curves", [("image", (curves, "train/val loss, learning rate, gradient norm"))
+                                       if curves else ("p", "no curves: metrics.jsonl holds no train records")]))
+    if evals:
+        sections.append(history_section(evals, verdict.best_step))
+    for kind, section in (("eval", file_evals_section), ("probe", probes_section), ("study", study_section)):
+        if saved[kind]:
+            sections.append(section(saved[kind]))
+    sections.append(samples_section(read_samples(run_dir / "samples.txt"), verdict.best_step))
+    title = f"lmforge report: {run_dir.resolve().name}"
+    html_path.write_text(render_html(title, sections), encoding="utf-8")
+    md_path.write_text(render_markdown(title, sections, md_path), encoding="utf-8")
     return ReportResult(html_path, md_path, verdict)

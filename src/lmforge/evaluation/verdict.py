@@ -47,10 +47,6 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)
     advice: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "best_step": self.best_step, "best_val_loss": self.best_val_loss,
-                "evidence": self.evidence, "advice": self.advice}
-
 
 def eval_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Eval records with a finite val loss, one per step (the latest, after a resume), in step order."""
