@@ -36,7 +36,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lmforge.data.inputs import DEFAULT_SEED, Inputs, in_val  # noqa: F401 (in_val: its old home)
-from lmforge.data.shards import INDEX_FILE, FORMAT, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial, write_json_atomic
+from lmforge.data.shards import (FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial,
+                                 write_json_atomic)
 from lmforge.data.sources import CHUNK_BYTES, Chunk, read_chunk, total_bytes
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer
@@ -138,42 +139,26 @@ def encode_chunk(chunk: Chunk, tokenizer: Tokenizer | None = None) -> list[Encod
     return out
 
 
-class _Pool:
-    """`workers` processes fed at most 2 chunks each at a time; results come back in order.
+def _encoded(chunks: Iterator[Chunk], tokenizer: Tokenizer, workers: int) -> Iterator[tuple[Chunk, list[Encoded]]]:
+    """Each chunk and its pieces, encoded, in order: by `workers` processes fed at most 2 chunks each at a time.
 
     On Linux the pool forks, so workers inherit the tokenizer instead of rebuilding it. TOKENIZERS_PARALLELISM
-    keeps Hugging Face `tokenizers` (which trained the tokenizer, maybe) from warning that the fork turned its
-    threads off."""
-
-    def __init__(self, tokenizer: Tokenizer, workers: int):
-        self.tokenizer, self.workers, self.pool = tokenizer, workers, None
-        if workers > 1:
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with mock.patch.dict(os.environ, TOKENIZERS_PARALLELISM="false"):
-                self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer,))
-
-    def map(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, list[Encoded]]]:
-        if self.pool is None:
-            for chunk in chunks:
-                yield chunk, encode_chunk(chunk, self.tokenizer)
-            return
+    keeps Hugging Face `tokenizers` (which may have trained the tokenizer) from warning that the fork turned
+    its threads off. Closing the generator stops the workers."""
+    if workers == 1:
+        yield from ((chunk, encode_chunk(chunk, tokenizer)) for chunk in chunks)
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with mock.patch.dict(os.environ, TOKENIZERS_PARALLELISM="false"):
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer,))
+    with pool:  # leaving it terminates the workers
         pending: deque = deque()
         for chunk in chunks:
-            pending.append((chunk, self.pool.apply_async(encode_chunk, (chunk,))))
-            if len(pending) >= 2 * self.workers:
-                chunk, result = pending.popleft()
-                yield chunk, result.get()
+            pending.append((chunk, pool.apply_async(encode_chunk, (chunk,))))
+            if len(pending) >= 2 * workers:
+                yield pending[0][0], pending.popleft()[1].get()
         while pending:
-            chunk, result = pending.popleft()
-            yield chunk, result.get()
-
-    def close(self, ok: bool) -> None:
-        if self.pool is not None:
-            if ok:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            yield pending[0][0], pending.popleft()[1].get()
 
 
 # ---------------------------------------------------------------------- prepare
@@ -210,12 +195,12 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
     bar = tqdm(total=n_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare",
                disable=None if opts.progress else True,  # None: only on a terminal
                dynamic_ncols=True, leave=False)
-    pool = _Pool(tokenizer, workers)
+    encoded = _encoded(inputs.chunks(opts.chunk_bytes), tokenizer, workers)
 
     def pieces() -> Iterator[tuple[bool, bool, Encoded]]:
-        for chunk, encoded in pool.map(inputs.chunks(opts.chunk_bytes)):
+        for chunk, results in encoded:
             bar.update(chunk.end - chunk.start)
-            yield from ((enc.nbytes > 0, enc.ends, enc) for enc in encoded)
+            yield from ((enc.nbytes > 0, enc.ends, enc) for enc in results)
 
     ok = False
     try:
@@ -229,7 +214,7 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
         splits = {s: w.close() for s, w in writers.items()}
         ok = True
     finally:
-        pool.close(ok)
+        encoded.close()
         bar.close()
         if not ok:
             for w in writers.values():
