@@ -57,7 +57,7 @@ def measure_row(name: str, gpt2: Path, mb: float) -> dict:
     from lmforge.tokenizers import load_gpt2
     from lmforge.tokenizers.cuts import split_text
     from lmforge.tokenizers.gpt2 import gpt2_tiktoken
-    from lmforge.tokenizers.parallel import cores
+    from lmforge.data.prepare import cores
 
     reference, lmforge = gpt2_tiktoken(gpt2), load_gpt2(gpt2)
     text = corpus(mb)

@@ -43,16 +43,9 @@ def read_text(path: str | Path, flag: str = "--data") -> str:
     raw = path.read_bytes()
     if not raw.strip():
         raise LmforgeError(f"{flag} '{path}' is empty; pass {flag} with a file that holds text")
-    if b"\x00" in raw[:65536]:
-        raise LmforgeError(f"{flag} '{path}' looks binary (it holds NUL bytes); pass {flag} with a UTF-8 text file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LmforgeError(
-            f"{flag} '{path}' is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            f"convert it, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8.txt`"
-        ) from None
-    return text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
+    from lmforge.data.sources import decode
+
+    return decode(raw, path, flag=flag)
 
 
 def load_corpus(path: str | Path | None) -> tuple[str, str]:

@@ -10,12 +10,11 @@ from lmforge.models import Transformer, next_token_loss
 DOCS = [np.array([1, 2, 3, 4, 5, 6, 7, 0]), np.array([3, 4, 0]), np.array([9, 8, 7, 6, 5, 0])]
 
 
-def test_padding_and_masks():
-    b = pad_batch(DOCS, pad_id=10)
-    assert b.inputs.shape == b.targets.shape == b.attention_mask.shape == (3, 7)
-    assert b.inputs[1].tolist() == [3, 4, 10, 10, 10, 10, 10]
-    assert b.targets[1].tolist() == [4, 0] + [IGNORE_INDEX] * 5
-    assert torch.equal(b.attention_mask, b.targets != IGNORE_INDEX)
+def test_padding():
+    inputs, targets = pad_batch(DOCS, pad_id=10)
+    assert inputs.shape == targets.shape == (3, 7)
+    assert inputs[1].tolist() == [3, 4, 10, 10, 10, 10, 10]
+    assert targets[1].tolist() == [4, 0] + [IGNORE_INDEX] * 5
 
 
 @pytest.mark.parametrize("positions,attention", [("learned", "fused"), ("rope", "fused"), ("learned", "explicit")])
@@ -27,8 +26,7 @@ def test_right_padding_needs_no_attention_mask(positions, attention):
                                     positions=positions, attention=attention), 11).eval()
     with torch.no_grad():
         for pad_id in (0, 10):
-            b = pad_batch(DOCS, pad_id)
-            padded = model(b.inputs)
+            padded = model(pad_batch(DOCS, pad_id)[0])
             for row, doc in enumerate(DOCS):
                 alone = model(torch.tensor(doc[:-1])[None])[0]
                 assert torch.allclose(padded[row, : len(doc) - 1], alone, atol=1e-5, rtol=0), (row, pad_id)
@@ -56,14 +54,14 @@ def test_padded_positions_change_neither_the_loss_nor_any_gradient():
 
     ref_loss, ref_grads = loss_and_grads(model, one_at_a_time)
     for pad_id in (0, 5, 10):  # whatever the padding holds
-        b = pad_batch(DOCS, pad_id)
-        loss, grads = loss_and_grads(model, lambda: next_token_loss(model(b.inputs), b.targets))
+        x, y = pad_batch(DOCS, pad_id)
+        loss, grads = loss_and_grads(model, lambda: next_token_loss(model(x), y))
         assert torch.allclose(loss, ref_loss, atol=1e-6, rtol=0)
         for g, r in zip(grads, ref_grads):
             assert torch.allclose(g, r, atol=1e-6, rtol=1e-5)
     # the control: scoring the padded positions would change both
-    b = pad_batch(DOCS, 0)
-    leaky, leaky_grads = loss_and_grads(model, lambda: next_token_loss(model(b.inputs), b.targets.clamp(min=0)))
+    x, y = pad_batch(DOCS, 0)
+    leaky, leaky_grads = loss_and_grads(model, lambda: next_token_loss(model(x), y.clamp(min=0)))
     assert not torch.allclose(leaky, ref_loss, atol=1e-3)
     assert not all(torch.allclose(g, r, atol=1e-6) for g, r in zip(leaky_grads, ref_grads))
 

@@ -82,11 +82,11 @@ def test_prepare_and_train_split_one_file_the_same_way(capsys, corpus, tmp_path,
 def test_one_file_is_cut_where_the_text_in_memory_is_whatever_the_part_size(corpus):
     inputs = Inputs(corpus / "one.txt")
     for chunk in (7, 50, 1 << 20):
-        parts = list(inputs.parts(chunk))
-        train = "".join(p.text for s, p in parts if s == "train")
-        val = "".join(p.text for s, p in parts if s == "val")
+        pieces = list(inputs.pieces(chunk))
+        train = "".join(text for s, _, text in pieces if s == "train")
+        val = "".join(text for s, _, text in pieces if s == "val")
         assert train + val == TEXT and len(train) == text_cut(TEXT, 0.1)
-        assert [p.first for s, p in parts].count(True) == 2 and [p.last for s, p in parts].count(True) == 2
+        assert [begins for _, begins, _ in pieces].count(True) == 2
     assert inputs.val_documents() == [TEXT[text_cut(TEXT, 0.1) :]]
 
 

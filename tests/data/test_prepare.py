@@ -5,6 +5,7 @@ import pytest
 
 from lmforge.data import PreparedData, split_documents
 from lmforge.data import prepare as prepare_module
+from lmforge.data.inputs import text_cut
 from lmforge.data.prepare import PrepareOptions, in_val, prepare
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import BpeTokenizer, CharTokenizer, train_tokenizer
@@ -52,17 +53,37 @@ def test_every_document_ends_with_eos_and_goes_to_one_split(corpus, char_tok, tm
     assert PreparedData(tmp_path / "out").tokenizer.to_dict() == char_tok.to_dict()
 
 
-def test_same_ids_whatever_the_workers_chunks_and_shards(corpus, tmp_path):
-    bpe = BpeTokenizer.train(DOCS, vocab_size=300)
-    prepare(corpus, bpe, tmp_path / "one", options(workers=1))
-    prepare(corpus, bpe, tmp_path / "two", options(workers=2, chunk_chars=50, shard_tokens=200))
+@pytest.fixture(scope="module")
+def bpe():
+    return BpeTokenizer.train(DOCS, vocab_size=300)
+
+
+@pytest.mark.parametrize("layout", ["folder", "jsonl", "separator", "one text"])
+def test_same_ids_whatever_the_workers_chunks_and_shards(corpus, bpe, tmp_path, layout):
+    """1 worker reading 1 MB chunks and 2 reading 50-byte ones write the same shards: each document's ids as if
+    encoded whole (then its EOS), or for one text, each side of the cut's ids as `train` makes them in memory."""
+    text, separator, data = "\n\n".join(DOCS), None, corpus
+    if layout == "jsonl":
+        data = tmp_path / "docs.jsonl"
+        data.write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS), encoding="utf-8")
+    elif layout != "folder":
+        data = tmp_path / "docs.txt"
+        data.write_text(text, encoding="utf-8")
+        separator = "\n\n" if layout == "separator" else None
+    prepare(data, bpe, tmp_path / "one", options(workers=1, separator=separator))
+    prepare(data, bpe, tmp_path / "two", options(workers=2, separator=separator, chunk_bytes=50, shard_tokens=200))
     one, two = PreparedData(tmp_path / "one"), PreparedData(tmp_path / "two")
-    assert len(two.index["splits"]["train"]["shards"]) > 3
     for split in ("train", "val"):
         assert np.array_equal(one.split(split)[:], two.split(split)[:])
-    # each document encoded on its own (prepare encodes many in one pass), then its EOS
-    expected = [i for n, doc in enumerate(DOCS) if not in_val(1337, n, 0.1) for i in [*bpe.encode(doc), bpe.eos_id]]
+    if layout == "one text":
+        cut = text_cut(text, 0.1)
+        assert one.split("train")[:].tolist() == bpe.encode(text[:cut])
+        assert one.split("val")[:].tolist() == bpe.encode(text[cut:])
+        return
+    docs = [d for d in text.split("\n\n") if d] if separator else DOCS
+    expected = [i for n, doc in enumerate(docs) if not in_val(1337, n, 0.1) for i in [*bpe.encode(doc), bpe.eos_id]]
     assert one.split("train")[:].tolist() == expected
+    assert len(two.index["splits"]["train"]["shards"]) > 3
     for shard in two.index["splits"]["train"]["shards"]:  # a shard holds whole documents
         ids = np.fromfile(tmp_path / "two" / shard["file"], dtype=np.uint16)
         assert ids[-1] == bpe.eos_id and (ids == bpe.eos_id).sum() == shard["documents"]
@@ -80,25 +101,25 @@ def test_ids_wider_than_16_bits_are_stored_as_uint32(tmp_path):
 
 def test_an_interrupted_run_leaves_no_index_and_no_whole_looking_half_shard(corpus, char_tok, tmp_path, monkeypatch):
     calls = []
-    real = prepare_module.encode_parts
+    real = prepare_module.encode_chunk
 
-    def failing(texts, tokenizer=None):
+    def failing(chunk, tokenizer=None):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(texts, tokenizer)
+        return real(chunk, tokenizer)
 
-    monkeypatch.setattr(prepare_module, "encode_parts", failing)
+    monkeypatch.setattr(prepare_module, "encode_chunk", failing)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        prepare(corpus, char_tok, out, options(chunk_chars=200, shard_tokens=300))
+        prepare(corpus, char_tok, out, options(chunk_bytes=200, shard_tokens=300))
     assert not (out / "index.json").exists() and not list(out.glob("*.tmp"))
     for shard in out.glob("*.bin"):  # shards that were finished before the interrupt are whole
         ids = np.fromfile(shard, dtype=np.uint16)
         assert ids[-1] == char_tok.eos_id
     with pytest.raises(LmforgeError, match="no index.json.*interrupted"):
         PreparedData(out)
-    monkeypatch.setattr(prepare_module, "encode_parts", real)
+    monkeypatch.setattr(prepare_module, "encode_chunk", real)
     prepare(corpus, char_tok, out, options())  # a rerun clears the leftovers
     assert sorted(p.name for p in out.glob("*.bin")) == ["train-00000.bin", "val-00000.bin"]
 

@@ -2,22 +2,25 @@ import json
 
 import pytest
 
-from lmforge.data.sources import find_files, iter_parts
+from lmforge.data.sources import file_chunks, find_files, read_chunk
 from lmforge.errors import LmforgeError
 
 
-def documents(parts):
-    """Join parts back into whole documents, checking the first/last marks."""
-    docs, current = [], None
-    for part in parts:
-        if part.first:
-            assert current is None
+def read(files, chunk_bytes=1 << 20, **kw):
+    """Every chunk's pieces, in order: [(text, ends), ...]."""
+    return [piece for chunk in file_chunks(files, chunk_bytes=chunk_bytes, **kw) for piece in read_chunk(chunk)]
+
+
+def documents(pieces):
+    """Join pieces back into whole documents; a document begins at its first piece with text."""
+    docs, current = [], ""
+    for text, ends in pieces:
+        current += text
+        if ends:
+            if current:
+                docs.append(current)
             current = ""
-        current += part.text
-        if part.last:
-            docs.append(current)
-            current = None
-    assert current is None
+    assert current == ""
     return docs
 
 
@@ -35,28 +38,41 @@ def test_folder_glob_and_file(tmp_path):
         find_files(tmp_path / "nope.txt")
 
 
-def test_a_text_file_is_one_document_in_parts_cut_at_safe_points(tmp_path):
+def test_a_text_file_is_one_document_in_chunks_cut_at_safe_points(tmp_path):
     text = "\ufeff" + "word " * 1000 + "Ünïcödé ☃\r\n" * 100
     (tmp_path / "a.txt").write_text(text, encoding="utf-8", newline="")
-    parts = list(iter_parts([tmp_path / "a.txt"], chunk_chars=100))
-    assert len(parts) > 10 and all(len(p.text) <= 100 for p in parts)
-    assert documents(parts) == [text[1:]]  # byte-order mark dropped, \r\n kept
-    assert sum(p.nbytes for p in parts) == len(text.encode())
+    chunks = list(file_chunks([tmp_path / "a.txt"], chunk_bytes=100))
+    assert len(chunks) > 10 and all(0 < c.end - c.start <= 100 for c in chunks)
+    assert [c.start for c in chunks[1:]] == [c.end for c in chunks[:-1]] and chunks[-1].end == len(text.encode())
+    pieces = read([tmp_path / "a.txt"], 100)
+    assert documents(pieces) == [text[1:]]  # byte-order mark dropped, \r\n kept
+    for (left, _), (right, _) in zip(pieces, pieces[1:]):  # every cut after a non-space, before a space or newline
+        assert not left[-1].isspace() and right[0] in " \n"
 
 
-def test_separator_cuts_documents_and_skips_empty_ones(tmp_path):
-    (tmp_path / "a.txt").write_text("one\n\ntwo\n\n\n\nthree " + "x" * 50 + "\n\n")
-    docs = documents(iter_parts([tmp_path / "a.txt"], separator="\n\n", chunk_chars=7))
-    assert docs == ["one", "two", "three " + "x" * 50]
+@pytest.mark.parametrize("chunk_bytes", [1, 3, 7, 1 << 20])
+def test_separator_cuts_documents_and_skips_empty_ones(tmp_path, chunk_bytes):
+    (tmp_path / "a.txt").write_text("one\n\ntwo\n\n\n\nthree " + "x" * 50 + "\n\n\nfour\n\n")
+    docs = documents(read([tmp_path / "a.txt"], chunk_bytes, separator="\n\n"))
+    assert docs == ["one", "two", "three " + "x" * 50, "\nfour"]  # as str.split finds them, whatever the chunks
+
+
+@pytest.mark.parametrize("chunk_bytes", [2, 5, 1 << 20])
+def test_no_chunk_cuts_a_separator_in_two(tmp_path, chunk_bytes):
+    text = "".join(f"doc {i} ends\n---\nhere " for i in range(20))
+    (tmp_path / "a.txt").write_text(text)
+    assert documents(read([tmp_path / "a.txt"], chunk_bytes, separator="\n---\n")) == [
+        d for d in text.split("\n---\n") if d]
 
 
 def test_jsonl_one_document_per_line(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [{"text": "first"}, {"text": ""}, {"text": "sécond"}]) + "\n\n")
-    assert documents(iter_parts([path])) == ["first", "sécond"]
+    for chunk_bytes in (1, 10, 1 << 20):
+        assert documents(read([path], chunk_bytes)) == ["first", "sécond"]
     other = tmp_path / "d.json"
     other.write_text(json.dumps({"body": "x", "id": 1}) + "\n")
-    assert documents(iter_parts([other], text_field="body")) == ["x"]
+    assert documents(read([other], text_field="body")) == ["x"]
 
 
 @pytest.mark.parametrize("content, fragments", [
@@ -66,7 +82,7 @@ def test_jsonl_one_document_per_line(tmp_path):
 def test_bad_jsonl_names_the_line(tmp_path, content, fragments):
     (tmp_path / "d.jsonl").write_text(content)
     with pytest.raises(LmforgeError) as exc:
-        list(iter_parts([tmp_path / "d.jsonl"]))
+        read([tmp_path / "d.jsonl"], chunk_bytes=3)  # the bad line's chunk counts the lines before it
     for fragment in fragments:
         assert fragment in str(exc.value)
 
@@ -74,7 +90,8 @@ def test_bad_jsonl_names_the_line(tmp_path, content, fragments):
 def test_binary_and_non_utf8_files_are_named(tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"abc\x00def")
     with pytest.raises(LmforgeError, match="bin.txt' looks binary"):
-        list(iter_parts([tmp_path / "bin.txt"]))
-    (tmp_path / "latin.txt").write_bytes(b"ok " * 10 + b"caf\xe9")
-    with pytest.raises(LmforgeError, match="not UTF-8 .*offset 33.*iconv"):
-        list(iter_parts([tmp_path / "latin.txt"]))
+        read([tmp_path / "bin.txt"])
+    (tmp_path / "latin.txt").write_bytes(b"ok " * 10 + b"caf\xe9 ok")
+    for chunk_bytes in (4, 1 << 20):
+        with pytest.raises(LmforgeError, match="not UTF-8 .*offset 33.*iconv"):
+            read([tmp_path / "latin.txt"], chunk_bytes)

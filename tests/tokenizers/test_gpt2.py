@@ -28,7 +28,7 @@ def reference():
 
 
 def test_vocabulary_and_eos(gpt2):
-    assert gpt2.vocab_size == 50257 and gpt2.eos_id == 50256 and gpt2.encodes_with_tiktoken
+    assert gpt2.vocab_size == 50257 and gpt2.eos_id == 50256
     assert gpt2.encode("Hello world") == [15496, 995]
 
 

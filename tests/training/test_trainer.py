@@ -46,8 +46,7 @@ class FixedDocuments:
     def __init__(self, vocab_size: int, block_size: int):
         gen = torch.Generator().manual_seed(0)
         docs = [torch.randint(vocab_size, (n,), generator=gen).numpy() for n in [block_size + 1] * 4 + [2] * 4]
-        batch = pad_batch(docs)
-        self.x, self.y = batch.inputs, batch.targets
+        self.x, self.y = pad_batch(docs)
         self.real_targets = int((self.y != IGNORE_INDEX).sum())
 
     def next_batch(self):

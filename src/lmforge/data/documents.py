@@ -6,11 +6,9 @@ never sees two documents in one context. Rows are padded on the right to the
 longest row, which keeps the padding out of training without any mask reaching
 the model:
 
-- the model is given the padded ids alone. With right padding and causal
-  attention no real position can attend to a later padded one, so a row's logits
-  at its real positions are the document's own. `attention_mask` (B, T), True at
-  real positions, is built for inspection and for a model that would need it (one
-  that looks both ways, or left padding); no trainer passes it to a model.
+- the model is given the padded ids alone, no attention mask: with right
+  padding and causal attention no real position can attend to a later padded
+  one, so a row's logits at its real positions are the document's own.
 - targets are `ignore_index` (-100) at padded positions, so they add nothing to
   the cross-entropy (`models.base.next_token_loss`) and nothing to any gradient.
 """
@@ -18,7 +16,6 @@ the model:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,16 +23,6 @@ import torch
 from lmforge.errors import LmforgeError
 
 IGNORE_INDEX = -100
-
-
-@dataclass
-class DocumentBatch:
-    inputs: torch.Tensor  # (B, T) int64, padded with pad_id
-    targets: torch.Tensor  # (B, T) int64, IGNORE_INDEX where padded
-    attention_mask: torch.Tensor  # (B, T) bool, True at real positions
-
-    def to(self, device: torch.device) -> DocumentBatch:
-        return DocumentBatch(self.inputs.to(device), self.targets.to(device), self.attention_mask.to(device))
 
 
 def split_documents(ids: np.ndarray, eos_id: int, block: int = 1 << 22) -> Iterator[np.ndarray]:
@@ -56,8 +43,9 @@ def pieces_of(doc: np.ndarray, max_len: int) -> Iterator[np.ndarray]:
         yield doc[start : start + max_len + 1]
 
 
-def pad_batch(docs: list[np.ndarray], pad_id: int = 0, ignore_index: int = IGNORE_INDEX) -> DocumentBatch:
-    """Rows `doc[:-1]` → targets `doc[1:]`, right-padded to the longest row."""
+def pad_batch(docs: list[np.ndarray], pad_id: int = 0,
+              ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `doc[:-1]` → targets `doc[1:]`, right-padded to the longest row: inputs (B, T), targets (B, T)."""
     if not docs:
         raise LmforgeError("a document batch needs at least one document")
     if any(len(d) < 2 for d in docs):
@@ -65,12 +53,10 @@ def pad_batch(docs: list[np.ndarray], pad_id: int = 0, ignore_index: int = IGNOR
     T = max(len(d) for d in docs) - 1
     inputs = torch.full((len(docs), T), pad_id, dtype=torch.int64)
     targets = torch.full((len(docs), T), ignore_index, dtype=torch.int64)
-    mask = torch.zeros((len(docs), T), dtype=torch.bool)
     for row, doc in enumerate(docs):
         t = torch.from_numpy(np.asarray(doc, dtype=np.int64))
-        n = len(doc) - 1
-        inputs[row, :n], targets[row, :n], mask[row, :n] = t[:-1], t[1:], True
-    return DocumentBatch(inputs, targets, mask)
+        inputs[row, : len(doc) - 1], targets[row, : len(doc) - 1] = t[:-1], t[1:]
+    return inputs, targets
 
 
 class DocumentFeed:
@@ -78,8 +64,7 @@ class DocumentFeed:
     split's documents (a long one cut into rows of at most `block_size` + 1 tokens), right-padded.
 
     Drawn with the trainer's generator, like random windows, so that generator is the whole data position and
-    a resumed run draws what an uninterrupted one would. With right padding a causal model needs no attention
-    mask: no real position comes after a padded one, and padded targets are IGNORE_INDEX.
+    a resumed run draws what an uninterrupted one would.
     """
 
     def __init__(self, ids: np.ndarray, eos_id: int, batch_size: int, block_size: int, generator: torch.Generator):
@@ -91,8 +76,7 @@ class DocumentFeed:
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         picks = torch.randint(len(self.rows), (self.batch_size,), generator=self.generator).tolist()
-        batch = pad_batch([self.rows[i] for i in picks])
-        return batch.inputs, batch.targets
+        return pad_batch([self.rows[i] for i in picks])
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
         return model(x)

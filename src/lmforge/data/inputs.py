@@ -20,16 +20,18 @@ BPE merges from the train documents only, so val words stay unseen.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from lmforge.data.sources import Part, find_files, is_jsonl, iter_parts, read_blocks, text_parts
+from lmforge.data.sources import CHUNK_BYTES, Chunk, file_chunks, find_files, is_jsonl, read_chunk
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers.cuts import safe_cut
 
 CUT_LOOKBACK = 4096  # characters searched back from the val mark for a safe cut
 DEFAULT_SEED = 1337
+T = TypeVar("T")
 
 
 def in_val(seed: int, document: int, val_fraction: float) -> bool:
@@ -82,21 +84,36 @@ class Inputs:
         exactly its characters, no EOS)."""
         return not self.one_text
 
-    def parts(self, chunk_chars: int = 1 << 20) -> Iterator[tuple[str, Part]]:
-        """Every part of every document, in order, with its split ("train" or "val")."""
-        if self.one_text:
-            yield from self._split_by_position(chunk_chars)
-            return
-        document, split = -1, "train"
-        for part in iter_parts(self.files, self.text_field, self.separator, chunk_chars):
-            if part.first:
-                document += 1
-                split = "val" if in_val(self.seed, document, self.val_fraction) else "train"
-            yield split, part
+    def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+        """The files in chunks; the one text's train part ends a chunk, and a document."""
+        return file_chunks(self.files, self.text_field, self.separator, chunk_bytes,
+                           self.cut() if self.one_text else None)
+
+    def tag(self, pieces: Iterable[tuple[bool, bool, T]]) -> Iterator[tuple[str, bool, bool, T]]:
+        """(has_text, ends, x) of each piece of a document, in order → (split, begins, ends, x).
+
+        A document begins at its first piece with text, so an empty one is skipped and takes no number. The one
+        text's first document (its train part) is train, the second val; otherwise the number decides (`in_val`).
+        """
+        number, split = 0, None
+        for has_text, ends, x in pieces:
+            begins = split is None and has_text
+            if begins:
+                val = number > 0 if self.one_text else in_val(self.seed, number, self.val_fraction)
+                split, number = "val" if val else "train", number + 1
+            if split is not None:
+                yield split, begins, ends, x
+            if ends:
+                split = None
+
+    def pieces(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[str, bool, str]]:
+        """(split, begins, text) of every piece of every document, in order."""
+        read = ((bool(text), ends, text) for chunk in self.chunks(chunk_bytes) for text, ends in read_chunk(chunk))
+        return ((split, begins, text) for split, begins, _, text in self.tag(read))
 
     def texts(self, split: str | None = None) -> Iterator[str]:
-        """The text of every part (of one split, or of both), in order."""
-        return (part.text for s, part in self.parts() if split is None or s == split)
+        """The text of every piece (of one split, or of both), in order."""
+        return (text for s, _, text in self.pieces() if text and (split is None or s == split))
 
     def tokenizer_texts(self, kind: str) -> Iterator[str]:
         """What a tokenizer of `kind` learns from: all text for characters, the train documents for the rest."""
@@ -105,55 +122,37 @@ class Inputs:
     def val_documents(self) -> list[str]:
         """The text of each val document (one text's val part, when split by position)."""
         docs: list[str] = []
-        for split, part in self.parts():
+        for split, begins, text in self.pieces():
             if split == "val":
-                if part.first:
+                if begins:
                     docs.append("")
-                docs[-1] += part.text
+                docs[-1] += text
         return docs
 
     def cut(self) -> int:
-        """Where the one text file splits, in characters; read from the file (twice: to count, then near the mark)."""
+        """Where the one text file splits, as a byte offset; read from the file (to count, then near the mark)."""
         if self._cut is None:
-            path = self.files[0]
-            n_chars, blank = 0, True
-            for block, _ in read_blocks(path):
-                n_chars += len(block)
-                blank = blank and (not block or block.isspace())
+            sizes, blank = [], True  # each chunk, and its characters
+            for chunk in file_chunks(self.files):
+                [(text, _)] = read_chunk(chunk)
+                sizes.append((chunk, len(text)))
+                blank = blank and (not text or text.isspace())
             if blank:
-                raise LmforgeError(f"{self.flag} '{path}' is empty (or only whitespace); pass {self.flag} with a file "
-                                   "that holds text")
+                raise LmforgeError(f"{self.flag} '{self.files[0]}' is empty (or only whitespace); pass {self.flag} "
+                                   "with a file that holds text")
+            n_chars = sum(n for _, n in sizes)
             lo, mark = cut_window(n_chars, self.val_fraction)
-            self._cut = cut_in(_read_range(path, lo, mark + 1), lo, mark)
-            if not 0 < self._cut < n_chars:
-                raise LmforgeError(f"{self.flag} '{path}' is too short to keep {self.val_fraction:g} of it for val "
-                                   f"({n_chars:,} characters); use more text or a larger val fraction")
+            window, offset, at_lo = "", 0, 0
+            for chunk, n in sizes:
+                if offset + n > lo and offset <= mark:
+                    [(text, _)] = read_chunk(chunk)
+                    if not window:
+                        at_lo = chunk.end - len(text[lo - offset :].encode())  # the byte offset of character lo
+                    window += text[max(lo - offset, 0) : mark + 1 - offset]
+                offset += n
+            cut = cut_in(window, lo, mark)
+            if not 0 < cut < n_chars:
+                raise LmforgeError(f"{self.flag} '{self.files[0]}' is too short to keep {self.val_fraction:g} of it "
+                                   f"for val ({n_chars:,} characters); use more text or a larger val fraction")
+            self._cut = at_lo + len(window[: cut - lo].encode())
         return self._cut
-
-    def _split_by_position(self, chunk_chars: int) -> Iterator[tuple[str, Part]]:
-        """The file's parts, the part holding the cut split there: a train document, then a val document."""
-        cut, offset = self.cut(), 0
-        for part in text_parts(self.files[0], None, chunk_chars):
-            end = offset + len(part.text)
-            if end <= cut:
-                yield "train", Part(part.text, part.first, part.last or end == cut, part.nbytes)
-            elif offset >= cut:
-                yield "val", Part(part.text, part.first or offset == cut, part.last, part.nbytes)
-            else:
-                at = cut - offset
-                yield "train", Part(part.text[:at], part.first, True, 0)
-                yield "val", Part(part.text[at:], True, part.last, part.nbytes)
-            offset = end
-
-
-def _read_range(path: Path, start: int, stop: int) -> str:
-    """Characters [start, stop) of a text file, read in blocks."""
-    pieces, offset = [], 0
-    for block, _ in read_blocks(path):
-        lo, hi = max(start - offset, 0), min(stop - offset, len(block))
-        if lo < hi:
-            pieces.append(block[lo:hi])
-        offset += len(block)
-        if offset >= stop:
-            break
-    return "".join(pieces)

@@ -1,4 +1,4 @@
-"""Reading a corpus as documents, streamed: a file, a folder, a glob, or JSONL.
+"""Reading a corpus in chunks: a file, a folder, a glob, or JSONL.
 
 `--data` names one file, a folder (every file under it, hidden ones skipped),
 or a glob such as `'books/*.txt'`. A plain text file is one document, unless a
@@ -6,14 +6,17 @@ or a glob such as `'books/*.txt'`. A plain text file is one document, unless a
 file when `text_field` is given) holds one document per line, in the field
 `text_field` (default "text").
 
-Documents come out as `Part`s of at most about `chunk_chars` characters, cut
-at safe points (`tokenizers.cuts`), so a 10 GB file never sits in memory and
-encoding the parts gives the tokens of the whole document.
+Files are cut into `Chunk`s, byte ranges of about `chunk_bytes`, so a 10 GB file
+never sits in memory and `prepare`'s workers can each read, decode and parse
+their own (the main process only finds where chunks end). A JSONL chunk ends
+after a line; a text chunk at a safe point (`tokenizers.cuts`) that no
+separator straddles, so encoding the pieces gives the tokens of the whole
+document, and splitting each chunk on the separator finds the documents that
+splitting the whole file would.
 """
 
 from __future__ import annotations
 
-import codecs
 import glob
 import json
 from collections.abc import Iterator
@@ -21,21 +24,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.cuts import safe_cut
+from lmforge.tokenizers.cuts import SEARCH_WINDOW, safe_cut
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 DEFAULT_TEXT_FIELD = "text"
-READ_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20
 
 
-@dataclass
-class Part:
-    """A piece of one document, in order; `first` and `last` mark where documents begin and end."""
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes [start, end) of one file. Its last piece ends a document when `ends` (the file's end, or one text's
+    train/val cut); `field`: the JSONL field holding the text, None for plain text."""
 
-    text: str
-    first: bool
-    last: bool
-    nbytes: int  # input bytes read to produce this part (for progress)
+    path: Path
+    start: int
+    end: int
+    ends: bool
+    field: str | None = None
+    separator: str | None = None
 
 
 def find_files(spec: str | Path, flag: str = "--data") -> list[Path]:
@@ -62,109 +68,139 @@ def is_jsonl(path: Path, text_field: str | None) -> bool:
     return text_field is not None or path.suffix.lower() in JSONL_SUFFIXES
 
 
-def iter_parts(files: list[Path], text_field: str | None = None, separator: str | None = None,
-               chunk_chars: int = 1 << 20) -> Iterator[Part]:
-    """Every non-empty document of `files`, in order, as parts of at most about `chunk_chars` characters."""
-    if separator == "":
-        raise LmforgeError("--separator must not be empty; leave it out to keep each file one document")
-    for path in files:
-        if is_jsonl(path, text_field):
-            yield from _jsonl_parts(path, text_field or DEFAULT_TEXT_FIELD, chunk_chars)
-        else:
-            yield from text_parts(path, separator, chunk_chars)
-
-
-def iter_texts(files: list[Path], text_field: str | None = None, separator: str | None = None) -> Iterator[str]:
-    """Just the text of every part, for training a tokenizer."""
-    return (part.text for part in iter_parts(files, text_field, separator))
-
-
 def total_bytes(files: list[Path]) -> int:
     return sum(p.stat().st_size for p in files)
 
 
-def _split_long(text: str, chunk_chars: int, nbytes: int) -> Iterator[Part]:
-    """One document as parts cut at safe points."""
-    start = 0
-    while True:
-        end = safe_cut(text, start, start + chunk_chars)
-        last = end >= len(text)
-        yield Part(text[start:end], start == 0, last, nbytes if last else 0)
-        if last:
-            return
-        start = end
+# ---------------------------------------------------------------------- cutting files into chunks (main process)
 
 
-def _jsonl_parts(path: Path, field: str, chunk_chars: int) -> Iterator[Part]:
-    skipped = 0
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                skipped += len(line)
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise LmforgeError(f"{path}:{lineno} is not valid JSON ({exc.__class__.__name__}: {exc}); "
-                                   "fix the line, or drop --text-field to read the file as plain text") from None
-            text = record.get(field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
-                raise LmforgeError(f"{path}:{lineno} has no text field '{field}' (it has: {keys}); "
-                                   "name the field with --text-field")
-            if not text:
-                skipped += len(line)
-                continue
-            yield from _split_long(text, chunk_chars, len(line) + skipped)
-            skipped = 0
+def file_chunks(files: list[Path], text_field: str | None = None, separator: str | None = None,
+           chunk_bytes: int = CHUNK_BYTES, cut: int | None = None) -> Iterator[Chunk]:
+    """The chunks of `files`, in order; `cut`: a byte offset of the (one) file where a document must end."""
+    if separator == "":
+        raise LmforgeError("--separator must not be empty; leave it out to keep each file one document")
+    for path in files:
+        size = path.stat().st_size
+        field = (text_field or DEFAULT_TEXT_FIELD) if is_jsonl(path, text_field) else None
+        with open(path, "rb") as f:
+            start = 0
+            while start < size:
+                end = start + chunk_bytes
+                if end >= size:
+                    end = size
+                elif field:
+                    end = _line_end(f, end, size)
+                else:
+                    end = _text_cut(f, start, end, separator)
+                if cut is not None and start < cut < end:
+                    end = cut
+                yield Chunk(path, start, end, end in (size, cut), field, separator)
+                start = end
 
 
-def _decode_error(path: Path, offset: int, byte: int) -> LmforgeError:
-    return LmforgeError(
-        f"'{path}' is not UTF-8 text (byte 0x{byte:02x} at offset {offset}); convert it, e.g. "
-        f"`iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`, or move it out of --data"
-    )
+def _line_end(f, pos: int, size: int) -> int:
+    """The offset just past the first newline at or after `pos`."""
+    f.seek(pos)
+    while block := f.read(1 << 16):
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return pos + newline + 1
+        pos += len(block)
+    return size
 
 
-def read_blocks(path: Path) -> Iterator[tuple[str, int]]:
-    """The file's text in blocks, with the bytes each block took; checked for binary content and bad UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0
-    with open(path, "rb") as f:
-        while True:
-            raw = f.read(READ_BYTES)
-            if offset == 0 and b"\x00" in raw[:65536]:
-                raise LmforgeError(f"'{path}' looks binary (it holds NUL bytes); pass text or JSONL files only")
-            held = len(decoder.getstate()[0])  # bytes of a character the previous block cut in two
-            try:
-                text = decoder.decode(raw, final=not raw)
-            except UnicodeDecodeError as exc:
-                raise _decode_error(path, offset - held + exc.start, exc.object[exc.start]) from None
-            if offset == 0:
-                text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
-            offset += len(raw)
-            if text or raw:
-                yield text, len(raw)
-            if not raw:
-                return
+def _text_cut(f, start: int, limit: int, separator: str | None) -> int:
+    """A cut in (start, limit] as a byte offset: the last safe one that no separator straddles, else the limit (or
+    just past the separators that straddle it)."""
+    lo = max(start, limit - SEARCH_WINDOW)
+    f.seek(lo)
+    raw = f.read(limit - lo + SEARCH_WINDOW)  # past the limit too: is the cut safe, does a separator run on
+    skip = 0
+    while lo + skip > start and skip < 3 and 0x80 <= raw[skip] < 0xC0:  # begin at a character
+        skip += 1
+    end = limit - lo
+    while end < len(raw) and 0x80 <= raw[end] < 0xC0:  # the limit too
+        end += 1
+    # surrogateescape: a bad byte becomes one stand-in character, so offsets stay exact (the worker reports it)
+    text = raw[skip:].decode("utf-8", "surrogateescape")
+    at = cut = len(raw[skip:end].decode("utf-8", "surrogateescape"))
+    n = len(separator or "")
+
+    def straddling(i: int) -> int:
+        """Where a separator that straddles `i` begins, or -1."""
+        return text.find(separator, max(i - n + 1, 0), i + n - 1) if separator else -1
+
+    while cut > 0:
+        cut = safe_cut(text, 0, cut)
+        if (s := straddling(cut)) < 0:
+            break
+        cut = s
+    if cut == 0:
+        cut = at
+        while (s := straddling(cut)) >= 0:
+            cut = s + n
+    return lo + skip + len(text[:cut].encode("utf-8", "surrogateescape"))
 
 
-def text_parts(path: Path, separator: str | None, chunk_chars: int) -> Iterator[Part]:
-    pending, first, nbytes = "", True, 0
-    keep = len(separator) - 1 if separator else 0  # a separator may straddle two blocks
-    for block, size in read_blocks(path):
-        pending += block
-        nbytes += size
-        if separator:
-            *docs, pending = pending.split(separator)
-            for doc in docs:
-                if doc or not first:  # an empty document is skipped, the end of a started one is not
-                    yield Part(doc, first, True, nbytes)
-                    nbytes = 0
-                first = True
-        while len(pending) > chunk_chars + keep:
-            cut = safe_cut(pending, 0, min(chunk_chars, len(pending) - keep))
-            yield Part(pending[:cut], first, False, nbytes)
-            pending, first, nbytes = pending[cut:], False, 0
-    if pending or not first:
-        yield Part(pending, first, True, nbytes)
+# ---------------------------------------------------------------------- reading one chunk (worker processes)
+
+
+def decode(raw: bytes, path: Path, offset: int = 0, flag: str = "--data") -> str:
+    """The text of `raw`, bytes of `path` from `offset` (a byte-order mark at 0 dropped); binary or bad UTF-8 is
+    refused in one line."""
+    if offset == 0 and b"\x00" in raw[:65536]:
+        raise LmforgeError(f"{flag} '{path}' looks binary (it holds NUL bytes); pass text or JSONL files only")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LmforgeError(
+            f"{flag} '{path}' is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {offset + exc.start}); convert "
+            f"it, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`, or leave it out of {flag}"
+        ) from None
+    return text.removeprefix("\ufeff") if offset == 0 else text  # a byte-order mark is not part of the text
+
+
+def read_chunk(chunk: Chunk) -> list[tuple[str, bool]]:
+    """The chunk's pieces of documents, in order: (text, whether it ends its document). Empty ones are kept, so the
+    caller sees every document end; a document begins at its first piece with text."""
+    with open(chunk.path, "rb") as f:
+        f.seek(chunk.start)
+        raw = f.read(chunk.end - chunk.start)
+    if chunk.field:
+        return _records(chunk, raw)
+    text = decode(raw, chunk.path, chunk.start)
+    if not chunk.separator:
+        return [(text, chunk.ends)]
+    *docs, last = text.split(chunk.separator)
+    return [(doc, True) for doc in docs] + [(last, chunk.ends)]
+
+
+def _records(chunk: Chunk, raw: bytes) -> list[tuple[str, bool]]:
+    """One piece per JSONL line, the text of its field; a bad line is named by its number in the file."""
+    out = []
+    for i, line in enumerate(raw.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise LmforgeError(f"{chunk.path}:{_line_number(chunk, i)} is not valid JSON ({exc.__class__.__name__}: "
+                               f"{exc}); fix the line, or drop --text-field to read the file as plain text") from None
+        text = record.get(chunk.field) if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
+            raise LmforgeError(f"{chunk.path}:{_line_number(chunk, i)} has no text field '{chunk.field}' (it has: "
+                               f"{keys}); name the field with --text-field")
+        out.append((text, True))
+    return out
+
+
+def _line_number(chunk: Chunk, line: int) -> int:
+    with open(chunk.path, "rb") as f:
+        return f.read(chunk.start).count(b"\n") + line + 1
+
+
+def iter_texts(files: list[Path], text_field: str | None = None, separator: str | None = None) -> Iterator[str]:
+    """The text of every piece of every document, in order (for training and inspecting tokenizers)."""
+    return (text for chunk in file_chunks(files, text_field, separator) for text, _ in read_chunk(chunk) if text)

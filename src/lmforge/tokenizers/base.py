@@ -104,7 +104,12 @@ class Tokenizer(ABC):
     def encode(self, text: str) -> list[int]: ...
 
     @abstractmethod
-    def decode(self, ids: list[int]) -> str: ...
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes one token stands for (for BPE, or a char byte token, possibly part of a character)."""
+
+    def decode(self, ids: list[int]) -> str:
+        """Join the tokens' bytes, then read them as UTF-8; a character cut in two shows as U+FFFD."""
+        return b"".join(map(self.token_bytes, ids)).decode("utf-8", "replace")
 
     _specials: Mapping[str, int] = MappingProxyType({})  # each kind with special tokens sets its own
 
@@ -120,14 +125,6 @@ class Tokenizer(ABC):
     def encode_array(self, text: str) -> np.ndarray:
         """Encode a whole corpus to the smallest unsigned integer array that holds its ids."""
         return np.asarray(self.encode(text), dtype=id_dtype(self.vocab_size))
-
-    def encode_many(self, texts: list[str]) -> list[np.ndarray]:
-        """`encode_array` of each text, separately (no token spans two texts): many documents at once."""
-        return [self.encode_array(text) for text in texts]
-
-    def token_bytes(self, token_id: int) -> bytes:
-        """The UTF-8 bytes one token stands for (for BPE, possibly part of a character)."""
-        return self.decode([token_id]).encode("utf-8")
 
     def count_scored_bytes(self, text: str, ids: np.ndarray) -> ScoredBytes:
         """The bytes of `text` (encoded as `ids`) that bits per byte scores, and those its unknown tokens stand for.
@@ -169,15 +166,15 @@ class Tokenizer(ABC):
 def load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if not path.is_file():
-        raise LmforgeError(f"tokenizer file '{path}' does not exist; train one with `lmforge train` or `lmforge tokenizer train`")
+        raise LmforgeError(f"tokenizer file '{path}' does not exist; train one with `lmforge train` or "
+                           "`lmforge tokenizer train`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         kind = data["type"]
-    except (ValueError, KeyError, TypeError):
-        raise LmforgeError(f"tokenizer file '{path}' is corrupt (not a tokenizer JSON); retrain or restore it") from None
-    if kind not in Tokenizer.registry:
-        raise LmforgeError(f"tokenizer file '{path}' has unknown type '{kind}'; known: {', '.join(Tokenizer.registry)}")
-    try:
+        if kind not in Tokenizer.registry:
+            raise LmforgeError(f"tokenizer file '{path}' has unknown type '{kind}'; known: "
+                               f"{', '.join(Tokenizer.registry)}")
         return Tokenizer.registry[kind].from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise LmforgeError(f"tokenizer file '{path}' is corrupt ({type(exc).__name__}: {exc}); retrain or restore it") from None
+        raise LmforgeError(f"tokenizer file '{path}' is corrupt ({type(exc).__name__}: {exc}); retrain or restore "
+                           "it") from None

@@ -8,21 +8,20 @@ until the vocabulary has `vocab_size` tokens. The pipeline, GPT-2's:
          ─► each piece's UTF-8 bytes ─► merges, lowest rank first ─► ids
 
 Hugging Face's pipeline is stored inside lmforge's JSON, so a `tokenizer.json`
-stays one self-contained file. Encoding goes through tiktoken (Rust), which is
-several times faster than Hugging Face's encoder: a `tiktoken.Encoding` built
+stays one self-contained file. Encoding and decoding go through tiktoken (Rust,
+several times faster than Hugging Face's encoder): a `tiktoken.Encoding` built
 from the same vocabulary, each token's rank its id. tiktoken merges the adjacent
 pair whose joined bytes have the lowest rank, Hugging Face the pair listed first
 among the merges; the two agree when the ids of merged tokens follow merge order,
 one merge per token, as BPE training writes them (and GPT-2's files). A
-vocabulary that breaks this, or a pipeline that is not GPT-2's, is encoded by
-Hugging Face's own pipeline instead: slower, but the same ids.
+vocabulary that breaks this, or a pipeline that is not GPT-2's, is refused.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,51 +35,37 @@ PATTERN = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p
 DEFAULT_SPECIALS = {"eos": SPECIAL_TEXT["eos"]}
 # Hugging Face BPE options that tiktoken has no equivalent of: each must be unset for tiktoken to encode
 _HF_ONLY_OPTIONS = ("dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "ignore_merges")
-
-
-@lru_cache(maxsize=1)
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from each byte to a printable character, so a token's bytes can be a JSON string."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {b: chr(b) for b in printable}, 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)  # the unprintable bytes get characters past Latin-1
-            extra += 1
-    return chars
-
-
-_DECODER = {c: b for b, c in bytes_to_unicode().items()}
+# GPT-2's reversible map from each printable character of a vocabulary entry to the byte it stands for; the
+# unprintable bytes get the characters from U+0100 on
+_PRINTABLE = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+_BYTE_OF = {chr(b): b for b in _PRINTABLE} | {
+    chr(256 + i): b for i, b in enumerate(b for b in range(256) if b not in _PRINTABLE)}
 
 
 def unicode_to_bytes(token: str) -> bytes:
-    """The bytes a vocabulary entry spells (the inverse of `bytes_to_unicode`)."""
-    return bytes(map(_DECODER.__getitem__, token))
+    """The bytes a vocabulary entry spells."""
+    return bytes(map(_BYTE_OF.__getitem__, token))
 
 
-def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[bytes, int] | None:
+def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[bytes, int]:
     """tiktoken's mergeable ranks for a Hugging Face byte-level BPE pipeline: each token's bytes → its id.
 
-    None where tiktoken would not give Hugging Face's ids: a pipeline other than GPT-2's (a normalizer, another
+    Refused where tiktoken would not give Hugging Face's ids: a pipeline other than GPT-2's (a normalizer, another
     pre-tokenizer, an option of the BPE model that tiktoken lacks), a byte missing from the vocabulary, a token
     that no merge makes, or merged tokens whose ids do not rise with merge order (tiktoken ranks a merge by the
     id of the token it makes).
     """
     model, pre = pipeline.get("model") or {}, pipeline.get("pre_tokenizer") or {}
+    vocab = {token: i for token, i in model.get("vocab", {}).items() if token not in set(specials)}
+    merged = [vocab.get("".join(m.split(" ") if isinstance(m, str) else m)) for m in model.get("merges", [])]
     if (pipeline.get("normalizer") is not None or model.get("type") != "BPE"
             or any(model.get(option) for option in _HF_ONLY_OPTIONS)
-            or (pre.get("type"), pre.get("add_prefix_space"), pre.get("use_regex", True)) != ("ByteLevel", False, True)):
-        return None
-    vocab = dict(model["vocab"])
-    for text in specials:
-        vocab.pop(text, None)
-    if not set("".join(vocab)) <= _DECODER.keys():
-        return None
-    merged = [vocab.get("".join(m.split(" ") if isinstance(m, str) else m)) for m in model["merges"]]
-    singles = [token for token in vocab if len(token) == 1]
-    if (None in merged or any(a >= b for a, b in zip(merged, merged[1:]))
-            or len(singles) != 256 or len(singles) + len(merged) != len(vocab)):
-        return None
+            or (pre.get("type"), pre.get("add_prefix_space"), pre.get("use_regex", True)) != ("ByteLevel", False, True)
+            or not set("".join(vocab)) <= _BYTE_OF.keys()
+            or None in merged or any(a >= b for a, b in zip(merged, merged[1:]))
+            or sum(len(token) == 1 for token in vocab) != 256 or 256 + len(merged) != len(vocab)):
+        raise LmforgeError("this BPE tokenizer is not byte-level BPE with merges in id order, which lmforge encodes "
+                           "with tiktoken; retrain it with `lmforge tokenizer train --kind bpe`")
     return {unicode_to_bytes(token): i for token, i in vocab.items()}
 
 
@@ -89,29 +74,17 @@ class BpeTokenizer(Tokenizer):
 
     def __init__(self, hf_pipeline: dict[str, Any], specials: dict[str, str] | None = None):
         import tiktoken
-        from tokenizers import Tokenizer as HFTokenizer
 
         self.hf_pipeline = hf_pipeline
-        self.hf = HFTokenizer.from_str(json.dumps(hf_pipeline))
-        self.hf.encode_special_tokens = True  # "<|endoftext|>" inside a text is text, never the special id
         self.special_text = check_specials(DEFAULT_SPECIALS if specials is None else specials)
-        self._specials = {}
+        vocab = hf_pipeline.get("model", {}).get("vocab", {})
         for role, text in self.special_text.items():
-            token_id = self.hf.token_to_id(text)
-            if token_id is None:
-                raise LmforgeError(f"special token {text!r} ({role}) is not in this BPE vocabulary; retrain the tokenizer")
-            self._specials[role] = token_id
-        n = self.hf.get_vocab_size(with_added_tokens=True)
-        table = [b""] * n
-        for token, token_id in self.hf.get_vocab(with_added_tokens=True).items():
-            table[token_id] = unicode_to_bytes(token) if all(c in _DECODER for c in token) else token.encode("utf-8")
-        for text, token_id in zip(self.special_text.values(), self._specials.values()):
-            table[token_id] = text.encode("utf-8")
-        self._bytes = table
+            if text not in vocab:
+                raise LmforgeError(f"special token {text!r} ({role}) is not in this BPE vocabulary; retrain it")
+        self._specials = {role: vocab[text] for role, text in self.special_text.items()}
         ranks = tiktoken_ranks(hf_pipeline, self.special_text.values())
-        self._tiktoken = None if ranks is None else tiktoken.Encoding(
-            "lmforge-bpe", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
-            special_tokens={text: self._specials[role] for role, text in self.special_text.items()})
+        self._tiktoken = tiktoken.Encoding("lmforge-bpe", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
+                                           special_tokens={text: vocab[text] for text in self.special_text.values()})
 
     # ------------------------------------------------------------------ training
 
@@ -140,37 +113,35 @@ class BpeTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return len(self._bytes)
+        return self._tiktoken.n_vocab
 
-    @property
-    def encodes_with_tiktoken(self) -> bool:
-        """Whether encoding goes through tiktoken (else through Hugging Face's pipeline; see the module's docstring)."""
-        return self._tiktoken is not None
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
 
-    def _ids(self, text: str) -> np.ndarray:
+    def encode_array(self, text: str) -> np.ndarray:
         """The ids of `text`. A special token's spelling inside it is text (`disallowed_special=()`)."""
-        if self._tiktoken is None:
-            return np.array(self.hf.encode(check_text(text), add_special_tokens=False).ids, dtype=np.uint32)
         try:
-            return self._tiktoken.encode_to_numpy(text, disallowed_special=())
+            ids = self._tiktoken.encode_to_numpy(text, disallowed_special=())
         except UnicodeEncodeError:  # a lone surrogate (the call refuses it, where encode_ordinary would replace it)
             check_text(text)  # raises, naming it
             raise
-
-    def encode(self, text: str) -> list[int]:
-        return self._ids(text).tolist()
-
-    def encode_array(self, text: str) -> np.ndarray:
-        return self._ids(text).astype(id_dtype(self.vocab_size), copy=False)
-
-    # ------------------------------------------------------------------ decoding
+        return ids.astype(id_dtype(self.vocab_size), copy=False)
 
     def decode(self, ids: list[int]) -> str:
         """Join the tokens' bytes, then read them as UTF-8; a character cut off by the end shows as U+FFFD."""
-        return b"".join(map(self._bytes.__getitem__, ids)).decode("utf-8", "replace")
+        return self._tiktoken.decode_bytes(ids).decode("utf-8", "replace")
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self._bytes[token_id]
+        return self._tiktoken.decode_single_token_bytes(token_id)
+
+    @cached_property
+    def hf(self):
+        """Hugging Face's encoder of the same pipeline: the reference that tests and benchmarks hold tiktoken to."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        hf = HFTokenizer.from_str(json.dumps(self.hf_pipeline))
+        hf.encode_special_tokens = True  # "<|endoftext|>" inside a text is text, never the special id
+        return hf
 
     # ------------------------------------------------------------------ saving
 

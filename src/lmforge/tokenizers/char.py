@@ -53,6 +53,7 @@ class CharTokenizer(Tokenizer):
         self.byte_offset = len(self.chars)  # first byte token, when unknown == "bytes"
         first_special = self.byte_offset + (N_BYTES if unknown == "bytes" else 0)
         self._specials = {role: first_special + i for i, role in enumerate(self.special_text)}
+        self._by_point: np.ndarray | None = None
         # what each id decodes to; byte tokens decode together, in `decode`
         self._pieces = self.chars + [""] * (first_special - len(self.chars)) + list(self.special_text.values())
 
@@ -69,72 +70,32 @@ class CharTokenizer(Tokenizer):
         return len(self._pieces)
 
     def encode(self, text: str) -> list[int]:
-        stoi = self.stoi
-        try:
-            return [stoi[c] for c in text]
-        except KeyError:
-            pass
-        check_text(text)
-        if self.unknown == "error":
-            unseen = sorted({c for c in text if c not in stoi})
-            raise LmforgeError(
-                f"{len(unseen)} character(s) not in the vocabulary: {''.join(unseen)[:20]!r}; "
-                "remove them or use a tokenizer trained on text that has them"
-            )
-        if self.unknown == "bytes":
-            ids: list[int] = []
-            for c in text:
-                i = stoi.get(c)
-                if i is None:
-                    ids.extend(self.byte_offset + b for b in c.encode("utf-8"))
-                else:
-                    ids.append(i)
-            return ids
-        fallback = stoi[self.fallback]
-        return [stoi.get(c, fallback) for c in text]
+        return self.encode_array(text).tolist()
 
     def encode_array(self, text: str) -> np.ndarray:
-        """Vectorized `encode` for whole corpora: each code point looked up in a table indexed by code point."""
+        """Each code point looked up in a table indexed by code point (whole corpora at C speed)."""
         points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         if ((points >= 0xD800) & (points <= 0xDFFF)).any():
             check_text(text)  # raises, naming the surrogate
-        table = self._table()
-        ids = table[np.minimum(points, len(table) - 1)]  # the last entry, -1, stands for every higher code point
+        if self._by_point is None:  # id by code point, -1 where unseen (at most 1.1 M entries, built once)
+            known = np.array([ord(c) for c in self.chars], dtype=np.int64)
+            self._by_point = np.full(int(known.max()) + 2, -1, dtype=np.int32)
+            self._by_point[known] = np.arange(len(known), dtype=np.int32)
+        ids = self._by_point[np.minimum(points, len(self._by_point) - 1)]  # the last entry, -1: every higher point
         unseen = ids < 0
-        if unseen.any():
-            if self.unknown != "replace":
-                return np.asarray(self.encode(text), dtype=id_dtype(self.vocab_size))  # raises, or spells bytes
+        if unseen.any() and self.unknown == "error":
+            chars = sorted({c for c in text if c not in self.stoi})
+            raise LmforgeError(f"{len(chars)} character(s) not in the vocabulary: {''.join(chars)[:20]!r}; "
+                               "remove them or use a tokenizer trained on text that has them")
+        if unseen.any() and self.unknown == "bytes":
+            ids = [i for c in text for i in ([self.stoi[c]] if c in self.stoi else
+                                             [self.byte_offset + b for b in c.encode("utf-8")])]
+        elif unseen.any():
             ids[unseen] = self.stoi[self.fallback]
-        return ids.astype(id_dtype(self.vocab_size))
-
-    def _table(self) -> np.ndarray:
-        """id by code point, -1 where unseen (at most 1.1 M entries, built once)."""
-        if getattr(self, "_by_point", None) is None:
-            points = np.array([ord(c) for c in self.chars], dtype=np.int64)
-            self._by_point = np.full(int(points.max()) + 2, -1, dtype=np.int32)
-            self._by_point[points] = np.arange(len(points), dtype=np.int32)
-        return self._by_point
+        return np.asarray(ids).astype(id_dtype(self.vocab_size))
 
     def unknown_count(self, text: str) -> int:
         return 0 if self.unknown == "bytes" else sum(c not in self.stoi for c in text)
-
-    def decode(self, ids: list[int]) -> str:
-        pieces = self._pieces
-        if self.unknown != "bytes":
-            return "".join(pieces[i] for i in ids)
-        out, pending = [], bytearray()
-        lo, hi = self.byte_offset, self.byte_offset + N_BYTES
-        for i in ids:
-            if lo <= i < hi:
-                pending.append(i - lo)
-                continue
-            if pending:
-                out.append(pending.decode("utf-8", "replace"))
-                pending.clear()
-            out.append(pieces[i])
-        if pending:
-            out.append(pending.decode("utf-8", "replace"))
-        return "".join(out)
 
     def token_bytes(self, token_id: int) -> bytes:
         if self.unknown == "bytes" and self.byte_offset <= token_id < self.byte_offset + N_BYTES:

@@ -100,9 +100,8 @@ class WordTokenizer(Tokenizer):
         return [len(p.encode("utf-8")) - (keeps_space and len(p) > 1 and p[0] == " ")
                 for p in pieces(text) if p not in self.stoi]
 
-    def decode(self, ids: list[int]) -> str:
-        vocab = self.vocab
-        return "".join(vocab[i] for i in ids)
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.vocab[token_id].encode("utf-8")
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "version": 1, "specials": self.special_text, "words": self.words}
