@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--base", help="a run pretrained on the built-in corpus (default: train the default preset)")
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps (600)")
     parser.add_argument("--lora-rank", type=int, default=0, help="fine-tune with LoRA adapters of this rank (0: full)")
+    parser.add_argument("--classify-mode", default="head", choices=["head", "lora", "full"], help="what the classifier "
+                        "trains (head)")
+    parser.add_argument("--classify-epochs", type=int, default=5, help="classifier epochs (5)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lmforge-adapt-"))
     start = time.perf_counter()
@@ -70,13 +73,13 @@ def main() -> None:
         print(f"| {name} | {p}/{n} = {p / n:.1%} | {q}/{m} = {q / m:.1%} |")
     clf = work / "century"
     lmforge("classify", "train", str(base), "--data", str(tasks / "century.train.jsonl"), "--test-data",
-            str(tasks / "century.test.jsonl"), "--out", str(clf), "--mode", "head", "--epochs", "5", "--lr", "3e-3")
+            str(tasks / "century.test.jsonl"), "--out", str(clf), "--mode", args.classify_mode, "--epochs", str(args.classify_epochs), "--lr", "3e-3")
     scores = json.loads((clf / "scores.json").read_text())
     train_labels = Counter(json.loads(line)["label"] for line in (tasks / "century.train.jsonl").read_text().splitlines())
     test_labels = [json.loads(line)["label"] for line in (tasks / "century.test.jsonl").read_text().splitlines()]
     majority = train_labels.most_common(1)[0][0]
     baseline = sum(label == majority for label in test_labels) / len(test_labels)
-    print(f"\ncentury of a paragraph ({len(test_labels)} test paragraphs): classifier accuracy "
+    print(f"\ncentury of a paragraph (--mode {args.classify_mode}, {args.classify_epochs} epochs) ({len(test_labels)} test paragraphs): classifier accuracy "
           f"{scores['accuracy']:.1%}, majority class ('{majority}') {baseline:.1%}")
     print((clf / "report.md").read_text())
     print(f"(files in {work}; {time.perf_counter() - start:.0f} s)")

@@ -1,7 +1,6 @@
 """Model families behind one interface (`LanguageModel`): ids in, next-token logits out."""
 
 from lmforge.config import ModelConfig
-from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.models.ngram import NGram
 from lmforge.models.rnn import RNN
@@ -11,9 +10,7 @@ FAMILIES: dict[str, type[LanguageModel]] = {"transformer": Transformer, "rnn": R
 
 
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
-    """The model `cfg` describes, over the tokenizer's `vocab_size` tokens (not a setting: the tokenizer's)."""
-    if cfg.family not in FAMILIES:
-        raise LmforgeError(f"unknown model family '{cfg.family}'; known: {', '.join(FAMILIES)}")
+    """The model `cfg` describes (its family already checked), over the tokenizer's `vocab_size` tokens."""
     model = FAMILIES[cfg.family](cfg, vocab_size)
     if cfg.lora_rank:  # a LoRA run: the same model with adapters beside the target layers
         from lmforge.adapt.lora import add_lora

@@ -22,7 +22,7 @@ hooks for how a family learns:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,38 +32,26 @@ from torch import nn
 from lmforge.data.windows import random_batch
 
 
-class TrainingFeed(Protocol):
-    """Where training batches come from, and how the model runs on them.
-
-    The trainer asks for the next global batch, keeps its own rows (one share per
-    process), splits them into micro-batches, and has the feed run the model on each;
-    `rows` says which rows of the global batch a micro-batch is, so a feed that carries
-    state per row keeps each row's own. `state_dict` is this process's data position
-    beyond the generator the trainer already saves; the trainer gathers it from every
-    process and `load_state_dict` receives that list, one entry per saving process.
-    """
-
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (B, T) and targets shifted by one (B, T), on the CPU."""
-
-    def forward(self, model: nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
-        """Logits (b, T, V) for the micro-batch `x`, rows `rows` of this process's share."""
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, parts: list[dict[str, Any]]) -> None: ...
-
-
 class RandomWindowFeed:
-    """Independent random windows each step: each starts from an empty context."""
+    """Independent random windows each step, each from an empty context: the default training feed.
+
+    Every feed (this one, the RNN's `TruncatedBPTTFeed`, `DocumentFeed`) has these four methods. The trainer
+    asks for the next global batch, keeps its own rows (one share per process), splits them into micro-batches,
+    and has the feed run the model on each; `rows` says which rows of the global batch a micro-batch is, so a
+    feed that carries state per row keeps each row's own. `state_dict` is this process's data position beyond
+    the generator the trainer already saves; the trainer gathers it from every process and `load_state_dict`
+    receives that list, one entry per saving process.
+    """
 
     def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
         self.ids, self.batch_size, self.block_size, self.generator = ids, batch_size, block_size, generator
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, T) and targets shifted by one (B, T), on the CPU."""
         return random_batch(self.ids, self.batch_size, self.block_size, self.generator, torch.device("cpu"))
 
     def forward(self, model: nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Logits (b, T, V) for the micro-batch `x`, rows `rows` of this process's share."""
         return model(x)
 
     def state_dict(self) -> dict[str, Any]:
@@ -96,7 +84,7 @@ class LanguageModel(nn.Module):
         return self(context)[:, -1, :], context
 
     def training_feed(self, ids: np.ndarray, batch_size: int, block_size: int,
-                      generator: torch.Generator) -> TrainingFeed:
+                      generator: torch.Generator) -> RandomWindowFeed:
         """How the trainer draws batches from the train split `ids` for this family."""
         return RandomWindowFeed(ids, batch_size, block_size, generator)
 

@@ -41,7 +41,6 @@ class KVCache:
         self.static = static
         self.slot = torch.zeros(1, dtype=torch.long, device=device)  # == pos, on the device: the static write index
         self.pad = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.layers = [LayerKV(self, i) for i in range(n_layer)]
         self.reset(pad)
 
     @property
@@ -128,17 +127,3 @@ class KVCache:
         self.ids = self.ids.index_select(0, rows)
         self.pad = self.pad.index_select(0, rows)
 
-
-class LayerKV:
-    """One layer's view of the cache, so that a layer needs nothing but this object."""
-
-    def __init__(self, cache: KVCache, layer: int):
-        self.cache = cache
-        self.layer = layer
-
-    @property
-    def mask(self) -> torch.Tensor | None:
-        return self.cache.mask
-
-    def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cache.write(self.layer, k, v)

@@ -26,16 +26,16 @@ from torch import nn
 
 from lmforge.config import ModelConfig
 from lmforge.models.base import LanguageModel
-from lmforge.models.kv_cache import KVCache, LayerKV
+from lmforge.models.kv_cache import KVCache
 from lmforge.models.layers import ATTENTION, RotaryEmbedding, apply_rotary, make_norm
 
 
 class CausalSelfAttention(nn.Module):
     """Each position attends to itself and the positions before it, in nh heads at once."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.n_head = cfg.n_head
+        self.n_head, self.layer = cfg.n_head, layer  # `layer`: which of the KV cache's layers is this one's
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # queries, keys, values in one matmul
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
@@ -47,7 +47,7 @@ class CausalSelfAttention(nn.Module):
         self.attend = ATTENTION[cfg.attention]
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                kv: LayerKV | None = None) -> torch.Tensor:
+                cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 × (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -56,9 +56,9 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         mask = None
-        if kv is not None:  # decoding: attend to the cached keys and values of the tokens before these too
-            k, v = kv.write(k, v)  # (B, nh, S, hs): S tokens so far, these T included
-            k, v, mask = k.to(q.dtype), v.to(q.dtype), kv.mask
+        if cache is not None:  # decoding: attend to the cached keys and values of the tokens before these too
+            k, v = cache.write(self.layer, k, v)  # (B, nh, S, hs): S tokens so far, these T included
+            k, v, mask = k.to(q.dtype), v.to(q.dtype), cache.mask
         # softmax(q kᵀ / √hs + causal mask) v: fused (FlashAttention or memory-efficient kernels) or written out
         y = self.attend(q, k, v, dropout_p=self.dropout if self.training else 0.0, mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
@@ -98,16 +98,16 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm residual block: normalize, transform, add back to the residual stream."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.norm1 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.norm2 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                kv: LayerKV | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, kv)
+                cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, cache)
         x = x + self.mlp(self.norm2(x))
         return x
 
@@ -123,7 +123,7 @@ class Transformer(LanguageModel):
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
         self.rotary = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base) if cfg.positions == "rope" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         if cfg.tie_weights:
@@ -154,18 +154,24 @@ class Transformer(LanguageModel):
         return f"transformer ({c.n_layer} layers, {c.n_embd} wide, context {c.block_size})"
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        B, T = ids.shape
+        T = ids.size(1)
         if T > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than the context of {self.cfg.block_size}")
-        pos = torch.arange(T, device=ids.device)
+        return self.head(self.features(ids, torch.arange(T, device=ids.device)[None]))  # (B, T, V)
+
+    def features(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final normalized features (B, T, C) of `ids` (B, T) at `positions` (B or 1, T)."""
         x = self.tok_emb(ids)  # (B, T, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(pos)
+            x = x + self.pos_emb(positions)
         x = self.drop(x)
-        rope = self.rotary(pos) if self.rotary is not None else None  # 2 × (T, hs/2)
+        rope = None
+        if self.rotary is not None:  # each row by its own positions: (B or 1, 1, T, hs/2), broadcast over heads
+            cos, sin = self.rotary(positions)
+            rope = cos[:, None], sin[:, None]
         for block in self.blocks:
-            x = block(x, rope)
-        return self.head(self.norm(x))  # (B, T, V)
+            x = block(x, rope, cache)
+        return self.norm(x)
 
     # ------------------------------------------------------------------ incremental decoding
 
@@ -189,17 +195,7 @@ class Transformer(LanguageModel):
     def decode(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One forward pass of new tokens through the cache, without counting them in (`step` does that)."""
         positions = cache.start(ids)  # (B, T): counts real tokens only, so padding does not shift them
-        x = self.tok_emb(ids)  # (B, T, C)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb(positions)
-        x = self.drop(x)
-        rope = None
-        if self.rotary is not None:  # each row rotates by its own positions: (B, 1, T, hs/2), broadcast over heads
-            cos, sin = self.rotary(positions)
-            rope = cos[:, None], sin[:, None]
-        for block, kv in zip(self.blocks, cache.layers):
-            x = block(x, rope, kv)
-        return self.head(self.norm(x[:, -1]))  # (B, V): only the last position is needed
+        return self.head(self.features(ids, positions, cache)[:, -1])  # (B, V): only the last position is needed
 
     def _recompute_window(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The context is full: refill the cache with the last `block_size` tokens, exactly what `forward` would
