@@ -73,6 +73,10 @@ def create_app(runs: dict[str, Run], api_key: str | None = None) -> FastAPI:
                                            "authentication_error", code="invalid_api_key"), status_code=401)
         return await call_next(request)
 
+    from lmforge.serving.playground import router as playground  # imports this module: not at the top
+
+    app.include_router(playground(runs))
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "models": list(runs)}
