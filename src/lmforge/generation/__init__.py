@@ -2,6 +2,7 @@
 
     processors.py  pure functions on logits, applied by `Sampler` in one documented order
     decode.py      the loop: prefill, then one token per step, for batches of ragged prompts
+    continuous.py  continuous batching: rows join a running batch and leave it as they end (lmforge serve)
     beam.py        beam search with a length penalty
     text.py        ids to text as they arrive; stop strings
     fast.py        the static-shape, compiled decode step for CUDA (imported only when used)

@@ -112,7 +112,7 @@ def _decode_batch(model: LanguageModel, ids: torch.Tensor, pad: torch.Tensor, cf
         next_ids = sampler.choose(logits, generators)
         if eos is not None:
             next_ids = torch.where(alive, next_ids, eos)  # an ended row keeps feeding EOS; nobody reads it
-        yield Step(next_ids, alive.clone(), *_logprob_info(logits, next_ids, logprobs))
+        yield Step(next_ids, alive.clone(), *logprob_info(logits, next_ids, logprobs))
         sampler.record(next_ids)
         if eos is not None:
             alive &= next_ids != eos
@@ -134,7 +134,7 @@ def _prefill(model: LanguageModel, step, ids: torch.Tensor, state: Any) -> tuple
     return step(ids, state)
 
 
-def _logprob_info(logits: torch.Tensor, ids: torch.Tensor, k: int | None) -> tuple[torch.Tensor | None, ...]:
+def logprob_info(logits: torch.Tensor, ids: torch.Tensor, k: int | None) -> tuple[torch.Tensor | None, ...]:
     if k is None:
         return None, None, None
     logp = torch.log_softmax(logits, dim=-1)  # (B, V): the model's own distribution

@@ -11,7 +11,9 @@ only computes the new token's and attends to the stored ones.
 The model drives it explicitly, with no hidden coupling between layers:
 `start` before the layers (positions, attention mask), `write` in each layer,
 `advance` after the last one. `reset` empties it, `prefill` copies another
-cache in (one prompt computed once, then shared by every sample).
+cache in (one prompt computed once, then shared by every sample). `select` and
+`stack` take rows out and put caches together, for a server whose requests join
+and leave a running batch (generation/continuous.py).
 
 Rows are left-padded to a common length: slot s of row b holds a real token
 when s >= pad[b]. Position ids count real tokens only, and no real token attends
@@ -126,4 +128,42 @@ class KVCache:
         self.v = self.v.index_select(1, rows)
         self.ids = self.ids.index_select(0, rows)
         self.pad = self.pad.index_select(0, rows)
+
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """A new cache of rows `rows` (R,) only, without the leading slots that are padding in all of them
+        (so a batch whose longest row left does not keep paying for its length)."""
+        cut = int(self.pad.index_select(0, rows).min()) if rows.numel() else self.pos
+        n = self.pos - cut
+        out = self._empty(rows.numel())
+        out.k[:, :, :, :n] = self.k[:, rows, :, cut : self.pos]
+        out.v[:, :, :, :n] = self.v[:, rows, :, cut : self.pos]
+        out.ids[:, :n] = self.ids[rows, cut : self.pos]
+        out._filled(self.pad.index_select(0, rows) - cut, n)
+        return out
+
+    @staticmethod
+    def stack(caches: list[KVCache]) -> KVCache:
+        """One cache holding the rows of `caches` in order, right-aligned: every row's tokens end at the same
+        slot, a shorter row getting more left padding. Positions count real tokens only, so a row's keys and
+        values stay valid where they move. Eager caches of one shape only (not static ones)."""
+        pos = max(c.pos for c in caches)
+        out = caches[0]._empty(sum(c.batch_size for c in caches))
+        pads, row = [], 0
+        for c in caches:
+            shift, rows = pos - c.pos, slice(row, row + c.batch_size)
+            out.k[:, rows, :, shift:pos] = c.k[:, :, :, : c.pos]
+            out.v[:, rows, :, shift:pos] = c.v[:, :, :, : c.pos]
+            out.ids[rows, shift:pos] = c.ids[:, : c.pos]
+            pads.append(c.pad + shift)
+            row += c.batch_size
+        out._filled(torch.cat(pads), pos)
+        return out
+
+    def _empty(self, batch_size: int) -> KVCache:
+        L, _, nh, capacity, hs = self.k.shape
+        return KVCache(L, batch_size, nh, hs, capacity, device=self.k.device, dtype=self.k.dtype)
+
+    def _filled(self, pad: torch.Tensor, pos: int) -> None:
+        self.reset(pad)
+        self.advance(pos)
 
