@@ -36,7 +36,7 @@ def test_metrics_by_hand():
     assert "| c | 0.000 | 0.000 | 1 |" in table(["a", "b", "c"], m)
 
 
-@pytest.mark.parametrize("mode", ["head", "lora"])
+@pytest.mark.parametrize("mode", ["head", "lora", "full"])
 def test_classify_train_and_predict(tmp_path, tiny_run, mode, capsys):
     train, test = write(tmp_path / "train.jsonl", examples(160, 0)), write(tmp_path / "test.jsonl", examples(60, 1))
     out = tmp_path / "clf"
@@ -46,7 +46,8 @@ def test_classify_train_and_predict(tmp_path, tiny_run, mode, capsys):
     assert result["accuracy"] >= 0.95 and sum(result["support"]) == 60
     assert (out / "confusion.png").stat().st_size > 1000 and "| true \\ predicted | die | speak |" in (out / "report.md").read_text()
     saved = load_file(str(out / "classifier.safetensors"))
-    assert all(k.startswith("head.") or ".lora_" in k for k in saved)  # the frozen base is not copied
+    if mode != "full":
+        assert all(k.startswith("head.") or ".lora_" in k for k in saved)  # the frozen base is not copied
     assert any(".lora_" in k for k in saved) == (mode == "lora")
     capsys.readouterr()
     assert main(["classify", "predict", str(out), "--text", "speak speak die", "--device", "cpu"]) == 0

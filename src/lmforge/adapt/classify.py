@@ -135,8 +135,11 @@ def predict(run, model: Classifier, labels: list[str], texts: list[str], batch_s
 def save_classifier(model: Classifier, spec: ClassifierSpec, out: Path) -> None:
     """The head and whatever else trained (adapters, or the body in `full` mode); the frozen base is not copied."""
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()
-             if spec.mode == "full" or k.startswith("head.") or ".lora_" in k}
+    state, seen = {}, set()
+    for k, v in model.state_dict().items():
+        if (spec.mode == "full" or k.startswith("head.") or ".lora_" in k) and v.data_ptr() not in seen:
+            seen.add(v.data_ptr())  # a tied head is the embedding: saved once, tied again by the model on load
+            state[k] = v.contiguous()
     save_file(state, str(out / WEIGHTS_FILE))
     (out / SPEC_FILE).write_text(json.dumps(asdict(spec), indent=1) + "\n", encoding="utf-8")
 
