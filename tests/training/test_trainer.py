@@ -6,12 +6,13 @@ import time
 
 import pytest
 import torch
-from training_helpers import checkpoint_state, records
+from training_helpers import assert_same_tensors, checkpoint_state, records
 
 from lmforge.data.documents import IGNORE_INDEX, pad_batch
 from lmforge.errors import LmforgeError
 from lmforge.models import next_token_loss
-from lmforge.training import Trainer, checkpoint
+from lmforge.training import Trainer, checkpoint, lr_at
+from lmforge.training.optim import set_lr
 
 
 class Recorder(torch.nn.Module):
@@ -31,9 +32,8 @@ def test_accumulating_4_micro_batches_of_8_matches_one_batch_of_32(tmp_path, tin
     accumulated = Trainer(tiny_cfg(batch_size=32, grad_accum=4), tmp_path / "accum")
     accumulated.step_model = Recorder(accumulated.model)
     for _ in range(3):
-        loss_a, norm_a, _ = whole.train_step()
-        loss_b, norm_b, _ = accumulated.train_step()
-        assert loss_b == pytest.approx(loss_a, abs=1e-5) and norm_b == pytest.approx(norm_a, abs=1e-5)
+        a, b = whole.train_step(), accumulated.train_step()
+        assert b.loss == pytest.approx(a.loss, abs=1e-5) and float(b.grad_norm) == pytest.approx(float(a.grad_norm), abs=1e-5)
     assert accumulated.step_model.shapes == [(8, 32)] * 12  # 4 forwards of 8 sequences per step
     for (name, a), b in zip(whole.model.named_parameters(), accumulated.model.parameters()):
         assert (a - b).abs().max().item() < 1e-5, name
@@ -76,10 +76,9 @@ def test_padded_documents_of_unequal_length_give_the_same_step_with_any_grad_acc
     for _ in range(3):
         with torch.no_grad():  # the per-token mean over the whole batch, from the weights before the step
             expected = next_token_loss(whole.model(feed.x), feed.y).item()
-        loss_a, norm_a, _ = whole.train_step()
-        loss_b, norm_b, _ = accumulated.train_step()
-        assert loss_a == pytest.approx(expected, abs=1e-6) and loss_b == pytest.approx(expected, abs=1e-6)
-        assert norm_b == pytest.approx(norm_a, rel=1e-5)
+        a, b = whole.train_step(), accumulated.train_step()
+        assert a.loss == pytest.approx(expected, abs=1e-6) and b.loss == pytest.approx(expected, abs=1e-6)
+        assert float(b.grad_norm) == pytest.approx(float(a.grad_norm), rel=1e-5)
     for (name, a), b in zip(whole.model.named_parameters(), accumulated.model.parameters()):
         assert (a - b).abs().max().item() < 1e-6, name
 
@@ -225,3 +224,68 @@ def test_mfu_is_reported_when_a_peak_is_given(tmp_path, tiny_cfg):
 def test_batch_that_does_not_split_over_accumulation_names_both_flags(tiny_cfg):
     with pytest.raises(LmforgeError, match=r"--train.batch_size \(8\).*--train.grad_accum \(3\)"):
         tiny_cfg(grad_accum=3)
+
+
+def reference_step(trainer: Trainer) -> None:
+    """The step as lmforge took it before issue 14, with its host syncs: the loss and gradient norm read back as
+    floats every step, and a non-finite one skipped by not calling the optimizers."""
+    t = trainer.cfg.train
+    set_lr(trainer.optimizers, lr_at(trainer.step, t))
+    x, y, n_targets = trainer._next_batch()
+    micro, nats = x.size(0) // t.grad_accum, torch.zeros(())
+    for i in range(t.grad_accum):
+        rows = slice(i * micro, (i + 1) * micro)
+        micro_nats = next_token_loss(trainer.feed.forward(trainer.step_model, x[rows], rows), y[rows], reduction="sum")
+        (micro_nats * (1 / n_targets)).backward()
+        nats += micro_nats.detach()
+    loss = float(nats) / n_targets
+    norm = float(torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), t.grad_clip or math.inf))
+    if math.isfinite(loss) and math.isfinite(norm):
+        for optimizer in trainer.optimizers:
+            optimizer.step()
+    for optimizer in trainer.optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    trainer.state.step += 1
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_step_that_skips_on_the_device_gives_the_weights_the_host_checked_step_gave(tmp_path, tiny_cfg, optimizer):
+    """Bit for bit, over steps with a NaN among them: the skip decided on the device (found_inf) is a true skip."""
+    new, old = (Trainer(tiny_cfg(optimizer=optimizer, grad_accum=2), tmp_path / name) for name in ("new", "old"))
+    for trainer in (new, old):
+        trainer.step_model = NaNAt(trainer, {3, 5})
+    for _ in range(7):
+        new.train_step()
+        reference_step(old)
+        for (name, a), b in zip(new.model.named_parameters(), old.model.parameters()):
+            assert torch.equal(a, b), (new.step, name)
+    for a, b in zip(new.optimizers, old.optimizers):
+        assert_same_tensors(a.state_dict(), b.state_dict())
+
+
+def test_reading_the_device_at_log_steps_only_changes_nothing(tmp_path, tiny_cfg):
+    runs = {n: Trainer(tiny_cfg(max_steps=10, eval_interval=10, log_interval=n), tmp_path / str(n)) for n in (1, 5)}
+    for trainer in runs.values():
+        trainer.fit()
+    for a, b in zip(runs[1].model.parameters(), runs[5].model.parameters()):
+        assert torch.equal(a, b)
+    every = {r["step"]: r for r in records(tmp_path / "1", "train")}
+    sparse = records(tmp_path / "5", "train")
+    assert [r["step"] for r in sparse] == [5, 10]
+    for r in sparse:  # each record is its step's own loss and gradient norm, not another step's
+        assert (r["loss"], r["grad_norm"], r["lr"]) == tuple(every[r["step"]][k] for k in ("loss", "grad_norm", "lr"))
+
+
+def test_a_run_of_nan_steps_between_log_steps_is_noticed_at_the_next_read(tmp_path, tiny_cfg):
+    """Steps are read at log steps (5, 10) and checkpoints (4, 8): NaN from step 6, two in a row diverge at step 7,
+    noticed at 8, before its checkpoint is written."""
+    cfg = tiny_cfg(max_steps=20, log_interval=5, eval_interval=10, checkpoint_interval=4, max_bad_steps=2)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.step_model = NaNAt(trainer, set(range(6, 100)))
+    with pytest.raises(LmforgeError, match=r"not finite for 2 steps in a row \(step 7, read at step 8\).*"
+                                           r"checkpoint \(step 4\) is intact"):
+        trainer.fit()
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path / "run")] == [4]
+    assert [r["step"] for r in records(tmp_path / "run", "skip")] == [6, 7]
+    assert records(tmp_path / "run", "end")[0]["reason"] == "non_finite"
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -175,12 +175,12 @@ def mean(value: torch.Tensor, info: DistInfo) -> float:
     return float(value)
 
 
-def total(value: torch.Tensor, info: DistInfo) -> float:
-    """The sum of a scalar over all ranks, as a Python float (every rank gets the same)."""
+def total(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The sum of a scalar over all ranks, left on the device (every rank gets the same)."""
     if info.enabled:
         value = value.detach().clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return float(value)
+    return value
 
 
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:

@@ -46,7 +46,14 @@ def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon for 2-D parameters: Nesterov momentum, orthogonalized, decoupled weight decay."""
+    """Muon for 2-D parameters: Nesterov momentum, orthogonalized, decoupled weight decay.
+
+    Like torch's fused AdamW it takes `found_inf` (a 0-d tensor set as an attribute, as
+    `GradScaler` does): where it is 1 the step leaves weights and momentum as they were,
+    decided on the device, so a skipped step costs the host no sync.
+    """
+
+    _step_supports_amp_scaling = True  # GradScaler then passes `found_inf` instead of syncing to decide
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, weight_decay: float = 0.0, ns_steps: int = 5):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
@@ -61,6 +68,13 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        assert getattr(self, "grad_scale", None) is None, "unscale the gradients (GradScaler.unscale_) before the step"
+        skip = getattr(self, "found_inf", None)
+        skip = None if skip is None else skip.bool()
+
+        def commit(target: torch.Tensor, new: torch.Tensor) -> None:
+            target.copy_(new if skip is None else torch.where(skip, target, new))
+
         for group in self.param_groups:
             lr, mu = group["lr"], group["momentum"]
             by_shape: dict[torch.Size, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -70,9 +84,9 @@ class Muon(torch.optim.Optimizer):
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - mu)  # buf = mu·buf + (1 - mu)·g
+                buf = state["momentum_buffer"].lerp(p.grad, 1 - mu)  # mu·buf + (1 - mu)·g
                 update = p.grad.lerp(buf, mu)  # Nesterov: look one momentum step ahead
+                commit(state["momentum_buffer"], buf)
                 by_shape.setdefault(p.shape, []).append((p, update))
             # every layer has matrices of the same few shapes: orthogonalize each shape's stack at once
             for shape, pairs in by_shape.items():
@@ -81,6 +95,5 @@ class Muon(torch.optim.Optimizer):
                 # and wide matrices move alike
                 scale = max(1.0, shape[0] / shape[1]) ** 0.5
                 for (p, _), u in zip(pairs, ortho.unbind(0)):
-                    p.mul_(1 - lr * group["weight_decay"])
-                    p.add_(u, alpha=-lr * scale)
+                    commit(p, p.mul(1 - lr * group["weight_decay"]).add_(u, alpha=-lr * scale))
         return loss

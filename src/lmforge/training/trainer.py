@@ -11,6 +11,15 @@
 The same loop runs in one process or in many under torchrun (see distributed.py):
 every rank draws the same global batch and keeps its own rows of it, so N ranks
 compute what one process would, and only rank 0 writes anything.
+
+The loop waits for the device only when it reads its figures: a step leaves its loss
+and gradient norm on the device (`StepStats`) and skips a non-finite update there
+too (`found_inf`, as `GradScaler` does), so a GPU runs ahead of the host. The pending
+steps are read in one sync at log steps, evals and checkpoints. So the divergence
+guard notices a run of bad steps at the next of those rather than at once; that is
+safe because each bad step was skipped (the weights are the last good ones), no
+checkpoint is written before the steps are read, and the error names the step where
+the run of bad steps reached `--train.max_bad_steps`.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -42,6 +51,21 @@ from lmforge.training.precision import grad_scaler, set_tf32, should_compile
 from lmforge.training.run_dir import MODEL_FILE, TOKENIZER_FILE, load_weights, save_state_dict, save_weights
 from lmforge.training.run_logs import RunLogs, check_out_dir
 from lmforge.training.schedule import lr_at
+
+
+class StepStats(NamedTuple):
+    """One optimizer step's figures, left on the device until the loop reads them."""
+
+    step: int  # the step count after it
+    nats: torch.Tensor  # the loss summed over the global batch's real targets
+    targets: int
+    grad_norm: torch.Tensor  # before clipping
+    lr: float
+
+    @property
+    def loss(self) -> float:
+        """The mean loss per target (a host sync)."""
+        return float(self.nats) / self.targets
 
 
 @dataclass
@@ -93,6 +117,7 @@ class Trainer:
                                      self.device, self.dtype)
         self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
         self.logs = RunLogs(self.out_dir, self.dist.is_main)
+        self.pending: list[StepStats] = []  # steps not yet read from the device
         if resume:
             self.restore(checkpoint.latest(self.out_dir))
             if self.step >= t.max_steps:
@@ -151,13 +176,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def train_step(self) -> tuple[float, float, float]:
+    def train_step(self) -> StepStats:
         """One optimizer step over `batch_size` sequences, split into `grad_accum` micro-batches (and across ranks).
 
-        Returns (mean loss, gradient norm before clipping, lr). The loss is the mean over the real targets of the
-        whole global batch: every token weighs the same whatever micro-batch or rank holds it, so padded documents
-        of unequal lengths give the same step with any `grad_accum` and number of processes. A non-finite loss or
-        gradient norm skips the update; the caller logs it and counts it.
+        The loss is the mean over the real targets of the whole global batch: every token weighs the same whatever
+        micro-batch or rank holds it, so padded documents of unequal lengths give the same step with any
+        `grad_accum` and number of processes. Nothing here waits for the device (see the module docstring).
         """
         t = self.cfg.train
         lr = lr_at(self.state.step, t)
@@ -177,24 +201,39 @@ class Trainer:
                     micro_nats = next_token_loss(logits, y[rows], reduction="sum")
                 self.scaler.scale(micro_nats * scale).backward()
             nats += micro_nats.detach()
-        loss_value = distributed.total(nats, self.dist) / n_targets
-        self.state.tokens_seen += n_targets
+        nats = distributed.total(nats, self.dist)
         for optimizer in self.optimizers:
             self.scaler.unscale_(optimizer)  # true gradients before clipping (a no-op without float16)
         max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        norm_value = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # FSDP: DTensor
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP: a DTensor
+        self._update(nats, grad_norm)
+        self.state.tokens_seen += n_targets
+        self.state.step += 1
+        return StepStats(self.state.step, nats, n_targets, grad_norm, lr)
+
+    def _update(self, nats: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """Step the optimizers unless the loss or the gradient is not finite, decided on the device.
+
+        Fused AdamW and our Muon take a `found_inf` tensor and leave everything as it was where it is 1: the
+        mechanism `GradScaler` uses, which does the same for a float16 overflow. An optimizer without it (AdamW
+        off CUDA and CPU, where it is not fused) costs one sync per step.
+        """
         if self.scaler.is_enabled():
             for optimizer in self.optimizers:
                 self.scaler.step(optimizer)  # skips the step by itself when a gradient overflowed
             self.scaler.update()
-        elif math.isfinite(loss_value) and math.isfinite(norm_value):
+        else:
+            found_inf = (~(torch.isfinite(nats) & torch.isfinite(grad_norm))).float()
             for optimizer in self.optimizers:
-                optimizer.step()
+                if getattr(optimizer, "_step_supports_amp_scaling", False):
+                    optimizer.found_inf = found_inf
+                    optimizer.step()
+                    del optimizer.found_inf
+                elif not found_inf.item():
+                    optimizer.step()
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
-        self.state.step += 1
-        return loss_value, norm_value, lr
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """This rank's rows of the next global batch, and the global batch's count of real targets.
@@ -268,55 +307,79 @@ class Trainer:
     def _train_until_stop(self) -> StopReason:
         """The gradient loop: step, log, and at each eval evaluate, sample and checkpoint; returns why it stopped."""
         t, state = self.cfg.train, self.state
-        per_token = flops.flops_per_token(self.model)
-        peak = t.peak_flops or flops.peak_flops(self.device, self.dtype, t.tf32)
         bar = tqdm(total=t.max_steps, initial=state.step, disable=not (t.progress and self.dist.is_main),
                    unit="step", dynamic_ncols=True, leave=False)
         loop_start = time.perf_counter()
-        window_start, window_tokens = loop_start, state.tokens_seen  # tokens/s counts real targets, not padding
+        self.window = (loop_start, state.tokens_seen)  # tokens/s counts real targets, not padding
         bad, stop = NonFiniteSteps(t.max_bad_steps, self.scaler.is_enabled()), None
         try:
             while stop is None:
-                loss, grad_norm, lr = self.train_step()
-                reason = bad.update(loss, grad_norm)
-                if reason:
-                    self._log("skip", step=state.step, loss=str(loss), grad_norm=str(grad_norm), reason=reason)
-                if bad.diverged:
-                    raise self._diverged()
+                self.pending.append(self.train_step())
                 bar.update(1)
-                if state.step % t.log_interval == 0 or state.step == t.max_steps:
-                    now = time.perf_counter()
-                    tok_s = (state.tokens_seen - window_tokens) / max(now - window_start, 1e-9)
-                    window_start, window_tokens = now, state.tokens_seen
-                    utilization = flops.mfu(tok_s, per_token, peak, self.dist.world_size)
-                    self._log("train", step=state.step, tokens_seen=state.tokens_seen, loss=loss, lr=lr,
-                              grad_norm=grad_norm, tokens_per_s=round(tok_s, 1),
-                              mfu=None if utilization is None else round(utilization, 4))
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{state.best_val_loss:.3f}")
-                out_of_time = t.max_seconds > 0 and distributed.any_rank(  # ranks must agree on when to stop
-                    time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
+                at_log = state.step % t.log_interval == 0 or state.step == t.max_steps
+                out_of_time = self._out_of_time(loop_start, at_log)
+                at_eval = state.step % t.eval_interval == 0 or state.step == t.max_steps or out_of_time
+                at_checkpoint = at_eval if t.checkpoint_interval == 0 else state.step % t.checkpoint_interval == 0
+                if at_log or at_eval or at_checkpoint:
+                    loss, grad_norm, lr = self._read_steps(bad)
+                if at_log:
+                    self._log_train(loss, grad_norm, lr, bar)
                 paused = time.perf_counter()  # eval, sampling and checkpoints: not training, so not in tokens/s
-                is_eval = state.step % t.eval_interval == 0 or state.step == t.max_steps or out_of_time
-                stop_early = self._eval_event(lr) if is_eval else False
+                stop_early = self._eval_event(lr) if at_eval else False
                 if out_of_time or stop_early or state.step >= t.max_steps:
                     stop = (StopReason.MAX_SECONDS if out_of_time else StopReason.EARLY_STOP if stop_early
                             else StopReason.MAX_STEPS)
-                due = is_eval if t.checkpoint_interval == 0 else state.step % t.checkpoint_interval == 0
-                if bad.in_row == 0 and (due or stop is not None):  # never checkpoint amid a run of bad steps
+                if bad.in_row == 0 and (at_checkpoint or stop is not None):  # never amid a run of bad steps
                     self.save_checkpoint()
-                window_start += time.perf_counter() - paused
+                self.window = (self.window[0] + time.perf_counter() - paused, self.window[1])
         except KeyboardInterrupt:
             stop = StopReason.INTERRUPTED
         finally:
             bar.close()
         return stop
 
-    def _diverged(self) -> Diverged:
+    def _read_steps(self, bad: NonFiniteSteps) -> tuple[float, float, float]:
+        """Read the steps taken since the last read, in one sync: log the skipped ones and raise `Diverged` when
+        they reach `--train.max_bad_steps` in a row. Returns the last step's (loss, grad norm, lr)."""
+        pending, self.pending = self.pending, []
+        values = torch.stack([torch.stack([s.nats.float(), s.grad_norm.float()]) for s in pending]).tolist()
+        for s, (nats, grad_norm) in zip(pending, values):
+            loss = nats / s.targets
+            reason = bad.update(loss, grad_norm)
+            if reason:
+                self._log("skip", step=s.step, loss=str(loss), grad_norm=str(grad_norm), reason=reason)
+            if bad.diverged:
+                raise self._diverged(s.step)
+        return loss, grad_norm, s.lr
+
+    def _log_train(self, loss: float, grad_norm: float, lr: float, bar: tqdm) -> None:
+        """The train record: the last step's loss and grad norm, tokens/s and MFU since the previous one."""
+        t, state = self.cfg.train, self.state
+        now = time.perf_counter()
+        tok_s = (state.tokens_seen - self.window[1]) / max(now - self.window[0], 1e-9)
+        self.window = (now, state.tokens_seen)
+        peak = t.peak_flops or flops.peak_flops(self.device, self.dtype, t.tf32)
+        utilization = flops.mfu(tok_s, flops.flops_per_token(self.model), peak, self.dist.world_size)
+        self._log("train", step=state.step, tokens_seen=state.tokens_seen, loss=loss, lr=lr, grad_norm=grad_norm,
+                  tokens_per_s=round(tok_s, 1), mfu=None if utilization is None else round(utilization, 4))
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{state.best_val_loss:.3f}")
+
+    def _out_of_time(self, loop_start: float, at_log: bool) -> bool:
+        """Past `--train.max_seconds`. Under torchrun the ranks must agree on when to stop, and agreeing is a
+        collective (a sync), so they check at log steps only."""
+        t = self.cfg.train
+        if t.max_seconds <= 0 or (self.dist.enabled and not at_log):
+            return False
+        return distributed.any_rank(time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
+
+    def _diverged(self, step: int) -> Diverged:
         t = self.cfg.train
         last = checkpoint.list_checkpoints(self.out_dir)
         kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
-        return Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {self.step}); {kept} "
-                            f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
+        noticed = f", read at step {self.step}" if step != self.step else ""
+        return Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {step}{noticed}); "
+                        f"{kept} in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with "
+                        f"--resume {self.out_dir}")
 
     def _eval_event(self, lr: float, **extra: Any) -> bool:
         """Evaluate, keep the best model, sample, redraw the curves; True when early stopping says stop."""
