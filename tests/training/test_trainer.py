@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from training_helpers import assert_same_tensors, checkpoint_state, records
 
 from lmforge.data.documents import IGNORE_INDEX, pad_batch
@@ -289,3 +290,26 @@ def test_a_run_of_nan_steps_between_log_steps_is_noticed_at_the_next_read(tmp_pa
     assert [r["step"] for r in records(tmp_path / "run", "skip")] == [6, 7]
     assert records(tmp_path / "run", "end")[0]["reason"] == "non_finite"
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+class ScalarReads(TorchDispatchMode):
+    """Count the reads of a tensor's value back to Python (`.item()`, `float()`, `bool()`): on a GPU, each waits
+    for the device to finish everything queued before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func is torch.ops.aten._local_scalar_dense.default
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_step_reads_nothing_back_from_the_device(tmp_path, tiny_cfg, optimizer):
+    trainer = Trainer(tiny_cfg(optimizer=optimizer, grad_accum=2), tmp_path / "run")
+    trainer.train_step()  # the optimizers' lazy set-up
+    with ScalarReads() as reads:
+        for _ in range(3):
+            trainer.train_step()
+    assert reads.count == 3  # one a step: the batch's count of real targets, read while the batch is on the host
