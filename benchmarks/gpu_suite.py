@@ -72,9 +72,7 @@ from lmforge.config import ModelConfig, TrainConfig
 from lmforge.device import autocast
 from lmforge.models.base import next_token_loss
 from lmforge.training import flops
-from lmforge.training.optim import build_optimizers, set_lr
-from lmforge.training.precision import set_tf32
-from lmforge.training.schedule import lr_at
+from lmforge.training.optim import build_optimizers, lr_at, set_lr, set_tf32
 
 PARTS = {"a": "training throughput", "b": "time to quality", "c": "decode"}
 TARGET = 1.47  # val loss (nats/char) of nanoGPT's shakespeare-char recipe

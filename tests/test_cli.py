@@ -44,7 +44,7 @@ ELAPSED_CHILD = """
 import json, sys, time
 t0 = time.time()  # the script's first line: the process started at most interpreter start-up before this
 time.sleep(float(sys.argv[1]))
-from lmforge.training import metrics
+from lmforge.training import logs as metrics
 written, write = [], metrics.MetricsLog.write
 def noting(self, event, **values):
     written.append((values.get("elapsed_s"), time.time() - t0))

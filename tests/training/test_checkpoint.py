@@ -35,8 +35,8 @@ def test_a_failed_write_leaves_earlier_checkpoints_intact(tmp_path, monkeypatch)
     saved(tmp_path, 1, 2)
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
 
-    def disk_full(obj, f, *args, **kwargs):
-        f.write(b"PK\x03\x04 half a checkpoint")
+    def disk_full(obj, path, *args, **kwargs):
+        path.write_bytes(b"PK\x03\x04 half a checkpoint")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)

@@ -24,10 +24,8 @@ import pytest
 from training_helpers import assert_same_tensors, checkpoint_state, records
 
 from lmforge.config import Config
-from lmforge.training import checkpoint
-from lmforge.training import samples as samples_module
-from lmforge.training import trainer as trainer_module
-from lmforge.training.metrics import MetricsLog, read_metrics
+from lmforge.training import checkpoint, logs
+from lmforge.training.logs import MetricsLog, read_metrics
 from lmforge.training.trainer import Trainer
 
 CRASHED = 77  # the exit status of a child that ended itself at its crash point
@@ -45,29 +43,19 @@ def make_cfg(data: Path, dtype: str) -> Config:
 
 
 def _tear_checkpoint_file(step: int, limit: int) -> None:
-    """Die after the first `limit` bytes of checkpoint `step`'s .pt have reached its temporary file."""
+    """Die with only the first `limit` bytes of checkpoint `step`'s .pt in its temporary file."""
     original = checkpoint.atomic_write
 
-    class Torn:
-        def __init__(self, f):
-            self.f, self.written = f, 0
-
-        def write(self, data) -> int:
-            keep = max(0, limit - self.written)
-            if len(data) >= keep:
-                self.f.write(bytes(data[:keep]))
-                self.f.flush()
-                os._exit(CRASHED)
-            self.written += len(data)
-            return self.f.write(data)
-
-        def flush(self) -> None:
-            self.f.flush()
-
     def atomic_write(path, write):
-        if path.name == f"step-{step:08d}.pt":
-            return original(path, lambda f: write(Torn(f)))
-        return original(path, write)
+        if path.name != f"step-{step:08d}.pt":
+            return original(path, write)
+
+        def torn(tmp):
+            write(tmp)
+            os.truncate(tmp, limit)  # what a kill mid-write leaves: a prefix
+            os._exit(CRASHED)
+
+        return original(path, torn)
 
     checkpoint.atomic_write = atomic_write
 
@@ -100,37 +88,26 @@ def _tear_metrics_line(step: int) -> None:
 
 
 def _tear_sample(step: int, keep: int) -> None:
-    """Die with samples.py's writes cut `keep` characters into step `step`'s section, whatever file it writes."""
-    marker, real_open = f"=== step {step} ", open
+    """Die with samples.txt's temporary file cut `keep` characters into step `step`'s section."""
+    original, marker = logs.atomic_write, f"=== step {step} "
 
-    class Torn:
-        def __init__(self, f):
-            self.f, self.seen = f, ""
+    def atomic_write(path, write):
+        if path.name != "samples.txt":
+            return original(path, write)
 
-        def write(self, text: str) -> int:
-            stream = self.seen + text
-            at = stream.find(marker)
+        def torn(tmp):
+            write(tmp)
+            with open(tmp, encoding="utf-8", newline="") as f:
+                text = f.read()
+            at = text.find(marker)
             if at >= 0:
-                self.f.write(stream[len(self.seen): at + keep])
-                self.f.flush()
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    f.write(text[: at + keep])
                 os._exit(CRASHED)
-            self.seen = stream
-            return self.f.write(text)
 
-        def __enter__(self):
-            return self
+        return original(path, torn)
 
-        def __exit__(self, *exc) -> None:
-            self.f.close()
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    def tearing_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Torn(f) if "w" in mode or "a" in mode else f
-
-    samples_module.open = tearing_open  # found before the builtin by samples.py's own calls
+    logs.atomic_write = atomic_write
 
 
 def _run_in_child(cfg: Config, out: Path, resume: bool, arm=None) -> int:
@@ -142,7 +119,7 @@ def _run_in_child(cfg: Config, out: Path, resume: bool, arm=None) -> int:
 
     def target():
         try:
-            trainer_module.draw_curves = lambda records, path: None  # curves.png is not compared: skip matplotlib
+            logs.draw_curves = lambda records, path: None  # curves.png is not compared: skip matplotlib
             if arm is not None:
                 arm()
             Trainer(cfg, out, resume=resume).fit()

@@ -1,4 +1,4 @@
-from lmforge.training.guards import EarlyStopping, OverfitWatch
+from lmforge.training.state import EarlyStopping, OverfitWatch
 
 
 def test_early_stopping_counts_evals_without_a_new_best():
@@ -29,7 +29,7 @@ def test_overfit_warning_needs_val_up_and_train_down():
 
 
 def test_non_finite_steps_count_in_a_row_and_a_gradient_overflow_under_a_scaler_does_not():
-    from lmforge.training.guards import NonFiniteSteps
+    from lmforge.training.state import NonFiniteSteps
 
     nan = float("nan")
     bad = NonFiniteSteps(limit=2, scaler_enabled=False)

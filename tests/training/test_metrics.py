@@ -2,8 +2,7 @@
 
 import json
 
-from lmforge.training.metrics import read_metrics, rewind_metrics
-from lmforge.training.samples import append_sample, rewind_samples
+from lmforge.training.logs import append_sample, read_metrics, rewind_metrics, rewind_samples
 
 
 def test_rewind_drops_later_steps_end_records_and_a_torn_line(tmp_path):

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from lmforge.config import TrainConfig
-from lmforge.training.schedule import lr_at
+from lmforge.training.optim import lr_at
 
 
 def test_warmup_then_cosine_then_floor():

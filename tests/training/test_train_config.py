@@ -35,7 +35,7 @@ def test_compile_accepts_yaml_booleans(value, expected):
 def test_precision_and_compile_defaults_depend_on_the_device():
     import torch
 
-    from lmforge.training.precision import grad_scaler, should_compile
+    from lmforge.training.optim import grad_scaler, should_compile
 
     assert should_compile("auto", torch.device("cuda")) and not should_compile("auto", torch.device("cpu"))
     assert should_compile("true", torch.device("cpu")) and not should_compile("false", torch.device("cuda"))

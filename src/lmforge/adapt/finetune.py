@@ -249,8 +249,7 @@ def merge_run(run_dir: str | Path, out: str | Path) -> Path:
 
     from lmforge.adapt.lora import merge_lora
     from lmforge.run import load
-    from lmforge.training.run_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, save_weights
-    from lmforge.training.run_logs import check_out_dir
+    from lmforge.training.run_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, check_out_dir, save_weights
 
     run = load(run_dir, device="cpu")
     if not run.config.model.lora_rank:

@@ -31,7 +31,7 @@ from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.shards import PreparedData, is_prepared_dir
 from lmforge.errors import LmforgeError
 from lmforge.evaluation.perplexity import EvalResult, evaluate_documents, evaluate_text
-from lmforge.training.metrics import read_metrics
+from lmforge.training.logs import read_metrics
 
 PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
 PROBE_STEPS = 15

@@ -89,7 +89,7 @@ def side_from_metrics(run_dir: Path, label: str) -> Side:
     import yaml
 
     from lmforge.evaluation.verdict import eval_records
-    from lmforge.training.metrics import read_metrics
+    from lmforge.training.logs import read_metrics
 
     evals = eval_records(read_metrics(run_dir / "metrics.jsonl"))
     if not evals:

@@ -71,7 +71,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def draw_current_curves(records: list[dict[str, Any]], run_dir: Path, path: Path) -> Path | None:
     """curves.png redrawn at `path` from metrics.jsonl as it is now (falls back to the run's own file)."""
-    from lmforge.training.plots import draw_curves
+    from lmforge.training.logs import draw_curves
 
     try:
         draw_curves(records, path)
@@ -270,7 +270,7 @@ def build_report(run_dir: str | Path, html_path: str | Path | None = None) -> Re
     import yaml
 
     from lmforge.errors import LmforgeError
-    from lmforge.training.metrics import read_metrics
+    from lmforge.training.logs import read_metrics
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

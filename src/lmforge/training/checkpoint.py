@@ -6,8 +6,8 @@ Each checkpoint is two files:
                          tensors and plain values, so it loads with weights_only=True
     step-00000400.json   its size and SHA-256, the step, the val loss; a person can read it
 
-Both are written to a temporary file, fsynced, then renamed over the final name,
-and the .json only after the .pt is complete: the .json is the commit mark. A
+Both are written by `atomic_write` (a temporary file, fsynced, renamed into place),
+the .json only after the .pt is complete: the .json is the commit mark. A
 process killed at any instant leaves either a complete checkpoint or a stray
 temporary/orphan file that is ignored and later removed, and never touches an
 earlier checkpoint. Older checkpoints are deleted only after a newer one is
@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
 from lmforge.errors import LmforgeError
+from lmforge.training.logs import elapsed_s
+from lmforge.training.run_dir import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT = 1
@@ -40,71 +40,16 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR
 
 
-# ------------------------------------------------------------------ writing
-
-
-class _HashingWriter:
-    """A write-only file wrapper that hashes and counts what passes through it."""
-
-    def __init__(self, f: BinaryIO):
-        self.f, self.sha, self.size = f, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.f.write(data)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through a temporary file, fsync it, rename it into place, fsync the folder."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (a crash right after it could otherwise undo it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a folder
-    finally:
-        os.close(fd)
-
-
 def save(run_dir: Path, step: int, state: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
     """Commit checkpoint `step`; returns its .json path. Earlier checkpoints are untouched, even on failure."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"step-{step:08d}"
-    data_path, meta_path = folder / f"{stem}.pt", folder / f"{stem}.json"
-    hashed: dict[str, Any] = {}
-
-    def write_state(f: BinaryIO) -> None:
-        writer = _HashingWriter(f)
-        torch.save(state, writer)
-        hashed.update(size=writer.size, sha256=writer.sha.hexdigest())
-
+    data_path, meta_path = folder / f"step-{step:08d}.pt", folder / f"step-{step:08d}.json"
     try:
-        atomic_write(data_path, write_state)
-        meta = {"format": FORMAT, "step": step, "file": data_path.name, "bytes": hashed["size"],
-                "sha256": hashed["sha256"], **(info or {})}
-        atomic_write(meta_path, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
+        atomic_write(data_path, lambda tmp: torch.save(state, tmp))
+        meta = {"format": FORMAT, "step": step, "file": data_path.name, "bytes": data_path.stat().st_size,
+                "sha256": _sha256(data_path), **(info or {})}
+        atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8"))
     except (OSError, RuntimeError) as exc:  # torch's zip writer reports a failed write as a RuntimeError
         reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0][:100]
         raise LmforgeError(f"could not write checkpoint '{data_path}' ({reason}); the earlier checkpoints in "
@@ -179,11 +124,8 @@ def load(meta_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fallback_hint(meta_path: Path) -> str:
@@ -244,19 +186,17 @@ def data_fingerprint(ids: np.ndarray) -> dict[str, Any]:
 
 
 def save_trainer(trainer) -> None:
-    """What a `Trainer` needs to continue exactly: model, optimizers, scaler, every rank's RNG, the loop's state.
-    Collectives on every rank (FSDP gathers the weights, the feed and RNG states come from all ranks); rank 0 writes."""
+    """What a `Trainer` needs to continue exactly: model, optimizers, scaler, every rank's RNG and feed, the loop's
+    state, the data's fingerprint. Collectives on every rank (FSDP gathers the weights; the RNG and feed states,
+    an RNN's hidden state of its rows, come from every rank); rank 0 writes."""
     from lmforge.training import distributed
 
     dist, state = trainer.dist, trainer.state
-    saved = {
-        "format": FORMAT,
-        "model": distributed.model_state(trainer.model),
-        "optimizers": distributed.optimizer_state(trainer.model, trainer.optimizers),
-        "scaler": trainer.scaler.state_dict(),
-        "rng": distributed.gather(rng_state(trainer.device), dist),  # each rank's, for its dropout
-        "trainer": trainer.state_dict(),
-    }
+    model, optimizers = distributed.full_state(trainer.model, trainer.optimizers)
+    loop = {**state.state_dict(elapsed_s()), "data": data_fingerprint(trainer.train_ids),
+            "feed": distributed.gather(trainer.feed.state_dict(), dist), "world_size": dist.world_size}
+    saved = {"format": FORMAT, "model": model, "optimizers": optimizers, "scaler": trainer.scaler.state_dict(),
+             "rng": distributed.gather(rng_state(trainer.device), dist), "trainer": loop}
     if dist.is_main:
         info = {"best_step": state.best_step, "best_val_loss": state.best_val_loss if state.best else None}
         save(trainer.out_dir, state.step, saved, info)
@@ -267,18 +207,24 @@ def restore_trainer(trainer, meta_path: Path) -> None:
     """Load `meta_path` into a `Trainer`: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
     from lmforge.training import distributed
 
-    dist = trainer.dist
+    dist, cfg = trainer.dist, trainer.cfg
     saved: dict[str, Any] = {"model": {}, "optimizers": {}}
     if dist.is_main:
         _, saved = load(meta_path)
     small = distributed.broadcast({k: saved.get(k) for k in ("scaler", "rng", "trainer")}, dist)
-    distributed.load_model_state(trainer.model, saved["model"], dist)
-    distributed.load_optimizer_state(trainer.model, trainer.optimizers, saved["optimizers"], dist)
+    loop = small["trainer"]
+    if loop["data"] != data_fingerprint(trainer.train_ids):
+        raise LmforgeError(f"the training text differs from the one the checkpoint in {trainer.out_dir} was trained "
+                           f"on ({loop['data']['tokens']:,} train tokens then, {len(trainer.train_ids):,} now); "
+                           "resume with the same --data")
+    distributed.load_full_state(trainer.model, trainer.optimizers, saved["model"], saved["optimizers"], dist)
     if small["scaler"]:
         trainer.scaler.load_state_dict(small["scaler"])
-    trainer.load_state_dict(small["trainer"])
+    trainer.state.load_state_dict(loop, cfg.train.batch_size * cfg.model.block_size)
+    feed = loop.get("feed", [])
+    trainer.feed.load_state_dict(feed if isinstance(feed, list) else [feed])  # a dict: saved by an older lmforge
     rngs = small["rng"]
     if dist.rank < len(rngs):
         set_rng_state(rngs[dist.rank], trainer.device)
     else:  # more ranks than when saved: a fresh dropout stream for the new ones
-        torch.manual_seed(trainer.cfg.train.seed + dist.rank + trainer.step)
+        torch.manual_seed(cfg.train.seed + dist.rank + trainer.step)

@@ -94,15 +94,10 @@ def barrier(info: DistInfo) -> None:
 def close(info: DistInfo) -> None:
     """Leave the process group for good: its C++ object, and gloo's threads with it, end here.
 
-    `destroy_process_group` only forgets the group; the object lives on while anything
-    refers to it. DDP does, from a reference cycle (its gradient hooks on the module's
-    parameters point back at it), and so did torch.distributed.nn.functional's default
-    arguments (see `init`). The group was then freed only while the interpreter shut
-    down, with gloo's threads still running, where a rank could abort ("terminate
-    called without an active exception", pytorch/pytorch#190489; issue 13 defect 10).
-    So the caller drops its models and optimizers first, and the collection here frees
-    the group now. Under FSDP, torch's DTensor planning cache still keeps the group's
-    device mesh, and with it the group, to the end.
+    `destroy_process_group` only forgets the group; the object lives while anything refers to it (DDP does, from
+    a reference cycle), and freed at interpreter shutdown with gloo's threads still running a rank could abort
+    (pytorch/pytorch#190489; issue 13 defect 10). So the caller drops its models and optimizers first, and the
+    collection here frees the group now. (Under FSDP, DTensor's planning cache keeps it to the end.)
     """
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
@@ -114,7 +109,10 @@ def wrap(model: nn.Module, info: DistInfo, parallel: str, device: torch.device) 
     if not info.enabled:
         return model
     if parallel == "fsdp":
-        fully_shard = _fully_shard()
+        try:
+            from torch.distributed.fsdp import fully_shard  # torch ≥ 2.6
+        except ImportError:
+            from torch.distributed._composable.fsdp import fully_shard  # torch 2.4 and 2.5
         for block in getattr(model, "blocks", []):  # shard block by block: one block's weights gathered at a time
             fully_shard(block)
         fully_shard(model)
@@ -124,22 +122,10 @@ def wrap(model: nn.Module, info: DistInfo, parallel: str, device: torch.device) 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _fully_shard():
-    try:
-        from torch.distributed.fsdp import fully_shard  # torch ≥ 2.6
-    except ImportError:
-        from torch.distributed._composable.fsdp import fully_shard  # torch 2.4 and 2.5
-    return fully_shard
-
-
 @contextlib.contextmanager
 def gathered(model: nn.Module) -> Iterator[None]:
-    """Under FSDP, the root's own weights (embeddings, final norm, head) gathered for calls other than forward.
-
-    FSDP gathers a sharded module's weights in hooks around its forward. Generation calls the model's `decode`
-    instead, which reaches the blocks through their forward (their hooks still gather them) but uses the
-    root's embedding, norm and head directly: those must be gathered by hand, on every rank.
-    """
+    """Under FSDP, the root's own weights (embeddings, final norm, head) gathered by hand, on every rank:
+    generation calls `decode`, not forward, whose hooks gather them (the blocks' forward still gathers theirs)."""
     sharded = hasattr(model, "unshard") and hasattr(model, "reshard")  # an FSDP2 module
     if sharded:
         model.unshard()
@@ -164,15 +150,6 @@ def grad_sync(wrapped: nn.Module, sync: bool) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ collectives
-
-
-def mean(value: torch.Tensor, info: DistInfo) -> float:
-    """The mean of a scalar over all ranks, as a Python float (every rank gets the same)."""
-    if info.enabled:
-        value = value.detach().clone()
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= info.world_size
-    return float(value)
 
 
 def total(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
@@ -210,34 +187,30 @@ def broadcast(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
-# ------------------------------------------------------------------ state dicts
+# ------------------------------------------------------------------ state dicts: full (unsharded), on rank 0
+
+_SAVE = {"full_state_dict": True, "cpu_offload": True}
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The full model state dict on CPU, on rank 0 ({} on the others); a collective under FSDP."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_model_state_dict(model, options=StateDictOptions(**_SAVE))
 
 
-def optimizer_state(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
-    """The full optimizer state keyed by parameter name (not position), so it loads into any world size."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+def full_state(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's and the optimizers' full state, the latter keyed by parameter name (not position), so it loads
+    into any world size."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    return get_optimizer_state_dict(model, optimizers, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], info: DistInfo) -> None:
-    """Load a full state dict that rank 0 holds (the others pass {}): rank 0 broadcasts it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
-    set_model_state_dict(model, state, options=options)
+    return get_state_dict(model, optimizers, options=StateDictOptions(**_SAVE))
 
 
-def load_optimizer_state(model: nn.Module, optimizers: list[torch.optim.Optimizer], state: dict[str, Any],
-                         info: DistInfo) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+def load_full_state(model: nn.Module, optimizers: list[torch.optim.Optimizer], model_state: dict[str, Any],
+                    optimizer_state: dict[str, Any], info: DistInfo) -> None:
+    """Load what `full_state` gave, which rank 0 holds (the others pass {}): rank 0 broadcasts it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
-    set_optimizer_state_dict(model, optimizers, state, options=options)
+    set_state_dict(model, optimizers, model_state_dict=model_state, optim_state_dict=optimizer_state,
+                   options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled))

@@ -1,11 +1,29 @@
-"""The optimizers: AdamW with weight decay where it helps, or Muon for the hidden matrices.
+"""How a step changes the weights: the optimizers, the learning-rate schedule, precision switches.
 
-A run holds a list of optimizers (one, or Muon plus AdamW); each parameter group
+A run holds a list of optimizers (AdamW, or Muon plus AdamW); each parameter group
 carries `lr_scale`, its peak rate relative to `--train.lr`, so one schedule drives
 them all: `set_lr` writes `lr_at(step) * lr_scale` into every group.
+
+Schedules are pure functions of the step, so a resumed run needs only the step to
+continue one exactly. Every schedule starts with the same linear warmup, then:
+
+    constant  lr until the end
+    cosine    half a cosine from lr down to min_lr at decay_steps
+    linear    a straight line from lr down to min_lr at decay_steps
+    wsd       warmup, stable at lr, then a linear decay to min_lr over the last
+              decay_fraction of the steps before decay_steps
+
+After decay_steps (0: max_steps) the rate stays at min_lr.
+
+Precision: the autocast dtype is chosen in `lmforge.device` (bfloat16 on GPUs that
+have it, float32 elsewhere). float16 has too few exponent bits for small gradients,
+so its loss is scaled up before backward and the gradients back down before the
+step (`grad_scaler`); bfloat16 has float32's range and needs none of this.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -17,13 +35,11 @@ from lmforge.errors import LmforgeError
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     """The weight matrices that map hidden features to hidden features, in `model.parameters()` order.
 
-    A parameter is one by its role, read from the module that owns it: the weight of an
-    `nn.Linear` (or of Hugging Face's `Conv1D`, GPT-2's linear layer stored transposed,
-    so the baseline model of the benchmarks is grouped as ours is), or an input or recurrent weight matrix (`weight_ih_l*`, `weight_hh_l*`,
-    `weight_hr_l*`) of an `nn.RNN`/`nn.LSTM`/`nn.GRU`. Excluded: embeddings (`nn.Embedding`)
-    and the output head the model declares (`LanguageModel.output_head`), tied or not: a
-    head maps features to one logit per token, so it is a table of token vectors like the
-    embedding, not a hidden matrix. Biases and norm gains are vectors and never qualify.
+    A parameter is one by its role, read from the module that owns it: the weight of an `nn.Linear` (or of
+    Hugging Face's `Conv1D`, GPT-2's linear layer stored transposed, so the benchmarks' baseline is grouped as
+    ours is), or an input or recurrent matrix of an `nn.RNN`/`nn.LSTM`/`nn.GRU`. Excluded: embeddings and the
+    output head the model declares (`LanguageModel.output_head`), tied or not: a head maps features to one logit
+    per token, so it is a table of token vectors like the embedding. Biases and norm gains are vectors.
     """
     head = model.output_head() if hasattr(model, "output_head") else None
     excluded = {id(p) for p in head.parameters()} if head is not None else set()
@@ -39,20 +55,13 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay the hidden matrices only (see `hidden_matrices`); everything else is not decayed.
-
-    Biases and norm gains set scales and offsets, and embeddings are looked up
-    sparsely (a rare token's row would shrink every step it is absent), so decay
-    only pulls them toward zero for no gain. The output head, tied or untied, is a
-    table of token vectors like the embedding and is treated the same way.
-    """
+    """Decay the hidden matrices only. Biases and norm gains set scales and offsets, and embeddings (and the
+    head, their like) are looked up sparsely (a rare token's row would shrink every step it is absent), so decay
+    only pulls them toward zero for no gain."""
     hidden = hidden_matrices(model)
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
-    return [
-        {"params": hidden, "weight_decay": weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
+    return [{"params": hidden, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
 def build_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
@@ -61,30 +70,29 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -
     A group that would be empty is an error rather than a silent no-op: Muon (or weight
     decay) asked for on a model without hidden matrices would otherwise change nothing.
     """
-    # One fused kernel for all parameters instead of a chain of small per-tensor ops:
-    # several times faster on CPU, where each small op pays thread start-up costs.
-    fused = device.type in ("cuda", "cpu")
     decay, no_decay = decay_groups(model, cfg.weight_decay)
+    name = type(model).__name__
     if not decay["params"] and not no_decay["params"]:
-        raise LmforgeError(f"{type(model).__name__} has no trainable parameters to optimize")
+        raise LmforgeError(f"{name} has no trainable parameters to optimize")
     if not decay["params"] and cfg.optimizer == "muon":
-        raise LmforgeError(f"--train.optimizer muon needs hidden weight matrices, and {type(model).__name__} has "
-                           "none (only embeddings, output head, norms or biases); use --train.optimizer adamw")
+        raise LmforgeError(f"--train.optimizer muon needs hidden weight matrices, and {name} has none (only "
+                           "embeddings, output head, norms or biases); use --train.optimizer adamw")
     if not decay["params"] and cfg.weight_decay > 0:
         raise LmforgeError(f"--train.weight_decay {cfg.weight_decay} decays hidden weight matrices only, and "
-                           f"{type(model).__name__} has none; use --train.weight_decay 0")
+                           f"{name} has none; use --train.weight_decay 0")
     adam_groups = [decay, no_decay]
     optimizers: list[torch.optim.Optimizer] = []
     if cfg.optimizer == "muon":
         from lmforge.training.muon import Muon
 
-        muon_group = {**decay, "lr_scale": cfg.muon_lr / cfg.lr}
-        optimizers.append(Muon([muon_group], lr=cfg.muon_lr, momentum=cfg.muon_momentum))
+        optimizers.append(Muon([{**decay, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
+                               momentum=cfg.muon_momentum))
         adam_groups = [no_decay]
-    for group in adam_groups:
-        group.setdefault("lr_scale", 1.0)
-    adam_groups = [g for g in adam_groups if g["params"]]
+    adam_groups = [{**g, "lr_scale": 1.0} for g in adam_groups if g["params"]]
     if adam_groups:  # empty only when every parameter is a hidden matrix Muon took
+        # fused: one kernel for all parameters instead of a chain of small per-tensor ops, several times faster
+        # on a CPU, where each small op pays thread start-up costs; it also skips a step on the device (found_inf)
+        fused = device.type in ("cuda", "cpu")
         optimizers.append(torch.optim.AdamW(adam_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                             fused=fused or None))
     return optimizers
@@ -94,3 +102,45 @@ def set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
     for optimizer in optimizers:
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based). Warmup starts above zero (step 0 gets
+    lr / warmup_steps), so the first update already moves the weights."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.min_lr + lr_factor(step, cfg) * (cfg.lr - cfg.min_lr)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Where the rate sits after warmup: 1 at lr, 0 at min_lr."""
+    end = cfg.decay_steps or cfg.max_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if step >= end:
+        return 0.0
+    if cfg.schedule == "wsd":
+        decay_start = max(cfg.warmup_steps, end - round(cfg.decay_fraction * end))
+        return 1.0 if step < decay_start else 1.0 - (step - decay_start) / max(1, end - decay_start)
+    progress = (step - cfg.warmup_steps) / max(1, end - cfg.warmup_steps)  # 0 → 1
+    if cfg.schedule == "linear":
+        return 1.0 - progress
+    if cfg.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule '{cfg.schedule}'")
+
+
+def set_tf32(enabled: bool) -> None:
+    """TensorFloat-32 matmuls (10-bit mantissa, float32 range) on GPUs that have them: several times faster than
+    full float32 and accurate enough for training. No effect on CPUs."""
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+
+
+def should_compile(setting: str, device: torch.device) -> bool:
+    """`auto` compiles on CUDA only: elsewhere compiling takes longer than it saves on small runs."""
+    return device.type == "cuda" if setting == "auto" else setting == "true"
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
+    """A scaler that is active for float16 and a pass-through otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

@@ -1,13 +1,17 @@
-"""Reading and writing the run directory: config, tokenizer and weights.
+"""The run directory's files: config, tokenizer and weights, each written atomically.
 
-Files are written atomically (a temporary file, then a rename), so a run that is
-killed mid-write leaves the previous file intact, never half of a new one.
+`atomic_write` is the one way anything in a run directory is written (weights,
+checkpoints, samples, curves, a rewound metrics.jsonl): a temporary file, fsynced,
+then renamed over the old one, so a run killed mid-write leaves the previous file
+intact, never half of a new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,33 +24,39 @@ from lmforge.errors import LmforgeError
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(temporary path)`, then fsync it, rename it over `path` and fsync the folder (so the rename lasts)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp))  # drops the duplicate of a tied weight
-    _commit(tmp, path)
+    atomic_write(path, lambda tmp: save_model(model, str(tmp)))  # drops the duplicate of a tied weight
 
 
 def save_state_dict(state: dict[str, torch.Tensor], model: nn.Module, path: Path) -> None:
-    """Like `save_weights`, from a full state dict of `model` (gathered from shards under FSDP).
-
-    A tied weight appears under each of its names; only the first is kept, as
-    `save_weights` does, and `load_weights` ties it back.
-    """
+    """Like `save_weights`, from a full state dict of `model` (gathered from shards under FSDP): a tied weight
+    appears under each of its names; only the first is kept, as `save_weights` does, and `load_weights` ties it."""
     first = {name for name, _ in model.named_parameters()}  # one name per distinct parameter
     tied = {name for name, _ in model.named_parameters(remove_duplicate=False)} - first
     tensors = {k: v.contiguous() for k, v in state.items() if k not in tied}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    _commit(tmp, path)
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    """Flush a finished temporary file to disk, then rename it over `path` in one step."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -62,10 +72,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise LmforgeError(f"'{path}' is corrupt or truncated ({reason}); restore it or retrain the run") from None
     if missing or unexpected:
-        raise LmforgeError(
-            f"'{path}' does not match the model in config.yaml (missing {sorted(missing)[:3]}, "
-            f"unexpected {sorted(unexpected)[:3]}); the two files come from different runs"
-        )
+        raise LmforgeError(f"'{path}' does not match the model in config.yaml (missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]}); the two files come from different runs")
 
 
 def check_run_dir(path: Path) -> None:
@@ -73,7 +81,12 @@ def check_run_dir(path: Path) -> None:
         raise LmforgeError(f"run directory '{path}' does not exist; train one with `lmforge train --out {path}`")
     for name in (CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE):
         if not (path / name).is_file():
-            raise LmforgeError(
-                f"'{path}' has no {name}, so it holds no trained model; train one with `lmforge train --out {path}`"
-                " (a run saves its model at its first eval)"
-            )
+            raise LmforgeError(f"'{path}' has no {name}, so it holds no trained model; train one with "
+                               f"`lmforge train --out {path}` (a run saves its model at its first eval)")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse to train over an earlier run: its model would be overwritten."""
+    if (out_dir / MODEL_FILE).exists() or (out_dir / METRICS_FILE).exists():
+        raise LmforgeError(f"'{out_dir}' already holds a run; choose a new --out (or delete that folder), "
+                           f"or continue it with --resume {out_dir}")

@@ -1,12 +1,9 @@
 """The training loop: next-token cross-entropy, AdamW (or Muon), a schedule, clipping, evals, checkpoints.
 
-`train(cfg, out_dir)` is the whole story:
-
     text ─► tokenizer ─► ids ─► train/val split
     repeat: batch (the model's training feed) ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
-    every eval_interval steps: loss over the whole val split, a sample, and the
-    best model so far (by val loss) saved to the run directory;
-    every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
+    every eval_interval steps: loss over the val split, a sample, and the best model so far (by val loss)
+    saved to the run directory; every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
 
 The same loop runs in one process or in many under torchrun (see distributed.py):
 every rank draws the same global batch and keeps its own rows of it, so N ranks
@@ -43,14 +40,10 @@ from lmforge.models import build_model
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer, load_tokenizer
 from lmforge.training import checkpoint, distributed, evals, flops
-from lmforge.training.guards import Diverged, EarlyStopping, NonFiniteSteps
-from lmforge.training.loop_state import LoopState, StopReason
-from lmforge.training.metrics import elapsed_s
-from lmforge.training.optim import build_optimizers, set_lr
-from lmforge.training.precision import grad_scaler, set_tf32, should_compile
-from lmforge.training.run_dir import MODEL_FILE, TOKENIZER_FILE, load_weights, save_state_dict, save_weights
-from lmforge.training.run_logs import RunLogs, check_out_dir
-from lmforge.training.schedule import lr_at
+from lmforge.training.logs import RunLogs, elapsed_s
+from lmforge.training.optim import build_optimizers, grad_scaler, lr_at, set_lr, set_tf32, should_compile
+from lmforge.training.run_dir import MODEL_FILE, TOKENIZER_FILE, check_out_dir, load_weights, save_state_dict, save_weights
+from lmforge.training.state import Diverged, LoopState, NonFiniteSteps, StopReason
 
 
 class StepStats(NamedTuple):
@@ -83,12 +76,11 @@ class TrainResult:
 class Trainer:
     """Owns the model, optimizers and data of one run; `fit` runs the loop.
 
-    Built in named pieces: the run directory and tokenizer (`_check_run_dir`), the data
-    (`_load_data`), the model and its parallel and compiled wrappers (`_build_model`),
-    the optimizers and scaler, the loop's state (`LoopState`) and what it writes
-    (`RunLogs`). `resume=True` continues the run in `out_dir` from its newest checkpoint:
-    the weights, optimizer moments, scaler, every RNG and the data position come back
-    exactly, so the run ends bitwise where an uninterrupted one would.
+    Built in named pieces: the data (`_load_data`), the model and its optimizers (`_build_model`), the loop's
+    state (`LoopState`), its feed of batches, its evals (`evals.Evaluator`) and what it writes (`RunLogs`).
+    `resume=True` continues the run in `out_dir` from its newest checkpoint: the weights, optimizer moments,
+    scaler, every RNG and the data position come back exactly, so the run ends bitwise where an uninterrupted
+    one would. A subclass may swap the data, model, feed and eval (adapt/finetune.py does).
     """
 
     def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
@@ -99,25 +91,20 @@ class Trainer:
         if t.batch_size % (t.grad_accum * self.dist.world_size):
             raise LmforgeError(f"--train.batch_size ({t.batch_size}) must be divisible by --train.grad_accum "
                                f"({t.grad_accum}) × the number of processes ({self.dist.world_size})")
-        tokenizer = self._check_run_dir(tokenizer)
+        if resume:  # its own tokenizer, not one retrained
+            tokenizer = tokenizer or load_tokenizer(self.out_dir / TOKENIZER_FILE)
+        else:
+            check_out_dir(self.out_dir)
         self.device = distributed.init(self.dist, t.device)  # before the data: rank 0 prepares it, the others wait
         self._load_data(text, tokenizer)
-        checkpoint.seed_everything(t.seed)
-        self.dtype = resolve_dtype(t.dtype, self.device)
-        set_tf32(t.tf32)
         self._build_model()
-        # a count table has no parameters, so nothing to optimize
-        self.optimizers = [] if self.model.fitted_by_counts else build_optimizers(self.model, t, self.device)
-        self.scaler = grad_scaler(self.device, self.dtype)
-        self.state = LoopState(batch_gen=torch.Generator().manual_seed(t.seed),
-                               sample_gen=torch.Generator(device=self.device).manual_seed(t.seed),
-                               early_stopping=EarlyStopping(t.patience))
+        self.state = LoopState.start(t.seed, self.device, t.patience)
         self.feed = self._training_feed()
         self.evals = evals.Evaluator(self.cfg, self.tokenizer, self.train_ids, self.val_ids, self.val_bytes,
                                      self.device, self.dtype)
-        self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
         self.logs = RunLogs(self.out_dir, self.dist.is_main)
         self.pending: list[StepStats] = []  # steps not yet read from the device
+        self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
         if resume:
             self.restore(checkpoint.latest(self.out_dir))
             if self.step >= t.max_steps:
@@ -127,13 +114,6 @@ class Trainer:
     @property
     def step(self) -> int:
         return self.state.step
-
-    def _check_run_dir(self, tokenizer: Tokenizer | None) -> Tokenizer | None:
-        """A new run must not overwrite an old one; a resumed one uses its own tokenizer, not one retrained."""
-        if not self.resuming:
-            check_out_dir(self.out_dir)
-            return tokenizer
-        return tokenizer or load_tokenizer(self.out_dir / TOKENIZER_FILE)
 
     def _load_data(self, text: str | None, tokenizer: Tokenizer | None) -> None:
         """A text, a prepared directory, or any --data (prepared into RUN_DIR/data) → tokenizer, train/val ids."""
@@ -146,8 +126,12 @@ class Trainer:
         self.cfg = self.cfg.updated({"data.tokenizer": self.tokenizer.kind})
 
     def _build_model(self) -> None:
-        """The model; under torchrun wrapped for DDP or FSDP; compiled where that pays (`step_model`)."""
+        """The model; under torchrun wrapped for DDP or FSDP; compiled where that pays (`step_model`); its
+        optimizers and gradient scaler."""
         cfg, t = self.cfg, self.cfg.train
+        checkpoint.seed_everything(t.seed)
+        self.dtype = resolve_dtype(t.dtype, self.device)
+        set_tf32(t.tf32)
         self.model: LanguageModel = self._new_model().to(self.device)
         if self.model.fitted_by_counts and self.dist.enabled:  # an n-gram's training is one counting pass
             raise LmforgeError(f"--model.family {cfg.model.family} is counted in one pass by one process; "
@@ -157,6 +141,9 @@ class Trainer:
         self.parallel_model = distributed.wrap(self.model, self.dist, t.parallel, self.device)
         compiled = should_compile(t.compile, self.device)
         self.step_model = torch.compile(self.parallel_model) if compiled else self.parallel_model
+        # a count table has no parameters, so nothing to optimize
+        self.optimizers = [] if self.model.fitted_by_counts else build_optimizers(self.model, t, self.device)
+        self.scaler = grad_scaler(self.device, self.dtype)
 
     def _new_model(self) -> LanguageModel:
         return build_model(self.cfg.model, self.tokenizer.vocab_size)
@@ -238,10 +225,9 @@ class Trainer:
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """This rank's rows of the next global batch, and the global batch's count of real targets.
 
-        Every rank draws the same `batch_size` windows from the same generator and keeps
-        its own contiguous share, so the data a step sees does not depend on how many
-        processes share it, and the generator's state is the whole data position. So
-        every rank also counts the real (not padded) targets of all ranks without a collective.
+        Every rank draws the same `batch_size` windows from the same generator and keeps its own contiguous
+        share, so the data a step sees does not depend on how many processes share it, the generator's state is
+        the whole data position, and every rank counts the real targets of all ranks without a collective.
         """
         share = self.cfg.train.batch_size // self.dist.world_size
         x, y = self.feed.next_batch()  # (batch_size, block_size) each, on the CPU
@@ -249,19 +235,18 @@ class Trainer:
         rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
         x, y = x[rows], y[rows]
         if self.device.type == "cuda":
-            x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-            return x, y, n_targets
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True), n_targets
         return x.to(self.device), y.to(self.device), n_targets
 
     def evaluate(self) -> dict[str, float]:
-        """Val loss over the whole val split (or the sample `train.eval_tokens` asks for); train loss over a fixed
-        set of train windows (evals.py says why and how)."""
+        """Val loss over the val split (or the sample `train.eval_tokens` asks for); train loss over a fixed set
+        of train windows (evals.py says why and how)."""
         return self.evals.losses(self.model)
 
     def sample(self, max_new_tokens: int | None = None, model: LanguageModel | None = None) -> str:
         return self.evals.sample(model or self.model, self.state.sample_gen, max_new_tokens)
 
-    # ------------------------------------------------------------------ loop
+    # ------------------------------------------------------------------ the loop
 
     def fit(self) -> TrainResult:
         """Train until a stop (steps, seconds, patience, divergence, Ctrl-C); the result is the best eval's."""
@@ -296,7 +281,7 @@ class Trainer:
                            best["val_bpb"], sample, stop)
 
     def _fit_counts(self) -> StopReason:
-        """A count-based model's whole training: one counting pass over the train split, then one eval."""
+        """A count-based model's whole training, outside the gradient loop: one counting pass, then one eval."""
         start = time.perf_counter()
         self.model.fit_counts(self.train_ids)
         self.state.step, self.state.tokens_seen = 1, len(self.train_ids) - 1  # every train target, counted once
@@ -310,7 +295,7 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=state.step, disable=not (t.progress and self.dist.is_main),
                    unit="step", dynamic_ncols=True, leave=False)
         loop_start = time.perf_counter()
-        self.window = (loop_start, state.tokens_seen)  # tokens/s counts real targets, not padding
+        self.window = (loop_start, state.tokens_seen)  # when tokens/s was last measured; it counts real targets
         bad, stop = NonFiniteSteps(t.max_bad_steps, self.scaler.is_enabled()), None
         try:
             while stop is None:
@@ -349,7 +334,13 @@ class Trainer:
             if reason:
                 self._log("skip", step=s.step, loss=str(loss), grad_norm=str(grad_norm), reason=reason)
             if bad.diverged:
-                raise self._diverged(s.step)
+                t = self.cfg.train
+                last = checkpoint.list_checkpoints(self.out_dir)
+                kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
+                read = f", read at step {self.step}" if s.step != self.step else ""
+                raise Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {s.step}{read}); "
+                               f"{kept} in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with "
+                               f"--resume {self.out_dir}")
         return loss, grad_norm, s.lr
 
     def _log_train(self, loss: float, grad_norm: float, lr: float, bar: tqdm) -> None:
@@ -371,15 +362,6 @@ class Trainer:
         if t.max_seconds <= 0 or (self.dist.enabled and not at_log):
             return False
         return distributed.any_rank(time.perf_counter() - loop_start >= t.max_seconds, self.dist, self.device)
-
-    def _diverged(self, step: int) -> Diverged:
-        t = self.cfg.train
-        last = checkpoint.list_checkpoints(self.out_dir)
-        kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
-        noticed = f", read at step {self.step}" if step != self.step else ""
-        return Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {step}{noticed}); "
-                        f"{kept} in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with "
-                        f"--resume {self.out_dir}")
 
     def _eval_event(self, lr: float, **extra: Any) -> bool:
         """Evaluate, keep the best model, sample, redraw the curves; True when early stopping says stop."""
@@ -404,6 +386,20 @@ class Trainer:
         self.logs.draw_curves()
         return state.early_stopping.update(improved)
 
+    def _log(self, event: str, **values: Any) -> dict[str, Any]:
+        """One record, stamped with the seconds since the run's first process started."""
+        return self.logs.write(event, **values, elapsed_s=round(self.state.elapsed_before + elapsed_s(), 3))
+
+    # ------------------------------------------------------------------ the best model and checkpoints
+
+    def _save_best(self) -> None:
+        if not self.dist.enabled:
+            save_weights(self.model, self.out_dir / MODEL_FILE)
+            return
+        state = distributed.model_state(self.model)  # a collective under FSDP; the full weights land on rank 0
+        if self.dist.is_main:
+            save_state_dict(state, self.model, self.out_dir / MODEL_FILE)
+
     def _best_model(self) -> LanguageModel:
         """The best step's weights (model.safetensors), for rank 0; a plain copy when distributed (the training
         model may be sharded, and the other ranks may have stopped)."""
@@ -416,36 +412,6 @@ class Trainer:
         if self.evals.stretches is None or self.state.best is None or not self.dist.is_main:
             return None
         return {"step": self.state.best_step, **self.evals.whole_val(self._best_model())}
-
-    def _log(self, event: str, **values: Any) -> dict[str, Any]:
-        """One record, stamped with the seconds since the run's first process started."""
-        return self.logs.write(event, **values, elapsed_s=round(self.state.elapsed_before + elapsed_s(), 3))
-
-    def _save_best(self) -> None:
-        if not self.dist.enabled:
-            save_weights(self.model, self.out_dir / MODEL_FILE)
-            return
-        state = distributed.model_state(self.model)  # a collective under FSDP; the full weights land on rank 0
-        if self.dist.is_main:
-            save_state_dict(state, self.model, self.out_dir / MODEL_FILE)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict[str, Any]:
-        """The loop's state, the data's fingerprint and position. A collective under torchrun: the feed's
-        state is gathered from every rank."""
-        return {**self.state.state_dict(elapsed_s()), "data": checkpoint.data_fingerprint(self.train_ids),
-                "feed": distributed.gather(self.feed.state_dict(), self.dist),  # each rank's (an RNN's rows' state)
-                "world_size": self.dist.world_size}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["data"] != checkpoint.data_fingerprint(self.train_ids):
-            raise LmforgeError(f"the training text differs from the one the checkpoint in {self.out_dir} was trained on "
-                               f"({state['data']['tokens']:,} train tokens then, {len(self.train_ids):,} now); "
-                               "resume with the same --data")
-        self.state.load_state_dict(state, self.cfg.train.batch_size * self.cfg.model.block_size)
-        feed = state.get("feed", [])
-        self.feed.load_state_dict(feed if isinstance(feed, list) else [feed])  # a dict: saved by an older lmforge
 
     def save_checkpoint(self) -> None:
         """Write the whole resumable state; collectives on every rank, the file by rank 0."""
