@@ -1,17 +1,13 @@
 """Resumable checkpoints in RUN_DIR/checkpoints/: written atomically, verified on load, pruned safely.
 
-Each checkpoint is two files:
+    step-00000400.pt     torch.save of {model, optimizers, scaler, rng, trainer}: tensors and
+                         plain values, so it loads with weights_only=True
+    step-00000400.json   its size and SHA-256, the step, the val loss: the commit mark
 
-    step-00000400.pt     torch.save of {model, optimizers, scaler, rng, trainer}, all
-                         tensors and plain values, so it loads with weights_only=True
-    step-00000400.json   its size and SHA-256, the step, the val loss; a person can read it
-
-Both are written by `atomic_write` (a temporary file, fsynced, renamed into place),
-the .json only after the .pt is complete: the .json is the commit mark. A
-process killed at any instant leaves either a complete checkpoint or a stray
-temporary/orphan file that is ignored and later removed, and never touches an
-earlier checkpoint. Older checkpoints are deleted only after a newer one is
-committed. On load the size and checksum are compared before unpickling, so a
+Both go through `atomic_write`, the .json after the .pt is complete, so a process killed
+at any instant leaves a complete checkpoint or a stray file that is ignored and later
+removed, never a damaged earlier one; old checkpoints are deleted only after a newer one
+is committed. On load the size and checksum are checked before unpickling, so a
 truncated or corrupted file is named in one line instead of half-loaded.
 """
 
@@ -148,11 +144,8 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state(device: torch.device | None = None) -> dict[str, Any]:
-    """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True).
-
-    On CUDA, the generator of this process's GPU (`device`) only: asking for all of them
-    would open a context on each GPU from every rank.
-    """
+    """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True). On CUDA,
+    this process's GPU's only: asking for all would open a context on each GPU from every rank."""
     np_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
         "python": random.getstate(),

@@ -1,9 +1,8 @@
 """Several processes, one model: torchrun, DDP or FSDP2, and the few collectives the trainer needs.
 
-`torchrun --nproc_per_node=N -m lmforge train ...` starts N copies of the trainer
-and tells each its place through the environment (RANK, LOCAL_RANK, WORLD_SIZE,
-MASTER_ADDR, MASTER_PORT). Each copy joins one process group (NCCL between CUDA
-GPUs, gloo between CPUs) and wraps the same model:
+`torchrun --nproc_per_node=N -m lmforge train ...` starts N copies of the trainer, each
+told its place by the environment (RANK, LOCAL_RANK, WORLD_SIZE). Each joins one process
+group (NCCL between CUDA GPUs, gloo between CPUs) and wraps the same model:
 
 - DDP (`--train.parallel ddp`): every rank holds the whole model; gradients are
   averaged across ranks during backward.
@@ -11,12 +10,10 @@ GPUs, gloo between CPUs) and wraps the same model:
   optimizer state across ranks, gathering each block's weights only while it runs,
   for models that do not fit one device.
 
-Without torchrun (or with one process) nothing here does anything, so one code
-path serves one CPU and many machines. Checkpoints hold full (unsharded) state
-dicts, gathered to rank 0 and broadcast back from it, so a run saved with N
-processes resumes with any number of processes, including one. What differs per
-rank (the RNG behind dropout, an RNN's hidden state of the rows a rank trains)
-is gathered from every rank and saved too, and each rank takes its own back.
+With one process nothing here does anything, so one code path serves one CPU and many
+machines. Checkpoints hold full (unsharded) state dicts, gathered to rank 0 and broadcast
+back from it, so a run resumes with any number of processes. What differs per rank (the
+RNG behind dropout, an RNN's hidden state) is gathered too, and each rank takes its own back.
 """
 
 from __future__ import annotations
@@ -77,9 +74,8 @@ def init(info: DistInfo, device_name: str) -> torch.device:
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        # imported before the group exists: its functions take `group=group.WORLD` as a default argument, so
-        # imported later (torch._dynamo imports it, and optimizers import that lazily) they would keep the
-        # group alive until interpreter shutdown, whatever `close` does
+        # imported before the group exists: its functions' default argument `group=group.WORLD` would otherwise
+        # keep the group alive to interpreter shutdown (torch._dynamo imports it lazily), whatever `close` does
         importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return device

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -88,41 +87,32 @@ def train_loss(model: LanguageModel, train_ids, n_tokens: int, block_size: int, 
     return nats / count
 
 
-@dataclass
 class Evaluator:
     """A run's evals: the losses at each eval, the best model on the whole val split at the end, and samples.
+    Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward)."""
 
-    Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward).
-    """
+    def __init__(self, cfg, tokenizer: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray,
+                 val_bytes: int | ScoredBytes, device: torch.device, dtype: torch.dtype):
+        self.cfg, self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = cfg, tokenizer, train_ids, val_ids, val_bytes
+        self.device, self.autocast = device, autocast_for(device, dtype)
+        # the val sample of each eval; None: the whole split
+        self.stretches = val_stretches(len(val_ids), cfg.train.eval_tokens, cfg.model.block_size)
 
-    cfg: object  # the run's Config
-    tokenizer: Tokenizer
-    train_ids: np.ndarray
-    val_ids: np.ndarray
-    val_bytes: int | ScoredBytes
-    device: torch.device
-    dtype: torch.dtype
-    stretches: list[tuple[int, int]] | None = field(init=False)  # the val sample of each eval; None: the whole split
-
-    def __post_init__(self):
-        self.stretches = val_stretches(len(self.val_ids), self.cfg.train.eval_tokens, self.cfg.model.block_size)
+    def _val(self, model: LanguageModel, stretches: list[tuple[int, int]] | None) -> dict[str, float]:
+        val = evaluate_val(model, self.tokenizer, self.val_ids, stretches, self.val_bytes, self.cfg.model.block_size,
+                           self.cfg.train.eval_batch_size, self.device, self.autocast)
+        return {"val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte, "val_tokens": val.tokens}
 
     def losses(self, model: LanguageModel) -> dict[str, float]:
         """Val loss over the val split (or its sample) and train loss over a fixed set of train windows."""
-        t, block, amp = self.cfg.train, self.cfg.model.block_size, autocast_for(self.device, self.dtype)
-        val = evaluate_val(model, self.tokenizer, self.val_ids, self.stretches, self.val_bytes, block,
-                           t.eval_batch_size, self.device, amp)
-        train = train_loss(model, self.train_ids, t.eval_train_tokens, block, t.eval_batch_size, t.seed + 1,
-                           self.device, amp)
-        return {"train_loss": train, **as_record(val)}
+        t = self.cfg.train
+        train = train_loss(model, self.train_ids, t.eval_train_tokens, self.cfg.model.block_size, t.eval_batch_size,
+                           t.seed + 1, self.device, self.autocast)
+        return {"train_loss": train, **self._val(model, self.stretches)}
 
     def whole_val(self, model: LanguageModel) -> dict[str, float] | None:
         """The model on the whole val split when evals scored a sample of it; else None (they already did)."""
-        if self.stretches is None:
-            return None
-        val = evaluate_val(model, self.tokenizer, self.val_ids, None, self.val_bytes, self.cfg.model.block_size,
-                           self.cfg.train.eval_batch_size, self.device, autocast_for(self.device, self.dtype))
-        return as_record(val)
+        return None if self.stretches is None else self._val(model, None)
 
     def sample(self, model: LanguageModel, generator: torch.Generator, max_new_tokens: int | None = None) -> str:
         """The run's sample prompt continued as the `sample` section says."""
@@ -137,7 +127,3 @@ class Evaluator:
                                  top_k=s.top_k, top_p=s.top_p, greedy=s.temperature == 0, generator=generator)
             out = [int(t) for t in steps]  # a generator: it decodes here, while the weights are gathered
         return self.tokenizer.decode(prompt + out)
-
-
-def as_record(val: EvalResult) -> dict[str, float]:
-    return {"val_loss": val.loss, "val_ppl": val.perplexity, "val_bpb": val.bits_per_byte, "val_tokens": val.tokens}

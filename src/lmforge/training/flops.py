@@ -1,16 +1,10 @@
-"""Model FLOPs utilization (MFU): the share of the hardware's peak that training achieves.
+"""Model FLOPs utilization (MFU) = (FLOPs per token × tokens/s) / (peak FLOP/s × devices).
 
-MFU = (FLOPs per token × tokens per second) / (peak FLOP/s × devices).
-
-FLOPs per token of training (forward + backward) follow the PaLM paper's count:
-6 per parameter that takes part in a matrix multiply (2 forward, 4 backward),
-plus attention's score and value products, 12 · n_layer · n_embd · T at context T.
-Position embeddings are looked up, not multiplied, so they are left out.
-
-Peak FLOP/s come from a table of dense (no sparsity) tensor-core figures per GPU
-from the vendors' data sheets, matched on the device name, for 16-bit and for
-TF32/FP32 matmuls. CPUs and GPUs missing from the table give no MFU (None),
-never a guess; `--train.peak_flops` supplies the figure for them.
+FLOPs per token of training follow the PaLM paper: 6 per parameter in a matrix multiply
+(2 forward, 4 backward), plus attention's score and value products, 12 · n_layer · n_embd · T.
+Position embeddings are looked up, not multiplied. Peak FLOP/s: dense tensor-core figures
+from the vendors' data sheets, matched on the device name; CPUs and GPUs missing from the
+table give no MFU (None), never a guess; `--train.peak_flops` supplies the figure for them.
 """
 
 from __future__ import annotations

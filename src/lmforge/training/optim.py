@@ -1,24 +1,16 @@
 """How a step changes the weights: the optimizers, the learning-rate schedule, precision switches.
 
-A run holds a list of optimizers (AdamW, or Muon plus AdamW); each parameter group
-carries `lr_scale`, its peak rate relative to `--train.lr`, so one schedule drives
-them all: `set_lr` writes `lr_at(step) * lr_scale` into every group.
+A run holds a list of optimizers (AdamW, or Muon plus AdamW); each parameter group carries
+`lr_scale`, its peak rate relative to `--train.lr`, so one schedule drives them all.
+Schedules are pure functions of the step (a resumed run needs only the step), each
+starting with the same linear warmup, then until decay_steps (0: max_steps), then min_lr:
 
-Schedules are pure functions of the step, so a resumed run needs only the step to
-continue one exactly. Every schedule starts with the same linear warmup, then:
+    constant  lr            cosine  half a cosine from lr to min_lr
+    linear    lr to min_lr  wsd     stable at lr, then linear to min_lr over the last decay_fraction
 
-    constant  lr until the end
-    cosine    half a cosine from lr down to min_lr at decay_steps
-    linear    a straight line from lr down to min_lr at decay_steps
-    wsd       warmup, stable at lr, then a linear decay to min_lr over the last
-              decay_fraction of the steps before decay_steps
-
-After decay_steps (0: max_steps) the rate stays at min_lr.
-
-Precision: the autocast dtype is chosen in `lmforge.device` (bfloat16 on GPUs that
-have it, float32 elsewhere). float16 has too few exponent bits for small gradients,
-so its loss is scaled up before backward and the gradients back down before the
-step (`grad_scaler`); bfloat16 has float32's range and needs none of this.
+float16 has too few exponent bits for small gradients, so its loss is scaled up before
+backward and the gradients back down before the step (`grad_scaler`); bfloat16 (chosen
+in `lmforge.device` where a GPU has it) has float32's range and needs none of this.
 """
 
 from __future__ import annotations
@@ -66,10 +58,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
     """AdamW for everything, or (`--train.optimizer muon`) Muon for the hidden matrices and AdamW for the rest.
-
-    A group that would be empty is an error rather than a silent no-op: Muon (or weight
-    decay) asked for on a model without hidden matrices would otherwise change nothing.
-    """
+    Muon or weight decay asked of a model without hidden matrices is an error, not a silent no-op."""
     decay, no_decay = decay_groups(model, cfg.weight_decay)
     name = type(model).__name__
     if not decay["params"] and not no_decay["params"]:
@@ -131,8 +120,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def set_tf32(enabled: bool) -> None:
-    """TensorFloat-32 matmuls (10-bit mantissa, float32 range) on GPUs that have them: several times faster than
-    full float32 and accurate enough for training. No effect on CPUs."""
+    """TensorFloat-32 matmuls (10-bit mantissa, float32 range) on GPUs: several times faster than float32 and
+    accurate enough for training."""
     torch.set_float32_matmul_precision("high" if enabled else "highest")
 
 

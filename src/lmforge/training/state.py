@@ -1,16 +1,13 @@
-"""What the training loop carries from step to step, the guards that watch it, and why it stopped.
-
-Everything here goes into a checkpoint (`state_dict`), so a resumed run knows its
-step, its best eval so far, its guards' counts and its generators' positions
-exactly as the process that saved it did.
-"""
+"""What the training loop carries: each step's figures (`StepStats`), its state and the guards that watch it,
+and why it stopped. The state and guards go into a checkpoint (`state_dict`), so a resumed run counts on
+exactly where the process that saved it was."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -19,13 +16,26 @@ from lmforge.errors import LmforgeError
 
 class StopReason(str, Enum):
     """Why `fit` ended; the `end` record of metrics.jsonl holds its value."""
-
     MAX_STEPS = "max_steps"
     COUNTED = "counted"  # a count-based model's one pass over the train split
     MAX_SECONDS = "max_seconds"
     EARLY_STOP = "early_stop"
     NON_FINITE = "non_finite"
     INTERRUPTED = "interrupted"
+
+
+class StepStats(NamedTuple):
+    """One optimizer step's figures, left on the device until the loop reads them (trainer.py says why)."""
+    step: int  # the step count after it
+    nats: torch.Tensor  # the loss summed over the global batch's real targets
+    targets: int
+    grad_norm: torch.Tensor  # before clipping
+    lr: float
+
+    @property
+    def loss(self) -> float:
+        """The mean loss per target (a host sync)."""
+        return float(self.nats) / self.targets
 
 
 class Diverged(LmforgeError):
@@ -57,7 +67,7 @@ class OverfitWatch:
         self.previous: tuple[float, float] | None = None  # (train_loss, val_loss) of the last eval
 
     def update(self, train_loss: float, val_loss: float, best_step: int, best_val_loss: float) -> str | None:
-        """Record an eval; a warning sentence when it looks like overfitting, else None."""
+        """Record an eval; a warning when it looks like overfitting."""
         previous, self.previous = self.previous, (train_loss, val_loss)
         if previous is None or not (val_loss > previous[1] and train_loss < previous[0]):
             return None
@@ -73,11 +83,8 @@ class OverfitWatch:
 
 
 class NonFiniteSteps:
-    """Count non-finite steps in a row; `limit` in a row mean the run diverged.
-
-    With a float16 gradient scaler, a finite loss with a non-finite gradient is an overflow the
-    scaler answers by lowering its scale, not a sign of divergence: it is reported, not counted.
-    """
+    """Count non-finite steps in a row; `limit` in a row mean the run diverged. Under a float16 gradient scaler
+    a finite loss with a non-finite gradient is an overflow the scaler answers: reported, not counted."""
 
     def __init__(self, limit: int, scaler_enabled: bool):
         self.limit, self.scaler_enabled, self.in_row = limit, scaler_enabled, 0

@@ -1,22 +1,20 @@
 """The training loop: next-token cross-entropy, AdamW (or Muon), a schedule, clipping, evals, checkpoints.
 
     text ─► tokenizer ─► ids ─► train/val split
-    repeat: batch (the model's training feed) ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
-    every eval_interval steps: loss over the val split, a sample, and the best model so far (by val loss)
-    saved to the run directory; every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
+    repeat: batch ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
+    every eval_interval steps: val loss, a sample, the best model so far saved to the run directory;
+    every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
 
-The same loop runs in one process or in many under torchrun (see distributed.py):
-every rank draws the same global batch and keeps its own rows of it, so N ranks
-compute what one process would, and only rank 0 writes anything.
+Under torchrun (distributed.py) every rank draws the same global batch and keeps its
+own rows of it, so N ranks compute what one process would; only rank 0 writes.
 
 The loop waits for the device only when it reads its figures: a step leaves its loss
 and gradient norm on the device (`StepStats`) and skips a non-finite update there
-too (`found_inf`, as `GradScaler` does), so a GPU runs ahead of the host. The pending
-steps are read in one sync at log steps, evals and checkpoints. So the divergence
-guard notices a run of bad steps at the next of those rather than at once; that is
-safe because each bad step was skipped (the weights are the last good ones), no
-checkpoint is written before the steps are read, and the error names the step where
-the run of bad steps reached `--train.max_bad_steps`.
+(`found_inf`, as `GradScaler` does), so a GPU runs ahead of the host; pending steps
+are read in one sync at log steps, evals and checkpoints. The divergence guard so
+notices bad steps at the next read, not at once. That is safe: each bad step was
+skipped, no checkpoint is written before the read, and the error names the step
+where the run of bad steps reached `--train.max_bad_steps`.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -43,22 +41,7 @@ from lmforge.training import checkpoint, distributed, evals, flops
 from lmforge.training.logs import RunLogs, elapsed_s
 from lmforge.training.optim import build_optimizers, grad_scaler, lr_at, set_lr, set_tf32, should_compile
 from lmforge.training.run_dir import MODEL_FILE, TOKENIZER_FILE, check_out_dir, load_weights, save_state_dict, save_weights
-from lmforge.training.state import Diverged, LoopState, NonFiniteSteps, StopReason
-
-
-class StepStats(NamedTuple):
-    """One optimizer step's figures, left on the device until the loop reads them."""
-
-    step: int  # the step count after it
-    nats: torch.Tensor  # the loss summed over the global batch's real targets
-    targets: int
-    grad_norm: torch.Tensor  # before clipping
-    lr: float
-
-    @property
-    def loss(self) -> float:
-        """The mean loss per target (a host sync)."""
-        return float(self.nats) / self.targets
+from lmforge.training.state import Diverged, LoopState, NonFiniteSteps, StepStats, StopReason
 
 
 @dataclass
@@ -74,14 +57,10 @@ class TrainResult:
 
 
 class Trainer:
-    """Owns the model, optimizers and data of one run; `fit` runs the loop.
-
-    Built in named pieces: the data (`_load_data`), the model and its optimizers (`_build_model`), the loop's
-    state (`LoopState`), its feed of batches, its evals (`evals.Evaluator`) and what it writes (`RunLogs`).
-    `resume=True` continues the run in `out_dir` from its newest checkpoint: the weights, optimizer moments,
-    scaler, every RNG and the data position come back exactly, so the run ends bitwise where an uninterrupted
-    one would. A subclass may swap the data, model, feed and eval (adapt/finetune.py does).
-    """
+    """Owns one run: its data (`_load_data`), model and optimizers (`_build_model`), loop state (`LoopState`),
+    feed of batches, evals (`evals.Evaluator`) and logs (`RunLogs`); `fit` runs the loop. `resume=True` continues
+    from the newest checkpoint and ends bitwise where an uninterrupted run would. adapt/finetune.py swaps the
+    data, model, feed and eval."""
 
     def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
                  resume: bool = False):
@@ -164,12 +143,10 @@ class Trainer:
     # ------------------------------------------------------------------ steps
 
     def train_step(self) -> StepStats:
-        """One optimizer step over `batch_size` sequences, split into `grad_accum` micro-batches (and across ranks).
+        """One optimizer step over `batch_size` sequences, in `grad_accum` micro-batches (and across ranks).
 
-        The loss is the mean over the real targets of the whole global batch: every token weighs the same whatever
-        micro-batch or rank holds it, so padded documents of unequal lengths give the same step with any
-        `grad_accum` and number of processes. Nothing here waits for the device (see the module docstring).
-        """
+        The loss is the mean over the global batch's real targets, so padded documents of unequal lengths give the
+        same step with any `grad_accum` and number of processes. Nothing here waits for the device."""
         t = self.cfg.train
         lr = lr_at(self.state.step, t)
         set_lr(self.optimizers, lr)
@@ -200,12 +177,8 @@ class Trainer:
         return StepStats(self.state.step, nats, n_targets, grad_norm, lr)
 
     def _update(self, nats: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        """Step the optimizers unless the loss or the gradient is not finite, decided on the device.
-
-        Fused AdamW and our Muon take a `found_inf` tensor and leave everything as it was where it is 1: the
-        mechanism `GradScaler` uses, which does the same for a float16 overflow. An optimizer without it (AdamW
-        off CUDA and CPU, where it is not fused) costs one sync per step.
-        """
+        """Step the optimizers unless the loss or the gradient is not finite, decided on the device: fused AdamW
+        and our Muon take `found_inf`, as from `GradScaler`. Unfused AdamW (off CUDA and CPU) costs a sync."""
         if self.scaler.is_enabled():
             for optimizer in self.optimizers:
                 self.scaler.step(optimizer)  # skips the step by itself when a gradient overflowed
@@ -223,24 +196,19 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """This rank's rows of the next global batch, and the global batch's count of real targets.
-
-        Every rank draws the same `batch_size` windows from the same generator and keeps its own contiguous
-        share, so the data a step sees does not depend on how many processes share it, the generator's state is
-        the whole data position, and every rank counts the real targets of all ranks without a collective.
-        """
+        """This rank's rows of the next global batch, and the global batch's count of real targets. Every rank draws
+        the whole batch from the same generator (its state is the data position) and keeps its share."""
         share = self.cfg.train.batch_size // self.dist.world_size
         x, y = self.feed.next_batch()  # (batch_size, block_size) each, on the CPU
         n_targets = int((y != IGNORE_INDEX).sum())  # every target for windows; fewer for padded documents
         rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
         x, y = x[rows], y[rows]
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True), n_targets
-        return x.to(self.device), y.to(self.device), n_targets
+        cuda = self.device.type == "cuda"
+        x, y = ((v.pin_memory() if cuda else v).to(self.device, non_blocking=cuda) for v in (x, y))
+        return x, y, n_targets
 
     def evaluate(self) -> dict[str, float]:
-        """Val loss over the val split (or the sample `train.eval_tokens` asks for); train loss over a fixed set
-        of train windows (evals.py says why and how)."""
+        """Val and train loss (evals.py says over what, and why)."""
         return self.evals.losses(self.model)
 
     def sample(self, max_new_tokens: int | None = None, model: LanguageModel | None = None) -> str:
@@ -281,7 +249,7 @@ class Trainer:
                            best["val_bpb"], sample, stop)
 
     def _fit_counts(self) -> StopReason:
-        """A count-based model's whole training, outside the gradient loop: one counting pass, then one eval."""
+        """A count-based model's training, outside the gradient loop: one counting pass, then one eval."""
         start = time.perf_counter()
         self.model.fit_counts(self.train_ids)
         self.state.step, self.state.tokens_seen = 1, len(self.train_ids) - 1  # every train target, counted once
@@ -334,14 +302,15 @@ class Trainer:
             if reason:
                 self._log("skip", step=s.step, loss=str(loss), grad_norm=str(grad_norm), reason=reason)
             if bad.diverged:
-                t = self.cfg.train
-                last = checkpoint.list_checkpoints(self.out_dir)
-                kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
-                read = f", read at step {self.step}" if s.step != self.step else ""
-                raise Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {s.step}{read}); "
-                               f"{kept} in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with "
-                               f"--resume {self.out_dir}")
+                raise self._diverged(s.step)
         return loss, grad_norm, s.lr
+
+    def _diverged(self, step: int) -> Diverged:
+        t, last = self.cfg.train, checkpoint.list_checkpoints(self.out_dir)
+        kept = f"the last good checkpoint (step {last[-1][0]}) is intact" if last else "no checkpoint was saved yet"
+        read = f", read at step {self.step}" if step != self.step else ""
+        return Diverged(f"the loss was not finite for {t.max_bad_steps} steps in a row (step {step}{read}); {kept} "
+                        f"in {self.out_dir}; lower --train.lr (now {t.lr}) and continue with --resume {self.out_dir}")
 
     def _log_train(self, loss: float, grad_norm: float, lr: float, bar: tqdm) -> None:
         """The train record: the last step's loss and grad norm, tokens/s and MFU since the previous one."""
@@ -356,8 +325,8 @@ class Trainer:
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", best_val=f"{state.best_val_loss:.3f}")
 
     def _out_of_time(self, loop_start: float, at_log: bool) -> bool:
-        """Past `--train.max_seconds`. Under torchrun the ranks must agree on when to stop, and agreeing is a
-        collective (a sync), so they check at log steps only."""
+        """Past `--train.max_seconds`. Under torchrun the ranks must agree on it, by a collective (a sync): at log
+        steps only."""
         t = self.cfg.train
         if t.max_seconds <= 0 or (self.dist.enabled and not at_log):
             return False
