@@ -30,7 +30,7 @@ from lmforge.corpus import builtin_corpus, load_corpus
 from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.shards import PreparedData, is_prepared_dir
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.perplexity import EvalResult, evaluate_documents, evaluate_text
+from lmforge.evaluation.perplexity import EvalResult, evaluate_text
 from lmforge.training.metrics import read_metrics
 
 PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
@@ -210,8 +210,7 @@ def compare_runs(run_dirs: list[Path], val_text: str | list[str], device: str = 
     for run_dir, name in zip(run_dirs, names):
         run = lmforge.load(run_dir, device=device)
         amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
-        score = evaluate_text if isinstance(val_text, str) else evaluate_documents  # as `lmforge eval` scores a file
-        result = score(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size, run.device, amp)
+        result = evaluate_text(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size, run.device, amp)
         seconds, curve = training_seconds(Path(run_dir))
         start = (run.config.sample.prompt if prompt is None else prompt) or "\n"
         sample = run.generate(start, max_new_tokens, temperature=0.8, seed=seed) if max_new_tokens > 0 else ""

@@ -87,7 +87,7 @@ def parse_strategies(spec: str) -> list[Strategy]:
 def read_prompts(spec: str | Path) -> list[str]:
     """Prompts from a text file (one per line, blank lines skipped, a literal \\n stands for a newline), or from
     JSONL: a probe suite, or any lines with a "prompt" (or "prompts") key; a shipped suite's name (sotu) works too."""
-    from lmforge.evaluation.probe_suite import jsonl_values, shipped_suites
+    from lmforge.evaluation.probes import jsonl_values, shipped_suites
 
     path = Path(spec)
     if not path.is_file() and str(spec) in shipped_suites():

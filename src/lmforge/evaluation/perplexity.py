@@ -44,6 +44,8 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -53,6 +55,11 @@ from lmforge.data.windows import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
 from lmforge.tokenizers.base import UNKNOWN_BITS_PER_BYTE, ScoredBytes, Tokenizer
+
+if TYPE_CHECKING:
+    from lmforge.run import Run
+
+Amp = Optional[contextlib.AbstractContextManager]  # a mixed-precision context, or None for full precision
 
 
 @dataclass
@@ -112,15 +119,9 @@ def recurrent_streams(n_ids: int, block_size: int, batch_size: int) -> int:
 
 
 @torch.inference_mode()
-def iter_token_nats(
-    model: LanguageModel,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> Iterator[torch.Tensor]:
+def iter_token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
+                    autocast: Amp = None,
+                    stride: int | None = None) -> Iterator[torch.Tensor]:
     """-ln p of every token of `ids` but the first, in order, one batch of windows at a time (float32, on `device`)."""
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
@@ -142,7 +143,7 @@ def iter_token_nats(
 
 
 def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
-                 autocast: contextlib.AbstractContextManager | None, stride: int | None) -> Iterator[torch.Tensor]:
+                 autocast: Amp, stride: int | None) -> Iterator[torch.Tensor]:
     """Sliding windows, each from an empty context."""
     windows = sliding_windows(len(ids), block_size, block_size if stride is None else stride)
     for group in _batched(windows, batch_size):
@@ -160,7 +161,7 @@ def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_s
 
 
 def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
-                 autocast: contextlib.AbstractContextManager | None) -> Iterator[torch.Tensor]:
+                 autocast: Amp) -> Iterator[torch.Tensor]:
     """Consecutive streams, each carrying the model's state across its windows; yields in text order at the end.
 
     Stream b scores targets b*L+1 .. (b+1)*L (L = targets per stream); the last stream then goes on, alone, over
@@ -195,15 +196,9 @@ def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_s
             yield part.reshape(-1)
 
 
-def token_nats(
-    model: LanguageModel,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int = 64,
-    device: torch.device | None = None,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> np.ndarray:
+def token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int = 64,
+               device: torch.device | None = None, autocast: Amp = None,
+               stride: int | None = None) -> np.ndarray:
     """-ln p of every token of `ids` but the first, as one array (len(ids) - 1,)."""
     device = device or next(model.parameters(), torch.empty(0)).device
     parts = [t.cpu() for t in iter_token_nats(model, ids, block_size, batch_size, device, autocast, stride)]
@@ -227,17 +222,9 @@ def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
     return max(whole - first, 0)
 
 
-def evaluate_ids(
-    model: LanguageModel,
-    tokenizer: Tokenizer,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    n_bytes: int | ScoredBytes | None = None,
-    stride: int | None = None,
-) -> EvalResult:
+def evaluate_ids(model: LanguageModel, tokenizer: Tokenizer, ids: np.ndarray, block_size: int, batch_size: int,
+                 device: torch.device, autocast: Amp = None,
+                 n_bytes: int | ScoredBytes | None = None, stride: int | None = None) -> EvalResult:
     """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window.
 
     `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes it charges, as `ScoredBytes`);
@@ -276,40 +263,22 @@ def evaluate_ids(
     )
 
 
-def evaluate_text(
-    model: LanguageModel,
-    tokenizer: Tokenizer,
-    text: str,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> EvalResult:
-    """`evaluate_ids` of a text, its bytes counted from the text itself: what `eval` and `compare` both run."""
-    ids = tokenizer.encode_array(text)
-    return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
-                        n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)
-
-
-def evaluate_documents(
-    model: LanguageModel,
-    tokenizer: Tokenizer,
-    documents: list[str],
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-) -> EvalResult:
-    """`evaluate_ids` of documents laid out as prepared data lays them (each encoded alone, then EOS), so a run
-    trained on a folder scores its val documents as its training evals did; bytes counted from the text."""
-    if not documents:
+def evaluate_text(model: LanguageModel, tokenizer: Tokenizer, text: str | list[str], block_size: int,
+                  batch_size: int, device: torch.device, autocast: Amp = None, stride: int | None = None) -> EvalResult:
+    """`evaluate_ids` of a text, or of documents laid out as prepared data lays them (each encoded alone, then EOS,
+    so a run trained on a folder scores its val documents as its training evals did); bytes counted from the text.
+    `eval`, `compare` and the playground all score with it, so they agree on the same model and text."""
+    if isinstance(text, str):
+        ids = tokenizer.encode_array(text)
+        return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
+                            n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)
+    if not text:
         raise LmforgeError("there are no documents to evaluate; pass --data with text in it")
     eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
-    encoded = [tokenizer.encode_array(doc) for doc in documents]
+    encoded = [tokenizer.encode_array(doc) for doc in text]
     ids = np.concatenate([np.concatenate([e, np.asarray(eos, dtype=e.dtype)]) for e in encoded])
     return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
-                        n_bytes=documents_scored_bytes(tokenizer, documents, encoded[0]))
+                        n_bytes=documents_scored_bytes(tokenizer, text, encoded[0]), stride=stride)
 
 
 def documents_scored_bytes(tokenizer: Tokenizer, documents: list[str], first_ids: np.ndarray) -> ScoredBytes:
@@ -319,3 +288,35 @@ def documents_scored_bytes(tokenizer: Tokenizer, documents: list[str], first_ids
     rest = documents[1:]
     return ScoredBytes(first.bytes + sum(len(d.encode("utf-8")) for d in rest),
                        first.unknown + sum(sum(tokenizer.unknown_bytes(d)) for d in rest))
+
+
+def evaluate_run(run: Run, data: str | Path, stride: int | None = None, batch_size: int = 64) -> dict[str, Any]:
+    """`lmforge eval`: `evaluate_text` of the file `data` as a JSON-ready dict; `regress` and `report` measure a file
+    with it too. `unknown_chars` counts characters the tokenizer had to replace (the CLI warns about them)."""
+    from lmforge.corpus import read_text
+    from lmforge.device import autocast, resolve_dtype
+
+    if batch_size < 1:
+        raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
+    text = read_text(data)
+    amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
+    result = evaluate_text(run.model, run.tokenizer, text, run.config.model.block_size, batch_size, run.device, amp,
+                           stride=stride)
+    return {"run": str(run.path), "data": str(data), "tokenizer": run.tokenizer.kind, **result.to_dict(),
+            "unknown_chars": getattr(run.tokenizer, "unknown_count", lambda _: 0)(text)}
+
+
+def evaluate_file(run_dir: str | Path, data: str | Path, stride: int | None = None, batch_size: int = 64,
+                  device: str = "auto") -> dict[str, Any]:
+    import lmforge
+
+    return evaluate_run(lmforge.load(run_dir, device=device), data, stride, batch_size)
+
+
+def format_eval(result: dict[str, Any]) -> str:
+    """`evaluate_run`'s result as `lmforge eval` prints it."""
+    how = (f"{result['streams']} stream(s) in windows of {result['block_size']}, the state carried"
+           if result.get("streams") else f"windows of {result['block_size']} every {result['stride']} tokens")
+    return (f"{result['data']}: {result['tokens']:,} tokens, {result['bytes']:,} bytes, {how}\n"
+            f"loss        {result['loss']:.4f} nats/token\nperplexity  {result['perplexity']:.3f}\n"
+            f"bits/byte   {result['bits_per_byte']:.4f}")

@@ -108,7 +108,7 @@ def side_from_metrics(run_dir: Path, label: str) -> Side:
 
 
 def side_from_eval(run_dir: Path, label: str, data: str, stride: int | None, device: str) -> Side:
-    from lmforge.evaluation.evaluate import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_file
 
     result = evaluate_file(run_dir, data, stride=stride, device=device)
     return Side(label, {k: result[k] for k in METRICS}, f"eval of {data} (stride {result['stride']})", data,

@@ -17,9 +17,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lmforge.evaluation.verdict import Verdict, diagnose, eval_records
+
+if TYPE_CHECKING:
+    from lmforge.run import Run
 
 EVALS_DIR = "evals"
 
@@ -45,6 +48,27 @@ def read_samples(path: Path) -> list[tuple[int, str, str]]:
     parts = re.split(r"^=== step (\d+)([^\n]*)\n", path.read_text(encoding="utf-8", errors="replace"), flags=re.M)
     return [(int(parts[i]), f"step {parts[i]}{parts[i + 1]}", parts[i + 2].rstrip("\n"))
             for i in range(1, len(parts) - 2, 3)]
+
+
+def result_path(run_dir: str | Path, kind: str, name: str) -> Path:
+    """Where `eval --save`, `probe --save` and `report --data/--suite` keep a result: RUN_DIR/evals/KIND-NAME.json."""
+    return Path(run_dir) / EVALS_DIR / f"{kind}-{name}.json"
+
+
+def fresh_results(load: Callable[[], Run], run_dir: str | Path, data: list[str], suites: list[str],
+                  stride: int | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """`report --data/--suite`: evaluate and probe the run `load()` gives first (once, and only after every suite
+    has been read and checked); each result with its `result_path`."""
+    from functools import cache
+
+    from lmforge.evaluation.perplexity import evaluate_run
+    from lmforge.evaluation.probes import load_suite, probe_run
+
+    load = cache(load)
+    for suite in suites:
+        load_suite(suite)
+    results = [(result_path(run_dir, "eval", Path(d).stem), evaluate_run(load(), d, stride=stride)) for d in data]
+    return results + [probe_run(load, run_dir, suite)[::2] for suite in suites]
 
 
 def saved_results(run_dir: Path) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
