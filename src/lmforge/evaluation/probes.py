@@ -1,19 +1,11 @@
 """Prompt probes: small, named checks of what a model does with a prompt.
 
-A suite is a JSONL file, one probe per line (blank lines and `#` lines skipped). A line is
-one of three kinds, told apart by its keys; each kind is a pydantic model that declares its
-keys and rules and has its own `run`:
-
-- `ContinuationProbe` (`prompt` with `contains`, `not_contains`, `regex`): checks on the
-  continuation, greedy unless the line gives a sampling setting;
-- `ChoiceProbe` (`prompt` with `choices` and `answer`): the answer must be the choice the
-  model finds likeliest after the prompt (`log_likelihood` says how a choice is scored);
-- `ConsistencyProbe` (`prompts`, paraphrases): they must rank the same choice first (and it
-  must be `answer`, if given) or, without choices, their continuations must agree on
-  `agree_on` (the first word, lower-cased and without punctuation; the first line; or all).
-
-pydantic's first complaint about a line becomes one error naming the file, the line and the
-key. Every check counts once in the summary under its type (`CHECK_TYPES`).
+A suite is a JSONL file, one probe per line (blank lines and `#` lines skipped). A line is one of
+three kinds, told apart by its keys; each kind is a pydantic model that declares its keys and
+rules and has its own `run`: `ContinuationProbe` (`prompt` with `contains`, `not_contains`,
+`regex`), `ChoiceProbe` (`prompt` with `choices` and `answer`) and `ConsistencyProbe` (`prompts`,
+paraphrases). pydantic's first complaint about a line becomes one error that names the file,
+the line and the key. Every check counts once in the summary under its type (`CHECK_TYPES`).
 """
 
 from __future__ import annotations
@@ -56,6 +48,12 @@ def log_likelihood(run: Run, prompt: str, choice: str, per_byte: bool = False) -
     return total / len(choice.encode("utf-8")) if per_byte else total
 
 
+def ranked_first(run: Run, prompt: str, choices: list[str], per_byte: bool) -> tuple[str, list[float]]:
+    """The choice the model finds likeliest after `prompt`, and each choice's `log_likelihood`."""
+    scores = [log_likelihood(run, prompt, c, per_byte) for c in choices]
+    return choices[int(np.argmax(scores))], scores
+
+
 # ---------------------------------------------------------------------- the kinds of probe
 
 
@@ -87,7 +85,6 @@ def _right(choices: list[str], answer: int | str) -> str:
 
 
 def _short(text: str, limit: int = 80) -> str:
-    """A continuation quoted for a one-line detail, cut to `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
@@ -120,6 +117,11 @@ class _Probe(BaseModel):
     def check(self, type: str, passed: bool, detail: str, **outputs: Any) -> CheckResult:
         return CheckResult(self.id, type, passed, detail, outputs)
 
+    @property
+    def right(self) -> str:
+        """The right choice's text, from `answer` given as its text or its index (checked by `_right`)."""
+        return _right(self.choices, self.answer)
+
 
 class ContinuationProbe(_Probe):
     """Checks on the text the model writes after one prompt."""
@@ -141,21 +143,15 @@ class ContinuationProbe(_Probe):
             "the probe checks nothing; add 'contains', 'not_contains', 'regex' or 'choices'")
 
     def run(self, run: Run) -> list[CheckResult]:
-        text = continuation = self.continuation(run, self.prompt)
-        flags, results = re.IGNORECASE if self.ignore_case else 0, []
-        if self.contains:
-            hits = [s for s in self.contains if re.search(re.escape(s), text, flags)]
-            detail = f"found {hits[0]!r}" if hits else f"none of {self.contains} in {_short(text)}"
-            results.append(self.check("contains", bool(hits), detail, continuation=continuation))
-        if self.not_contains:
-            hits = [s for s in self.not_contains if re.search(re.escape(s), text, flags)]
-            detail = f"found {hits[0]!r} in {_short(text)}" if hits else f"none of {self.not_contains}"
-            results.append(self.check("not_contains", not hits, detail, continuation=continuation))
-        if self.regex is not None:
-            match = re.search(self.regex, text, flags)
-            detail = f"matched {match.group(0)!r}" if match else f"/{self.regex}/ not in {_short(text)}"
-            results.append(self.check("regex", match is not None, detail, continuation=continuation))
-        return results
+        """Greedy unless the line gives a sampling setting; `contains` passes on any one of its alternatives."""
+        text, flags = self.continuation(run, self.prompt), re.IGNORECASE if self.ignore_case else 0
+        yes, no = ([s for s in alternatives if re.search(re.escape(s), text, flags)]
+                   for alternatives in (self.contains, self.not_contains))
+        match, seen = re.search(self.regex or "", text, flags), f" in {_short(text)}"
+        outcomes = {"contains": (bool(yes), f"found {yes[0]!r}" if yes else f"none of {self.contains}{seen}"),
+                    "not_contains": (not no, f"found {no[0]!r}{seen}" if no else f"none of {self.not_contains}"),
+                    "regex": (bool(match), f"matched {match.group(0)!r}" if match else f"/{self.regex}/ not{seen}")}
+        return [self.check(t, *outcomes[t], continuation=text) for t in self.check_types]
 
 
 class ChoiceProbe(_Probe):
@@ -174,8 +170,7 @@ class ChoiceProbe(_Probe):
         return self
 
     def run(self, run: Run) -> list[CheckResult]:
-        scores = [log_likelihood(run, self.prompt, c, self.length_normalize) for c in self.choices]
-        best, right = self.choices[int(np.argmax(scores))], _right(self.choices, self.answer)
+        (best, scores), right = ranked_first(run, self.prompt, self.choices, self.length_normalize), self.right
         detail = f"ranked {best!r} first" + ("" if best == right else f", not {right!r}")
         return [self.check("choices", best == right, detail, scores=dict(zip(self.choices, scores)), chosen=best)]
 
@@ -215,14 +210,12 @@ class ConsistencyProbe(_Probe):
             detail = (f"all {len(keys)} prompts agree on {keys[0]!r}" if agree
                       else f"{self.agree_on} differs: " + ", ".join(repr(k) for k in keys))
             return [self.check("consistency", agree, detail, continuations=texts, keys=keys)]
-        picks = [self.choices[int(np.argmax([log_likelihood(run, p, c, self.length_normalize) for c in self.choices]))]
-                 for p in self.prompts]
-        right = None if self.answer is None else _right(self.choices, self.answer)
+        picks = [ranked_first(run, p, self.choices, self.length_normalize)[0] for p in self.prompts]
+        right = None if self.answer is None else self.right
         agree, is_right = len(set(picks)) == 1, right in (None, picks[0])
-        if agree:
-            detail = f"all {len(picks)} prompts ranked {picks[0]!r} first" + ("" if is_right else f", not the answer {right!r}")
-        else:
-            detail = "prompts disagree: " + ", ".join(f"{p!r}→{c!r}" for p, c in zip(self.prompts, picks))
+        wrong = "" if is_right else f", not the answer {right!r}"
+        detail = (f"all {len(picks)} prompts ranked {picks[0]!r} first{wrong}" if agree else
+                  "prompts disagree: " + ", ".join(f"{p!r}→{c!r}" for p, c in zip(self.prompts, picks)))
         return [self.check("consistency", agree and is_right, detail, picks=picks)]
 
 
@@ -236,11 +229,9 @@ def _kind(data: Any) -> str | None:
 
 KINDS = {"continuation": ContinuationProbe, "choice": ChoiceProbe, "consistency": ConsistencyProbe}
 Probe = Union[ContinuationProbe, ChoiceProbe, ConsistencyProbe]
-PROBE = TypeAdapter(Annotated[
-    Union[Annotated[ContinuationProbe, Tag("continuation")], Annotated[ChoiceProbe, Tag("choice")],
-          Annotated[ConsistencyProbe, Tag("consistency")]],
-    Discriminator(_kind, custom_error_type="probe_kind", custom_error_message="give either 'prompt' (one prompt) or "
-                  "'prompts' (a consistency group), not both or neither")])
+PROBE = TypeAdapter(Annotated[Union[tuple(Annotated[kind, Tag(tag)] for tag, kind in KINDS.items())], Discriminator(
+    _kind, custom_error_type="probe_kind",
+    custom_error_message="give either 'prompt' (one prompt) or 'prompts' (a consistency group), not both or neither")])
 KEYS = sorted({key for cls in KINDS.values() for key in cls.model_fields})
 
 
@@ -340,12 +331,8 @@ class ProbeReport:
         return self.passed / len(self.checks) if self.checks else 0.0
 
     def by_type(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for t in CHECK_TYPES:
-            passed = [c.passed for c in self.checks if c.type == t]
-            if passed:
-                out[t] = {"passed": sum(passed), "total": len(passed), "pass_rate": sum(passed) / len(passed)}
-        return out
+        passed = {t: [c.passed for c in self.checks if c.type == t] for t in CHECK_TYPES}
+        return {t: {"passed": sum(p), "total": len(p), "pass_rate": sum(p) / len(p)} for t, p in passed.items() if p}
 
     def to_dict(self) -> dict[str, Any]:
         return {"suite": self.suite, "passed": self.passed, "total": len(self.checks), "pass_rate": self.pass_rate,
