@@ -229,34 +229,33 @@ def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
 
 def plot_study(results: list[StrategyResult], path: Path) -> None:
     """A bar chart per metric, and the diversity/likelihood trade-off as a scatter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lmforge.evaluation.report import figure
 
     panels = {"distinct_1": "distinct-1 (higher: more varied)", "distinct_2": "distinct-2 (higher: more varied)",
               "rep_4": "rep-4 (higher: more loops)", "mean_logprob": "mean log-prob under the model (nats/token)"}
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(22, 4))
-    for ax, (key, title) in zip(axes, panels.items()):
-        ax.bar(range(len(results)), [getattr(r, key) for r in results], color=f"C{list(panels).index(key)}")
-        ax.set_xticks(range(len(results)), [r.strategy for r in results], rotation=30, ha="right")
-        ax.set(title=title)
-    ax = axes[-1]
-    ax.scatter([r.distinct_2 for r in results], [r.mean_logprob for r in results])
-    for r in results:
-        ax.annotate(r.strategy, (r.distinct_2, r.mean_logprob), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    ax.set(title="trade-off", xlabel="distinct-2", ylabel="mean log-prob")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with figure(path, len(panels) + 1, (22, 4)) as axes:
+        for i, (ax, (key, title)) in enumerate(zip(axes, panels.items())):
+            ax.bar(range(len(results)), [getattr(r, key) for r in results], color=f"C{i}")
+            ax.set_xticks(range(len(results)), [r.strategy for r in results], rotation=30, ha="right")
+            ax.set(title=title)
+        axes[-1].scatter([r.distinct_2 for r in results], [r.mean_logprob for r in results])
+        for r in results:
+            axes[-1].annotate(r.strategy, (r.distinct_2, r.mean_logprob), fontsize=8, xytext=(3, 3),
+                              textcoords="offset points")
+        axes[-1].set(title="trade-off", xlabel="distinct-2", ylabel="mean log-prob")
 
 
-def save_study(results: list[StrategyResult], out_dir: Path, settings: dict[str, Any]) -> dict[str, Path]:
-    """study.json, study.md (the table) and study.png in `out_dir`."""
+def study(run: Run, run_dir: str | Path, prompts: list[str], strategies: list[Strategy], max_new_tokens: int = 100,
+          samples: int = 4, seed: int = 0, out: str | Path | None = None) -> tuple[list[StrategyResult], dict, dict]:
+    """`lmforge study`: `run_study`, saved as study.json, study.md and study.png in `out` (default RUN_DIR/evals,
+    where `lmforge report` finds it); the results, the JSON and the paths written."""
+    results = run_study(run, prompts, strategies, max_new_tokens, samples, seed)
+    settings = {"prompts": len(prompts), "samples": samples, "max_new_tokens": max_new_tokens, "seed": seed}
+    out_dir = Path(out) if out else Path(run_dir) / "evals"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "study.json", "markdown": out_dir / "study.md", "plot": out_dir / "study.png"}
-    results_json = {"settings": settings, "strategies": [r.to_dict() for r in results]}
-    paths["json"].write_text(json.dumps(results_json, indent=1), encoding="utf-8")
+    saved = {"settings": settings, "strategies": [r.to_dict() for r in results]}
+    paths["json"].write_text(json.dumps(saved, indent=1), encoding="utf-8")
     paths["markdown"].write_text(format_table(results, markdown=True) + "\n", encoding="utf-8")
     plot_study(results, paths["plot"])
-    return paths
+    return results, {"run": str(run_dir), **saved}, paths

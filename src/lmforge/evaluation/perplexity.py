@@ -6,41 +6,33 @@
   Σ -log2 p / bytes. Unlike loss per token, it does not depend on how text is
   cut into tokens, so character, word and BPE models can be compared.
 
-Sliding windows. A model sees at most `block_size` tokens, so a long text is
-scored window by window. Windows of `block_size` tokens start every `stride`
-tokens; each scores only the targets that no earlier window scored (the first
-scores all of its own). With `stride == block_size` the windows do not overlap
-and a token near the start of a window is predicted from very little context;
-with a smaller stride every scored token has at least `block_size - stride + 1`
-tokens of context, so the loss falls towards the model's true full-context
-loss, and the cost grows by `block_size / stride`. Every token after the first
-is scored exactly once whatever the stride, and the result is deterministic.
+Sliding windows. A model sees at most `block_size` tokens, so a long text is scored
+window by window. Windows of `block_size` tokens start every `stride` tokens; each scores
+only the targets no earlier window scored. With `stride == block_size` the windows do not
+overlap and a token near a window's start is predicted from little context; a smaller
+stride gives every token at least `block_size - stride + 1` tokens of context, so the loss
+falls towards the model's full-context loss, at `block_size / stride` times the cost.
+Every token after the first is scored exactly once whatever the stride.
 
-Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole
-past) are not scored in windows that each start from nothing: that is not how
-they train, and it throws their memory away. The text is read as `batch_size`
-consecutive streams, as training's consecutive windows cut it, each read from
-a zero state at its start and carrying its state from one window of
-`block_size` tokens to the next; the last stream also takes the tokens left
-over. With one stream (`batch_size` 1) the loss is that of one forward pass
-over the whole text. `stride` does not apply (the state already carries all
-of the stream's past) and is refused.
+Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole past) are not
+scored in windows that each start from nothing: that is not how they train, and it throws
+their memory away. The text is read as `batch_size` consecutive streams, as training cuts
+it, each from a zero state, carrying its state from one window of `block_size` tokens to
+the next; the last stream also takes the tokens left over. With one stream the loss is that
+of one pass over the whole text. `stride` does not apply and is refused.
 
-What bits per byte counts. It scores the text's bytes, so:
-- the loss of targets that are the tokenizer's EOS (a prepared document's end;
-  encoding text never makes one) is left out of its numerator, since no byte of
-  the text stands for them; loss and perplexity per token still include them.
-  A prepared directory of one document and the same text as a file then give
-  the same bits per byte.
-- an unknown token (a word tokenizer's `<|unk|>`) says that some word comes,
-  not which: bits per byte adds the cost of spelling that word's real bytes
-  under a uniform byte model, 8 bits a byte (`ScoredBytes`), so a word model
-  does not get the bytes of the words it cannot spell for free.
+What bits per byte counts: the text's bytes. So the loss of EOS targets (a prepared
+document's end) is left out of its numerator, since no byte of the text stands for them
+(a prepared directory of one document and the same text as a file then agree); and an
+unknown token (a word tokenizer's `<|unk|>`) says that some word comes, not which, so the
+word's real bytes are charged 8 bits each (a uniform byte model, `ScoredBytes`): a word
+model gets no bytes for free. Loss and perplexity per token count every target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -101,18 +93,6 @@ def sliding_windows(n_ids: int, block_size: int, stride: int) -> list[Window]:
     return windows
 
 
-def _batched(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
-    """Consecutive windows of equal length in groups of at most `batch_size` (only the last window may be shorter)."""
-    group: list[Window] = []
-    for w in windows:
-        if group and (len(group) == batch_size or w.length != group[0].length):
-            yield group
-            group = []
-        group.append(w)
-    if group:
-        yield group
-
-
 def recurrent_streams(n_ids: int, block_size: int, batch_size: int) -> int:
     """How many consecutive streams a recurrent model reads `n_ids` ids as: `batch_size`, each at least one window."""
     return max(1, min(batch_size, (n_ids - 1) // block_size))
@@ -120,8 +100,7 @@ def recurrent_streams(n_ids: int, block_size: int, batch_size: int) -> int:
 
 @torch.inference_mode()
 def iter_token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
-                    autocast: Amp = None,
-                    stride: int | None = None) -> Iterator[torch.Tensor]:
+                    autocast: Amp = None, stride: int | None = None) -> Iterator[torch.Tensor]:
     """-ln p of every token of `ids` but the first, in order, one batch of windows at a time (float32, on `device`)."""
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
@@ -146,14 +125,10 @@ def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_s
                  autocast: Amp, stride: int | None) -> Iterator[torch.Tensor]:
     """Sliding windows, each from an empty context."""
     windows = sliding_windows(len(ids), block_size, block_size if stride is None else stride)
-    for group in _batched(windows, batch_size):
+    same_length = [list(same) for _, same in itertools.groupby(windows, key=lambda w: w.length)]  # the last is shorter
+    for group in (same[i : i + batch_size] for same in same_length for i in range(0, len(same), batch_size)):
         length = group[0].length
-        rows = np.array([w.begin for w in group])[:, None] + np.arange(length + 1)  # (B, T+1)
-        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-        x, y = window[:, :-1], window[:, 1:]  # (B, T) each
-        with autocast or contextlib.nullcontext():
-            logits = model(x)  # (B, T, V)
-        nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+        nats, _ = _nats_after(model, ids, [w.begin for w in group], length, device, autocast)
         if all(w.n_scored == length for w in group):
             yield nats.reshape(-1)
         else:
@@ -175,30 +150,31 @@ def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_s
     starts = np.arange(streams) * per_stream  # (B,) first input position of each stream
     nats = torch.empty(streams, per_stream, device=device)  # (B, L)
     state = None
-
-    def run(begins: np.ndarray, length: int, state):
-        rows = begins[:, None] + np.arange(length + 1)  # (b, T+1)
-        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-        with autocast or contextlib.nullcontext():
-            logits, state = model(window[:, :-1], state, return_state=True)  # (b, T, V)
-        return F.cross_entropy(logits.float().transpose(1, 2), window[:, 1:], reduction="none"), state  # (b, T)
-
     for t in range(0, per_stream, block_size):
         length = min(block_size, per_stream - t)
-        nats[:, t : t + length], state = run(starts + t, length, state)
+        nats[:, t : t + length], state = _nats_after(model, ids, starts + t, length, device, autocast, state, True)
     yield nats.reshape(-1)  # stream after stream: text order
     left = n_targets - streams * per_stream
     if left:
         state = model.reorder_state(state, torch.tensor([streams - 1], device=device))  # the last stream's state
         for t in range(0, left, block_size):
             length = min(block_size, left - t)
-            part, state = run(np.array([streams * per_stream + t]), length, state)
+            part, state = _nats_after(model, ids, [streams * per_stream + t], length, device, autocast, state, True)
             yield part.reshape(-1)
 
 
+def _nats_after(model: LanguageModel, ids: np.ndarray, begins, length: int, device: torch.device, autocast: Amp,
+                state: Any = None, carry: bool = False) -> tuple[torch.Tensor, Any]:
+    """-ln p of the `length` targets after each position of `begins`, (b, T); with `carry`, the state in and out."""
+    rows = np.asarray(begins)[:, None] + np.arange(length + 1)  # (b, T+1)
+    window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
+    with autocast or contextlib.nullcontext():
+        logits, state = model(window[:, :-1], state, return_state=True) if carry else (model(window[:, :-1]), None)
+    return F.cross_entropy(logits.float().transpose(1, 2), window[:, 1:], reduction="none"), state  # (b, T)
+
+
 def token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int = 64,
-               device: torch.device | None = None, autocast: Amp = None,
-               stride: int | None = None) -> np.ndarray:
+               device: torch.device | None = None, autocast: Amp = None, stride: int | None = None) -> np.ndarray:
     """-ln p of every token of `ids` but the first, as one array (len(ids) - 1,)."""
     device = device or next(model.parameters(), torch.empty(0)).device
     parts = [t.cpu() for t in iter_token_nats(model, ids, block_size, batch_size, device, autocast, stride)]
@@ -206,16 +182,10 @@ def token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_siz
 
 
 def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
-    """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer, from the ids alone.
-
-    Computed as bytes(decode(all)) - bytes(decode(first)) rather than by decoding
-    `ids[1:]` alone: a tokenizer's decode of a sequence need not be the
-    concatenation of its tokens' texts (a word tokenizer joins with spaces, a
-    byte-level BPE token may hold half a character), so the difference is the
-    number of bytes that scoring the rest of the text is responsible for. An
-    unknown token decodes as itself, not as the word it replaced: when the text
-    is at hand, `Tokenizer.count_scored_bytes` counts from the text instead.
-    """
+    """UTF-8 bytes spelled by the scored tokens (all but the first), from the ids alone: bytes(decode(all)) -
+    bytes(decode(first)), since a decode need not join its tokens' texts (a word tokenizer adds spaces, a BPE token
+    may hold half a character). An unknown token decodes as itself, not as its word: when the text is at hand,
+    `Tokenizer.count_scored_bytes` counts from the text instead."""
     ids = [int(i) for i in ids]
     whole = len(tokenizer.decode(ids).encode("utf-8"))
     first = len(tokenizer.decode(ids[:1]).encode("utf-8"))
@@ -223,14 +193,11 @@ def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
 
 
 def evaluate_ids(model: LanguageModel, tokenizer: Tokenizer, ids: np.ndarray, block_size: int, batch_size: int,
-                 device: torch.device, autocast: Amp = None,
-                 n_bytes: int | ScoredBytes | None = None, stride: int | None = None) -> EvalResult:
+                 device: torch.device, autocast: Amp = None, n_bytes: int | ScoredBytes | None = None,
+                 stride: int | None = None) -> EvalResult:
     """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window.
-
-    `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes it charges, as `ScoredBytes`);
-    None counts them by decoding `ids`. Bits per byte leaves out the loss of EOS targets and adds 8 bits a byte
-    for unknown words (the module docstring says why); loss and perplexity are of every scored token.
-    """
+    `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes, as `ScoredBytes`); None counts
+    them by decoding `ids`."""
     check_long_enough(ids, 1, "evaluation text")
     eos = tokenizer.eos_id
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # nats of all targets, of the EOS targets
@@ -248,19 +215,11 @@ def evaluate_ids(model: LanguageModel, tokenizer: Tokenizer, ids: np.ndarray, bl
         n_bytes = scored_bytes(tokenizer, ids)
     counted = n_bytes if isinstance(n_bytes, ScoredBytes) else ScoredBytes(n_bytes)
     bits = text_nats / math.log(2) + UNKNOWN_BITS_PER_BYTE * counted.unknown
-    recurrent = model.recurrent
-    loss = nats / count
-    return EvalResult(
-        loss=loss,
-        perplexity=math.exp(min(loss, 700.0)),
-        bits_per_byte=bits / max(counted.bytes, 1),
-        tokens=count,
-        bytes=counted.bytes,
-        stride=None if recurrent else block_size if stride is None else stride,
-        block_size=block_size,
-        unknown_bytes=counted.unknown,
-        streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None,
-    )
+    recurrent, loss = model.recurrent, nats / count
+    return EvalResult(loss, math.exp(min(loss, 700.0)), bits / max(counted.bytes, 1), count, counted.bytes,
+                      stride=None if recurrent else block_size if stride is None else stride, block_size=block_size,
+                      unknown_bytes=counted.unknown,
+                      streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None)
 
 
 def evaluate_text(model: LanguageModel, tokenizer: Tokenizer, text: str | list[str], block_size: int,
