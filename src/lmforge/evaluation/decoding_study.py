@@ -1,25 +1,20 @@
 """The decoding study: the same model and prompts under several decoding strategies.
 
-A model's text depends on how it is decoded as much as on the model: greedy
-decoding loops, high temperatures ramble. The study separates the two by
-holding the model and prompts fixed and varying only the strategy. For each
-strategy it reports, over `samples` continuations of every prompt:
+A model's text depends on how it is decoded as much as on the model: greedy decoding loops,
+high temperatures ramble. The study holds the model and prompts fixed and varies only the
+strategy. Over `samples` continuations of every prompt, each strategy gets:
 
-- distinct-1 / distinct-2: unique words (word pairs) over all words (pairs) of
-  all its continuations together (Li et al., 2016). Higher is more varied.
-  Greedy decoding is deterministic, so its samples repeat and it scores low.
-- rep-4: within one continuation, the fraction of word 4-grams that repeat an
-  earlier one, averaged over continuations (Welleck et al., 2019's seq-rep-4).
-  High means loops.
-- mean log-prob: the mean log-probability (nats per token) of the generated
-  tokens under the model itself at temperature 1, unfiltered, each token seen
-  with at least 3/4 of the context (windows every block_size/4 tokens: exact
-  context would cost one forward pass per token). High means the text is what
-  the model finds likely; greedy is highest, high temperatures low.
+- distinct-1 / distinct-2: unique words (word pairs) over all words (pairs) of all its
+  continuations together (Li et al., 2016); greedy repeats itself and scores low.
+- rep-4: within one continuation, the share of word 4-grams that repeat an earlier one,
+  averaged (Welleck et al., 2019's seq-rep-4). High means loops.
+- mean log-prob: nats per generated token under the model at temperature 1, unfiltered,
+  each token seen with at least 3/4 of the context (windows every block_size/4 tokens;
+  exact context costs a forward pass per token). Greedy is highest, high temperatures low.
 - length: characters and words per continuation.
 
-Words are whitespace-separated pieces of the decoded text, so the numbers mean
-the same for character, word and BPE tokenizers.
+Words are whitespace-separated pieces of the decoded text, so the numbers mean the same for
+character, word and BPE tokenizers.
 """
 
 from __future__ import annotations
@@ -194,16 +189,10 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
                 logprobs.append(scored[row])
                 texts.append(run.tokenizer.decode(ids + list(row))[len(run.tokenizer.decode(ids)):])
         results.append(StrategyResult(
-            strategy=strategy.name,
-            distinct_1=distinct_n(texts, 1),
-            distinct_2=distinct_n(texts, 2),
-            rep_4=float(np.mean([repetition_rate(t) for t in texts])),
-            mean_logprob=float(np.mean(logprobs)),
+            strategy.name, distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
+            rep_4=float(np.mean([repetition_rate(t) for t in texts])), mean_logprob=float(np.mean(logprobs)),
             length_chars=float(np.mean([len(t) for t in texts])),
-            length_words=float(np.mean([len(t.split()) for t in texts])),
-            continuations=len(texts),
-            example=texts[0],
-        ))
+            length_words=float(np.mean([len(t.split()) for t in texts])), continuations=len(texts), example=texts[0]))
     return results
 
 
