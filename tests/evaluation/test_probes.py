@@ -190,7 +190,8 @@ def test_bad_probes_are_named_with_their_line(tmp_path, line, fragment):
     suite.write_text(line + "\n")
     with pytest.raises(LmforgeError) as exc:
         load_suite(suite)
-    assert fragment in str(exc.value) and "suite.jsonl:" in str(exc.value) and "\n" not in str(exc.value)
+    message, number = str(exc.value), line.count("\n") + 1  # the last line is the bad one
+    assert fragment in message and f"suite.jsonl:{number}:" in message and "\n" not in message
 
 
 def test_the_shipped_suite_loads_and_covers_every_check_type():
