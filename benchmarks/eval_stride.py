@@ -13,7 +13,7 @@ import argparse
 import time
 
 import lmforge
-from lmforge.evaluation.evaluate import evaluate_run
+from lmforge.evaluation.perplexity import evaluate_run
 
 
 def main() -> int:

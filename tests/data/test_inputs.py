@@ -93,7 +93,7 @@ def test_one_file_is_cut_where_the_text_in_memory_is_whatever_the_part_size(corp
 def test_word_val_bits_per_byte_charge_unknown_words_as_eval_does(capsys, corpus, tmp_path):
     """A word run's val bits per byte in metrics.jsonl: unknown words cost 8 bits a byte, as in `lmforge eval`."""
     from lmforge.evaluation.compare import compare_runs, val_of
-    from lmforge.evaluation.evaluate import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_file
 
     text = TEXT + "".join(f"Zyzzyva{i} quux{i} xanadu{i}!\n" for i in range(60))  # unknown words, all in val
     (tmp_path / "words.txt").write_text(text, encoding="utf-8")

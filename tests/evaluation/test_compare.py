@@ -113,7 +113,7 @@ def test_compare_and_eval_give_the_same_numbers_for_the_same_model_and_text(tmp_
     """One function scores both: same loss, bytes and bits per byte, for a word run (unknown words) and an RNN."""
     from lmforge.cli import main
     from lmforge.evaluation.compare import compare_runs, val_text_of
-    from lmforge.evaluation.evaluate import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_file
 
     word = tmp_path / "word"
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(word), "--data.tokenizer",

@@ -217,7 +217,7 @@ def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):
 def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown_token(tmp_path, small_text_file):
     """bits per byte is per byte of the text: an unknown word costs its own bytes, not those of `<|unk|>`."""
     from lmforge.cli import main
-    from lmforge.evaluation.evaluate import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_file
 
     run = tmp_path / "word"
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run), "--data.tokenizer",
@@ -297,7 +297,7 @@ def test_a_word_runs_bits_per_byte_charges_8_bits_for_each_byte_of_an_unknown_wo
     """An `<|unk|>` prediction says a word comes, not which one: its bytes are spelled at 8 bits each, not free."""
     import lmforge
     from lmforge.cli import main
-    from lmforge.evaluation.evaluate import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_file
 
     run_dir = tmp_path / "word"
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run_dir), "--data.tokenizer",
@@ -326,7 +326,7 @@ def test_a_prepared_document_and_the_same_text_as_a_file_give_the_same_bits_per_
     from lmforge.config import Config
     from lmforge.config_files import load_preset
     from lmforge.data.prepare import PrepareOptions, in_val, prepare
-    from lmforge.evaluation.evaluate import evaluate_run
+    from lmforge.evaluation.perplexity import evaluate_run
     from lmforge.run import Run
     from lmforge.tokenizers import train_tokenizer
     from lmforge.training import Trainer

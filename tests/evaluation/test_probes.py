@@ -9,8 +9,7 @@ import torch
 from lmforge.cli import main
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.probe_suite import load_suite, parse_probe, shipped_suites
-from lmforge.evaluation.probes import run_suite
+from lmforge.evaluation.probes import load_suite, parse_probe, run_suite, shipped_suites
 from lmforge.models.base import LanguageModel
 from lmforge.run import Run
 from lmforge.tokenizers.bpe import BpeTokenizer
@@ -18,7 +17,7 @@ from lmforge.tokenizers.word import WordTokenizer
 
 
 def check(run, **probe):
-    [kind] = parse_probe(probe, "test", "p")
+    kind = parse_probe(probe, "test", "p")
     [result] = kind.run(run)
     return result
 
@@ -173,8 +172,14 @@ def test_summary_by_check_type(cycle_run, tmp_path):
     ('{"prompt": "a", "regex": "("}', "not a valid regular expression"),
     ('{"prompt": "a", "choices": ["x", "y"]}', "needs 'answer'"),
     ('{"prompt": "a", "choices": ["x", "y"], "answer": "z"}', "not one of the choices"),
-    ('{"prompts": ["a"], "agree_on": "first_word"}', "at least two 'prompts'"),
-    ('{"prompts": ["a", "b"], "contains": "x"}', "takes 'choices' or 'agree_on'"),
+    ('{"prompts": ["a"], "agree_on": "first_word"}', "'prompts' needs at least two paraphrases"),
+    ('{"prompts": ["a", "b"], "contains": "x"}', "'contains' does not go in a consistency probe (it is for a "
+                                                "continuation probe); write that check as a probe of its own"),
+    ('{"prompt": "a", "choices": ["x", "y"], "answer": 0, "regex": "x"}', "'regex' does not go in a multiple-choice"),
+    ('{"prompt": "a", "contains": "x", "agree_on": "all"}', "(it is for a consistency probe)"),
+    ('{"prompt": "a", "contains": "x"}\n{"prompt": "b", "contains": "y", "id": "line1"}', "suite.jsonl:2: probe id "
+                                                                                        "'line1' is used twice"),
+    ('[1, 2]', "a probe is a JSON object"),
     ('{"prompt": "a", "contains": "b", "top_p": 2}', "'top_p' must be less than or equal to 1, not 2"),
     ('{"prompt": "a", "prompts": ["a", "b"], "contains": "b"}', "not both"),
     ('{"prompt": "a", "contains": ""}', "non-empty string"),
@@ -185,7 +190,8 @@ def test_bad_probes_are_named_with_their_line(tmp_path, line, fragment):
     suite.write_text(line + "\n")
     with pytest.raises(LmforgeError) as exc:
         load_suite(suite)
-    assert fragment in str(exc.value) and "suite.jsonl:1" in str(exc.value)
+    message, number = str(exc.value), line.count("\n") + 1  # the last line is the bad one
+    assert fragment in message and f"suite.jsonl:{number}:" in message and "\n" not in message
 
 
 def test_the_shipped_suite_loads_and_covers_every_check_type():

@@ -95,6 +95,18 @@ def test_report_on_an_overfitted_run(capsys, synthetic_run):
     assert (run / image).read_bytes()[:4] == b"\x89PNG"  # the Markdown's picture is a file beside it
 
 
+def test_report_escapes_model_text_and_keeps_it_in_its_code_block(capsys, synthetic_run):
+    """A sample is the model's text: raw HTML in it is shown, not run, and a ``` in it cannot end its code block."""
+    run = synthetic_run("hostile", OVERFIT)
+    (run / "samples.txt").write_text("=== step 800\nhi <script>alert(1)</script>\n```\n# not a heading\n")
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert_self_contained(page)
+    assert "hi &lt;script&gt;alert(1)&lt;/script&gt;\n```\n# not a heading" in page and "<h1># not" not in page
+    md = (run / "report.md").read_text()
+    assert "````text\nhi <script>alert(1)</script>\n```\n# not a heading\n````" in md
+
+
 def test_report_lists_the_warnings_logged_in_training(capsys, synthetic_run):
     run = synthetic_run("warned", OVERFIT)
     with open(run / "metrics.jsonl", "a") as f:

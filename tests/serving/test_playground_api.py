@@ -11,7 +11,7 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import lmforge  # noqa: E402
-from lmforge.evaluation.evaluate import evaluate_run  # noqa: E402
+from lmforge.evaluation.perplexity import evaluate_run  # noqa: E402
 from lmforge.serving.app import create_app  # noqa: E402
 from lmforge.serving.inspection import record_attention  # noqa: E402
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-from lmforge.errors import LmforgeError
 
 HELP = "set runs or model families side by side on the same val text"
 DESCRIPTION = ("Score runs on the same val text (loss, perplexity, bits per byte) and sample from each; or, with "
@@ -35,25 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.evaluation import compare
+    from lmforge.evaluation.compare import comparison_table, run_comparison
 
-    if bool(args.run_dirs) == bool(args.families):
-        raise LmforgeError("give either run directories (lmforge compare RUN_DIR...) or --families "
-                           "(lmforge compare --families ngram,rnn,transformer --data PATH), not both or neither")
-    if args.seconds <= 0:
-        raise LmforgeError(f"--seconds must be positive, not {args.seconds}")
-    if args.max_new_tokens < 0:
-        raise LmforgeError(f"--max-new-tokens must be 0 or more, not {args.max_new_tokens}")
-    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.families:
-        run_dirs, val, about = compare.train_families_for_comparison(
-            args.families, args.data, args.seconds, out, args.device, log=lambda line: print(line, file=sys.stderr))
-    else:
-        run_dirs = [Path(d) for d in args.run_dirs]
-        val, about = compare.shared_val(run_dirs, args.data)
-    rows = compare.compare_runs(run_dirs, val, args.device, max_new_tokens=args.max_new_tokens,
-                                prompt=args.prompt)
-    md, png = compare.write_comparison(rows, out, about)
-    print(compare.comparison_table(rows))
+    rows, md, png = run_comparison(args.run_dirs, args.families, args.data, args.seconds,
+                                   Path(args.out) if args.out else None, args.device, args.max_new_tokens, args.prompt,
+                                   log=lambda line: print(line, file=sys.stderr))
+    print(comparison_table(rows))
     print(f"wrote {md} and {png}")
     return 0

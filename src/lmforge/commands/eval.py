@@ -30,22 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="windows per forward pass")
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.evaluation.evaluate import eval_save_path, evaluate_run
+    from pathlib import Path
 
-    run = load_run(args)
-    result = evaluate_run(run, args.data, stride=args.stride, batch_size=args.batch_size)
+    from lmforge.evaluation.perplexity import evaluate_run, format_eval
+    from lmforge.evaluation.report import result_path
+
+    result = evaluate_run(load_run(args), args.data, stride=args.stride, batch_size=args.batch_size)
     if result["unknown_chars"]:
         print(f"warning: {result['unknown_chars']:,} character(s) of {args.data} are not in the vocabulary and were "
               "replaced", file=sys.stderr)
     if args.save:
-        write_json(eval_save_path(args.run_dir, args.data), result)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        how = (f"{result['streams']} stream(s) in windows of {result['block_size']}, the state carried"
-               if result.get("streams") else f"windows of {result['block_size']} every {result['stride']} tokens")
-        print(f"{args.data}: {result['tokens']:,} tokens, {result['bytes']:,} bytes, {how}")
-        print(f"loss        {result['loss']:.4f} nats/token")
-        print(f"perplexity  {result['perplexity']:.3f}")
-        print(f"bits/byte   {result['bits_per_byte']:.4f}")
+        write_json(result_path(args.run_dir, "eval", Path(args.data).stem), result)
+    print(json.dumps(result) if args.json else format_eval(result))
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from lmforge.commands.common import load_run, write_json
 from lmforge.errors import LmforgeError
@@ -38,22 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.evaluation.probe_suite import load_suite, resolve_suite
-    from lmforge.evaluation.probes import format_report, run_suite
+    from lmforge.evaluation.probes import format_report, probe_run
 
     if not 0.0 <= args.min_pass <= 1.0:
         raise LmforgeError(f"--min-pass is a fraction between 0 and 1, not {args.min_pass}")
-    suite = resolve_suite(args.suite)
-    probes = load_suite(suite)  # read and checked before the model is loaded
-    run = load_run(args)
-    report = run_suite(run, probes, suite.stem)
-    result = {"run": str(args.run_dir), "min_pass": args.min_pass, **report.to_dict()}
+    path, report, result = probe_run(lambda: load_run(args), args.run_dir, args.suite, min_pass=args.min_pass)
     if args.save:
-        write_json(Path(args.run_dir) / "evals" / f"probe-{suite.stem}.json", result)
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(format_report(report, verbose=args.verbose))
+        write_json(path, result)
+    print(json.dumps(result, ensure_ascii=False) if args.json else format_report(report, verbose=args.verbose))
     if report.pass_rate < args.min_pass:
         print(f"lmforge probe: {report.pass_rate:.1%} of checks passed, under --min-pass {args.min_pass:.1%}",
               file=sys.stderr)

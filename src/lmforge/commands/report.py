@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from lmforge.commands.common import load_run, write_json
 
@@ -29,20 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run this probe suite (repeatable); saved in RUN_DIR/evals/")
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.evaluation.report import build_report
+    from lmforge.evaluation.report import build_report, fresh_results
 
-    if args.data or args.suite:
-        from lmforge.evaluation.evaluate import eval_save_path, evaluate_run
-        from lmforge.evaluation.probe_suite import load_suite, resolve_suite
-        from lmforge.evaluation.probes import run_suite
-
-        suites = [(resolve_suite(s), load_suite(s)) for s in args.suite]  # checked before any work
-        run = load_run(args)
-        for data in args.data:
-            write_json(eval_save_path(args.run_dir, data), evaluate_run(run, data, stride=args.stride))
-        for path, probes in suites:
-            result = {"run": str(args.run_dir), **run_suite(run, probes, path.stem).to_dict()}
-            write_json(Path(args.run_dir) / "evals" / f"probe-{path.stem}.json", result)
+    for path, result in fresh_results(lambda: load_run(args), args.run_dir, args.data, args.suite, args.stride):
+        write_json(path, result)
     result = build_report(args.run_dir, args.out)
     v = result.verdict
     print(f"verdict: {v.label}" + (f"; best step {v.best_step} (val loss {v.best_val_loss:.4f})"

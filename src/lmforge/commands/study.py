@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from lmforge.commands.common import load_run
 
@@ -37,17 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.evaluation.decoding_study import format_table, parse_strategies, read_prompts, run_study, save_study
+    from lmforge.evaluation.decoding_study import format_table, parse_strategies, read_prompts, study
 
     strategies = parse_strategies(args.strategies)
     prompts = read_prompts(args.prompts)
-    run = load_run(args)
-    results = run_study(run, prompts, strategies, args.max_new_tokens, args.samples, args.seed)
-    settings = {"prompts": len(prompts), "samples": args.samples, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
-    paths = save_study(results, Path(args.out) if args.out else Path(args.run_dir) / "evals", settings)
+    results, result, paths = study(load_run(args), args.run_dir, prompts, strategies, args.max_new_tokens,
+                                   args.samples, args.seed, args.out)
     if args.json:
-        print(json.dumps({"run": str(args.run_dir), "settings": settings, "strategies": [r.to_dict() for r in results]},
-                         ensure_ascii=False))
+        print(json.dumps(result, ensure_ascii=False))
     else:
         print(format_table(results))
         print(f"\nwrote {paths['json']}, {paths['markdown']} and {paths['plot']}")

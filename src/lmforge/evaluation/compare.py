@@ -30,7 +30,7 @@ from lmforge.corpus import builtin_corpus, load_corpus
 from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.shards import PreparedData, is_prepared_dir
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.perplexity import EvalResult, evaluate_documents, evaluate_text
+from lmforge.evaluation.perplexity import EvalResult, evaluate_text
 from lmforge.training.logs import read_metrics
 
 PROBE_WARMUP_STEPS = 3  # untimed: the first steps pay for allocation and kernel selection
@@ -149,20 +149,6 @@ def val_of(data: str | None, val_fraction: float, text_field: str | None = None,
     return docs[0] if inputs.one_text else docs
 
 
-def train_families_for_comparison(spec: str, data: str | None, seconds: float, out: Path, device: str = "auto",
-                                  log=print) -> tuple[list[Path], str, str]:
-    """`compare --families`: train each family on the first 90% of `data`; its run directories, the val text
-    (the last 10%) and a sentence that says so."""
-    families = parse_families(spec)
-    for family in families:
-        if (out / family).exists():
-            raise LmforgeError(f"'{out / family}' already exists; choose a new --out")
-    run_dirs = train_families(families, data, seconds, out, device, log=log)
-    about = (f"Each family trained for at most {seconds:g} s on the first 90% of {data or 'the built-in corpus'} "
-             f"(`lmforge compare --families {','.join(families)}`); val text: the last 10%.")
-    return run_dirs, val_text_of(load_corpus(data)[0], 0.1), about
-
-
 def shared_val(run_dirs: list[Path], data: str | None = None) -> tuple[str | list[str], str]:
     """`compare RUN_DIR...`: the val split the runs were validated on (or the last part of `data`), and a
     sentence that says which. Runs trained on different texts need `data`."""
@@ -210,8 +196,7 @@ def compare_runs(run_dirs: list[Path], val_text: str | list[str], device: str = 
     for run_dir, name in zip(run_dirs, names):
         run = lmforge.load(run_dir, device=device)
         amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
-        score = evaluate_text if isinstance(val_text, str) else evaluate_documents  # as `lmforge eval` scores a file
-        result = score(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size, run.device, amp)
+        result = evaluate_text(run.model, run.tokenizer, val_text, run.config.model.block_size, batch_size, run.device, amp)
         seconds, curve = training_seconds(Path(run_dir))
         start = (run.config.sample.prompt if prompt is None else prompt) or "\n"
         sample = run.generate(start, max_new_tokens, temperature=0.8, seed=seed) if max_new_tokens > 0 else ""
@@ -221,64 +206,81 @@ def compare_runs(run_dirs: list[Path], val_text: str | list[str], device: str = 
     return rows
 
 
+def run_comparison(run_dirs: list[str], families: str | None, data: str | None, seconds: float, out: Path | None,
+                   device: str = "auto", max_new_tokens: int = 200, prompt: str | None = None,
+                   log=print) -> tuple[list[Row], Path, Path]:
+    """`lmforge compare`: score `run_dirs` on the val split they share (or the last part of `data`), or first train
+    each of `families` on the first 90% of `data` for `seconds`; write comparison.md and .png in `out`."""
+    if bool(run_dirs) == bool(families):
+        raise LmforgeError("give either run directories (lmforge compare RUN_DIR...) or --families "
+                           "(lmforge compare --families ngram,rnn,transformer --data PATH), not both or neither")
+    if seconds <= 0:
+        raise LmforgeError(f"--seconds must be positive, not {seconds}")
+    if max_new_tokens < 0:
+        raise LmforgeError(f"--max-new-tokens must be 0 or more, not {max_new_tokens}")
+    out = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    if families:
+        names = parse_families(families)
+        taken = [out / f for f in names if (out / f).exists()]
+        if taken:
+            raise LmforgeError(f"'{taken[0]}' already exists; choose a new --out")
+        dirs = train_families(names, data, seconds, out, device, log=log)
+        val = val_text_of(load_corpus(data)[0], 0.1)
+        about = (f"Each family trained for at most {seconds:g} s on the first 90% of {data or 'the built-in corpus'} "
+                 f"(`lmforge compare --families {','.join(names)}`); val text: the last 10%.")
+    else:
+        dirs = [Path(d) for d in run_dirs]
+        val, about = shared_val(dirs, data)
+    rows = compare_runs(dirs, val, device, max_new_tokens=max_new_tokens, prompt=prompt)
+    return rows, *write_comparison(rows, out, about)
+
+
 # ---------------------------------------------------------------------- the report
 
 
 def comparison_table(rows: list[Row]) -> str:
-    lines = ["| run | family | model | parameters | training s | val loss (nats/token) | perplexity | bits/byte |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: r.result.bits_per_byte):
-        lines.append(f"| {r.name} | {r.family} | {r.model} | {r.params:,} | {seconds_text(r.train_seconds)} | "
-                     f"{r.result.loss:.4f} | {r.result.perplexity:.3f} | {r.result.bits_per_byte:.4f} |")
-    return "\n".join(lines)
+    from lmforge.evaluation.report import markdown_table
+
+    return markdown_table(["run", "family", "model", "parameters", "training s", "val loss (nats/token)", "perplexity",
+                           "bits/byte"], [[r.name, r.family, r.model, f"{r.params:,}", seconds_text(r.train_seconds),
+                                           f"{r.result.loss:.4f}", f"{r.result.perplexity:.3f}",
+                                           f"{r.result.bits_per_byte:.4f}"] for r in ranked(rows)])
+
+
+def ranked(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: r.result.bits_per_byte)
 
 
 def write_comparison(rows: list[Row], out_dir: Path, about: str) -> tuple[Path, Path]:
     """comparison.md (what was compared, the table, the ranking, a sample from each) and comparison.png."""
+    from lmforge.evaluation.report import fenced, write_page
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
-    parts = [
-        "# Comparison", "", about, "",
-        "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own context "
-        "(an RNN: in consecutive windows carrying its state). "
-        "Bits per byte (total bits over the text's UTF-8 bytes, an unknown word's bytes charged 8 bits each) "
-        "compares models whatever their tokenizer; loss and perplexity are per token. Training seconds run from the start of training (data loaded, model built) to "
-        "its end, evals included. An n-gram's parameters are its stored probabilities and backoff weights.", "",
-        comparison_table(rows), "",
-        "Ranked by val bits per byte, lowest first: " + " < ".join(f"{r.name}" for r in ranked) + ".", "",
-        "## Samples", "",
-    ]
-    for r in rows:
-        parts += [f"### {r.name} ({r.family})", "", "```text", r.sample.strip("\n"), "```", ""]
-    md = out_dir / "comparison.md"
-    md.write_text("\n".join(parts), encoding="utf-8")
-    png = out_dir / "comparison.png"
+    md, png = out_dir / "comparison.md", out_dir / "comparison.png"
+    write_page("Comparison", [
+        about, "Every model scores the same val text with its own tokenizer, in non-overlapping windows of its own "
+        "context (an RNN: in consecutive windows carrying its state). Bits per byte (total bits over the text's UTF-8 "
+        "bytes, an unknown word's bytes charged 8 bits each) compares models whatever their tokenizer; loss and "
+        "perplexity are per token. Training seconds run from the start of training (data loaded, model built) to its "
+        "end, evals included. An n-gram's parameters are its stored probabilities and backoff weights.",
+        comparison_table(rows), "Ranked by val bits per byte, lowest first: " + " < ".join(r.name for r in ranked(rows))
+        + ".", "## Samples", *(f"### {r.name} ({r.family})\n\n{fenced(r.sample.strip(chr(10)))}" for r in rows)], md)
     draw_comparison(rows, png)
     return md, png
 
 
 def draw_comparison(rows: list[Row], path: Path) -> None:
-    import matplotlib
+    from lmforge.evaluation.report import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
     colors = {r.name: f"C{i}" for i, r in enumerate(rows)}  # one colour per run in both panels
-    for r in rows:
-        if r.curve:
-            xs, ys = zip(*r.curve)
-            curves.plot(xs, ys, "o-", color=colors[r.name], label=r.name)
-    curves.set(title="val bits per byte during training", xlabel="training seconds", ylabel="bits/byte")
-    curves.legend()
-    ranked = sorted(rows, key=lambda r: r.result.bits_per_byte)
-    names = [r.name for r in ranked]
-    values = [r.result.bits_per_byte for r in ranked]
-    bars.bar(names, values, color=[colors[n] for n in names])
-    for i, v in enumerate(values):
-        bars.text(i, v, f"{v:.3f}", ha="center", va="bottom")
-    bars.set(title="val bits per byte (lower is better)", ylabel="bits/byte")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
+    with figure(path, 2, (12, 4.5)) as (curves, bars):
+        for r in rows:
+            if r.curve:
+                curves.plot(*zip(*r.curve), "o-", color=colors[r.name], label=r.name)
+        curves.set(title="val bits per byte during training", xlabel="training seconds", ylabel="bits/byte")
+        curves.legend()
+        values = [r.result.bits_per_byte for r in ranked(rows)]
+        bars.bar([r.name for r in ranked(rows)], values, color=[colors[r.name] for r in ranked(rows)])
+        for i, v in enumerate(values):
+            bars.text(i, v, f"{v:.3f}", ha="center", va="bottom")
+        bars.set(title="val bits per byte (lower is better)", ylabel="bits/byte")

@@ -1,25 +1,20 @@
 """The decoding study: the same model and prompts under several decoding strategies.
 
-A model's text depends on how it is decoded as much as on the model: greedy
-decoding loops, high temperatures ramble. The study separates the two by
-holding the model and prompts fixed and varying only the strategy. For each
-strategy it reports, over `samples` continuations of every prompt:
+A model's text depends on how it is decoded as much as on the model: greedy decoding loops,
+high temperatures ramble. The study holds the model and prompts fixed and varies only the
+strategy. Over `samples` continuations of every prompt, each strategy gets:
 
-- distinct-1 / distinct-2: unique words (word pairs) over all words (pairs) of
-  all its continuations together (Li et al., 2016). Higher is more varied.
-  Greedy decoding is deterministic, so its samples repeat and it scores low.
-- rep-4: within one continuation, the fraction of word 4-grams that repeat an
-  earlier one, averaged over continuations (Welleck et al., 2019's seq-rep-4).
-  High means loops.
-- mean log-prob: the mean log-probability (nats per token) of the generated
-  tokens under the model itself at temperature 1, unfiltered, each token seen
-  with at least 3/4 of the context (windows every block_size/4 tokens: exact
-  context would cost one forward pass per token). High means the text is what
-  the model finds likely; greedy is highest, high temperatures low.
+- distinct-1 / distinct-2: unique words (word pairs) over all words (pairs) of all its
+  continuations together (Li et al., 2016); greedy repeats itself and scores low.
+- rep-4: within one continuation, the share of word 4-grams that repeat an earlier one,
+  averaged (Welleck et al., 2019's seq-rep-4). High means loops.
+- mean log-prob: nats per generated token under the model at temperature 1, unfiltered,
+  each token seen with at least 3/4 of the context (windows every block_size/4 tokens;
+  exact context costs a forward pass per token). Greedy is highest, high temperatures low.
 - length: characters and words per continuation.
 
-Words are whitespace-separated pieces of the decoded text, so the numbers mean
-the same for character, word and BPE tokenizers.
+Words are whitespace-separated pieces of the decoded text, so the numbers mean the same for
+character, word and BPE tokenizers.
 """
 
 from __future__ import annotations
@@ -87,7 +82,7 @@ def parse_strategies(spec: str) -> list[Strategy]:
 def read_prompts(spec: str | Path) -> list[str]:
     """Prompts from a text file (one per line, blank lines skipped, a literal \\n stands for a newline), or from
     JSONL: a probe suite, or any lines with a "prompt" (or "prompts") key; a shipped suite's name (sotu) works too."""
-    from lmforge.evaluation.probe_suite import jsonl_values, shipped_suites
+    from lmforge.evaluation.probes import jsonl_values, shipped_suites
 
     path = Path(spec)
     if not path.is_file() and str(spec) in shipped_suites():
@@ -194,16 +189,10 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
                 logprobs.append(scored[row])
                 texts.append(run.tokenizer.decode(ids + list(row))[len(run.tokenizer.decode(ids)):])
         results.append(StrategyResult(
-            strategy=strategy.name,
-            distinct_1=distinct_n(texts, 1),
-            distinct_2=distinct_n(texts, 2),
-            rep_4=float(np.mean([repetition_rate(t) for t in texts])),
-            mean_logprob=float(np.mean(logprobs)),
+            strategy.name, distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
+            rep_4=float(np.mean([repetition_rate(t) for t in texts])), mean_logprob=float(np.mean(logprobs)),
             length_chars=float(np.mean([len(t) for t in texts])),
-            length_words=float(np.mean([len(t.split()) for t in texts])),
-            continuations=len(texts),
-            example=texts[0],
-        ))
+            length_words=float(np.mean([len(t.split()) for t in texts])), continuations=len(texts), example=texts[0]))
     return results
 
 
@@ -229,34 +218,33 @@ def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
 
 def plot_study(results: list[StrategyResult], path: Path) -> None:
     """A bar chart per metric, and the diversity/likelihood trade-off as a scatter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lmforge.evaluation.report import figure
 
     panels = {"distinct_1": "distinct-1 (higher: more varied)", "distinct_2": "distinct-2 (higher: more varied)",
               "rep_4": "rep-4 (higher: more loops)", "mean_logprob": "mean log-prob under the model (nats/token)"}
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(22, 4))
-    for ax, (key, title) in zip(axes, panels.items()):
-        ax.bar(range(len(results)), [getattr(r, key) for r in results], color=f"C{list(panels).index(key)}")
-        ax.set_xticks(range(len(results)), [r.strategy for r in results], rotation=30, ha="right")
-        ax.set(title=title)
-    ax = axes[-1]
-    ax.scatter([r.distinct_2 for r in results], [r.mean_logprob for r in results])
-    for r in results:
-        ax.annotate(r.strategy, (r.distinct_2, r.mean_logprob), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    ax.set(title="trade-off", xlabel="distinct-2", ylabel="mean log-prob")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with figure(path, len(panels) + 1, (22, 4)) as axes:
+        for i, (ax, (key, title)) in enumerate(zip(axes, panels.items())):
+            ax.bar(range(len(results)), [getattr(r, key) for r in results], color=f"C{i}")
+            ax.set_xticks(range(len(results)), [r.strategy for r in results], rotation=30, ha="right")
+            ax.set(title=title)
+        axes[-1].scatter([r.distinct_2 for r in results], [r.mean_logprob for r in results])
+        for r in results:
+            axes[-1].annotate(r.strategy, (r.distinct_2, r.mean_logprob), fontsize=8, xytext=(3, 3),
+                              textcoords="offset points")
+        axes[-1].set(title="trade-off", xlabel="distinct-2", ylabel="mean log-prob")
 
 
-def save_study(results: list[StrategyResult], out_dir: Path, settings: dict[str, Any]) -> dict[str, Path]:
-    """study.json, study.md (the table) and study.png in `out_dir`."""
+def study(run: Run, run_dir: str | Path, prompts: list[str], strategies: list[Strategy], max_new_tokens: int = 100,
+          samples: int = 4, seed: int = 0, out: str | Path | None = None) -> tuple[list[StrategyResult], dict, dict]:
+    """`lmforge study`: `run_study`, saved as study.json, study.md and study.png in `out` (default RUN_DIR/evals,
+    where `lmforge report` finds it); the results, the JSON and the paths written."""
+    results = run_study(run, prompts, strategies, max_new_tokens, samples, seed)
+    settings = {"prompts": len(prompts), "samples": samples, "max_new_tokens": max_new_tokens, "seed": seed}
+    out_dir = Path(out) if out else Path(run_dir) / "evals"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "study.json", "markdown": out_dir / "study.md", "plot": out_dir / "study.png"}
-    results_json = {"settings": settings, "strategies": [r.to_dict() for r in results]}
-    paths["json"].write_text(json.dumps(results_json, indent=1), encoding="utf-8")
+    saved = {"settings": settings, "strategies": [r.to_dict() for r in results]}
+    paths["json"].write_text(json.dumps(saved, indent=1), encoding="utf-8")
     paths["markdown"].write_text(format_table(results, markdown=True) + "\n", encoding="utf-8")
     plot_study(results, paths["plot"])
-    return paths
+    return results, {"run": str(run_dir), **saved}, paths

@@ -6,44 +6,38 @@
   Σ -log2 p / bytes. Unlike loss per token, it does not depend on how text is
   cut into tokens, so character, word and BPE models can be compared.
 
-Sliding windows. A model sees at most `block_size` tokens, so a long text is
-scored window by window. Windows of `block_size` tokens start every `stride`
-tokens; each scores only the targets that no earlier window scored (the first
-scores all of its own). With `stride == block_size` the windows do not overlap
-and a token near the start of a window is predicted from very little context;
-with a smaller stride every scored token has at least `block_size - stride + 1`
-tokens of context, so the loss falls towards the model's true full-context
-loss, and the cost grows by `block_size / stride`. Every token after the first
-is scored exactly once whatever the stride, and the result is deterministic.
+Sliding windows. A model sees at most `block_size` tokens, so a long text is scored
+window by window. Windows of `block_size` tokens start every `stride` tokens; each scores
+only the targets no earlier window scored. With `stride == block_size` the windows do not
+overlap and a token near a window's start is predicted from little context; a smaller
+stride gives every token at least `block_size - stride + 1` tokens of context, so the loss
+falls towards the model's full-context loss, at `block_size / stride` times the cost.
+Every token after the first is scored exactly once whatever the stride.
 
-Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole
-past) are not scored in windows that each start from nothing: that is not how
-they train, and it throws their memory away. The text is read as `batch_size`
-consecutive streams, as training's consecutive windows cut it, each read from
-a zero state at its start and carrying its state from one window of
-`block_size` tokens to the next; the last stream also takes the tokens left
-over. With one stream (`batch_size` 1) the loss is that of one forward pass
-over the whole text. `stride` does not apply (the state already carries all
-of the stream's past) and is refused.
+Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole past) are not
+scored in windows that each start from nothing: that is not how they train, and it throws
+their memory away. The text is read as `batch_size` consecutive streams, as training cuts
+it, each from a zero state, carrying its state from one window of `block_size` tokens to
+the next; the last stream also takes the tokens left over. With one stream the loss is that
+of one pass over the whole text. `stride` does not apply and is refused.
 
-What bits per byte counts. It scores the text's bytes, so:
-- the loss of targets that are the tokenizer's EOS (a prepared document's end;
-  encoding text never makes one) is left out of its numerator, since no byte of
-  the text stands for them; loss and perplexity per token still include them.
-  A prepared directory of one document and the same text as a file then give
-  the same bits per byte.
-- an unknown token (a word tokenizer's `<|unk|>`) says that some word comes,
-  not which: bits per byte adds the cost of spelling that word's real bytes
-  under a uniform byte model, 8 bits a byte (`ScoredBytes`), so a word model
-  does not get the bytes of the words it cannot spell for free.
+What bits per byte counts: the text's bytes. So the loss of EOS targets (a prepared
+document's end) is left out of its numerator, since no byte of the text stands for them
+(a prepared directory of one document and the same text as a file then agree); and an
+unknown token (a word tokenizer's `<|unk|>`) says that some word comes, not which, so the
+word's real bytes are charged 8 bits each (a uniform byte model, `ScoredBytes`): a word
+model gets no bytes for free. Loss and perplexity per token count every target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -53,6 +47,11 @@ from lmforge.data.windows import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
 from lmforge.tokenizers.base import UNKNOWN_BITS_PER_BYTE, ScoredBytes, Tokenizer
+
+if TYPE_CHECKING:
+    from lmforge.run import Run
+
+Amp = Optional[contextlib.AbstractContextManager]  # a mixed-precision context, or None for full precision
 
 
 @dataclass
@@ -94,33 +93,14 @@ def sliding_windows(n_ids: int, block_size: int, stride: int) -> list[Window]:
     return windows
 
 
-def _batched(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
-    """Consecutive windows of equal length in groups of at most `batch_size` (only the last window may be shorter)."""
-    group: list[Window] = []
-    for w in windows:
-        if group and (len(group) == batch_size or w.length != group[0].length):
-            yield group
-            group = []
-        group.append(w)
-    if group:
-        yield group
-
-
 def recurrent_streams(n_ids: int, block_size: int, batch_size: int) -> int:
     """How many consecutive streams a recurrent model reads `n_ids` ids as: `batch_size`, each at least one window."""
     return max(1, min(batch_size, (n_ids - 1) // block_size))
 
 
 @torch.inference_mode()
-def iter_token_nats(
-    model: LanguageModel,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> Iterator[torch.Tensor]:
+def iter_token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
+                    autocast: Amp = None, stride: int | None = None) -> Iterator[torch.Tensor]:
     """-ln p of every token of `ids` but the first, in order, one batch of windows at a time (float32, on `device`)."""
     if batch_size < 1:
         raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
@@ -142,17 +122,13 @@ def iter_token_nats(
 
 
 def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
-                 autocast: contextlib.AbstractContextManager | None, stride: int | None) -> Iterator[torch.Tensor]:
+                 autocast: Amp, stride: int | None) -> Iterator[torch.Tensor]:
     """Sliding windows, each from an empty context."""
     windows = sliding_windows(len(ids), block_size, block_size if stride is None else stride)
-    for group in _batched(windows, batch_size):
+    same_length = [list(same) for _, same in itertools.groupby(windows, key=lambda w: w.length)]  # the last is shorter
+    for group in (same[i : i + batch_size] for same in same_length for i in range(0, len(same), batch_size)):
         length = group[0].length
-        rows = np.array([w.begin for w in group])[:, None] + np.arange(length + 1)  # (B, T+1)
-        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-        x, y = window[:, :-1], window[:, 1:]  # (B, T) each
-        with autocast or contextlib.nullcontext():
-            logits = model(x)  # (B, T, V)
-        nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+        nats, _ = _nats_after(model, ids, [w.begin for w in group], length, device, autocast)
         if all(w.n_scored == length for w in group):
             yield nats.reshape(-1)
         else:
@@ -160,7 +136,7 @@ def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_s
 
 
 def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
-                 autocast: contextlib.AbstractContextManager | None) -> Iterator[torch.Tensor]:
+                 autocast: Amp) -> Iterator[torch.Tensor]:
     """Consecutive streams, each carrying the model's state across its windows; yields in text order at the end.
 
     Stream b scores targets b*L+1 .. (b+1)*L (L = targets per stream); the last stream then goes on, alone, over
@@ -174,36 +150,31 @@ def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_s
     starts = np.arange(streams) * per_stream  # (B,) first input position of each stream
     nats = torch.empty(streams, per_stream, device=device)  # (B, L)
     state = None
-
-    def run(begins: np.ndarray, length: int, state):
-        rows = begins[:, None] + np.arange(length + 1)  # (b, T+1)
-        window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
-        with autocast or contextlib.nullcontext():
-            logits, state = model(window[:, :-1], state, return_state=True)  # (b, T, V)
-        return F.cross_entropy(logits.float().transpose(1, 2), window[:, 1:], reduction="none"), state  # (b, T)
-
     for t in range(0, per_stream, block_size):
         length = min(block_size, per_stream - t)
-        nats[:, t : t + length], state = run(starts + t, length, state)
+        nats[:, t : t + length], state = _nats_after(model, ids, starts + t, length, device, autocast, state, True)
     yield nats.reshape(-1)  # stream after stream: text order
     left = n_targets - streams * per_stream
     if left:
         state = model.reorder_state(state, torch.tensor([streams - 1], device=device))  # the last stream's state
         for t in range(0, left, block_size):
             length = min(block_size, left - t)
-            part, state = run(np.array([streams * per_stream + t]), length, state)
+            part, state = _nats_after(model, ids, [streams * per_stream + t], length, device, autocast, state, True)
             yield part.reshape(-1)
 
 
-def token_nats(
-    model: LanguageModel,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int = 64,
-    device: torch.device | None = None,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> np.ndarray:
+def _nats_after(model: LanguageModel, ids: np.ndarray, begins, length: int, device: torch.device, autocast: Amp,
+                state: Any = None, carry: bool = False) -> tuple[torch.Tensor, Any]:
+    """-ln p of the `length` targets after each position of `begins`, (b, T); with `carry`, the state in and out."""
+    rows = np.asarray(begins)[:, None] + np.arange(length + 1)  # (b, T+1)
+    window = torch.from_numpy(ids[rows].astype(np.int64)).to(device)
+    with autocast or contextlib.nullcontext():
+        logits, state = model(window[:, :-1], state, return_state=True) if carry else (model(window[:, :-1]), None)
+    return F.cross_entropy(logits.float().transpose(1, 2), window[:, 1:], reduction="none"), state  # (b, T)
+
+
+def token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int = 64,
+               device: torch.device | None = None, autocast: Amp = None, stride: int | None = None) -> np.ndarray:
     """-ln p of every token of `ids` but the first, as one array (len(ids) - 1,)."""
     device = device or next(model.parameters(), torch.empty(0)).device
     parts = [t.cpu() for t in iter_token_nats(model, ids, block_size, batch_size, device, autocast, stride)]
@@ -211,39 +182,22 @@ def token_nats(
 
 
 def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:
-    """UTF-8 bytes spelled by the scored tokens (all but the first), for any tokenizer, from the ids alone.
-
-    Computed as bytes(decode(all)) - bytes(decode(first)) rather than by decoding
-    `ids[1:]` alone: a tokenizer's decode of a sequence need not be the
-    concatenation of its tokens' texts (a word tokenizer joins with spaces, a
-    byte-level BPE token may hold half a character), so the difference is the
-    number of bytes that scoring the rest of the text is responsible for. An
-    unknown token decodes as itself, not as the word it replaced: when the text
-    is at hand, `Tokenizer.count_scored_bytes` counts from the text instead.
-    """
+    """UTF-8 bytes spelled by the scored tokens (all but the first), from the ids alone: bytes(decode(all)) -
+    bytes(decode(first)), since a decode need not join its tokens' texts (a word tokenizer adds spaces, a BPE token
+    may hold half a character). An unknown token decodes as itself, not as its word: when the text is at hand,
+    `Tokenizer.count_scored_bytes` counts from the text instead."""
     ids = [int(i) for i in ids]
     whole = len(tokenizer.decode(ids).encode("utf-8"))
     first = len(tokenizer.decode(ids[:1]).encode("utf-8"))
     return max(whole - first, 0)
 
 
-def evaluate_ids(
-    model: LanguageModel,
-    tokenizer: Tokenizer,
-    ids: np.ndarray,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    n_bytes: int | ScoredBytes | None = None,
-    stride: int | None = None,
-) -> EvalResult:
+def evaluate_ids(model: LanguageModel, tokenizer: Tokenizer, ids: np.ndarray, block_size: int, batch_size: int,
+                 device: torch.device, autocast: Amp = None, n_bytes: int | ScoredBytes | None = None,
+                 stride: int | None = None) -> EvalResult:
     """Loss, perplexity and bits per byte of `ids`; `stride` (default `block_size`) sets the sliding window.
-
-    `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes it charges, as `ScoredBytes`);
-    None counts them by decoding `ids`. Bits per byte leaves out the loss of EOS targets and adds 8 bits a byte
-    for unknown words (the module docstring says why); loss and perplexity are of every scored token.
-    """
+    `n_bytes`: the bytes bits per byte divides by (with the unknown words' bytes, as `ScoredBytes`); None counts
+    them by decoding `ids`."""
     check_long_enough(ids, 1, "evaluation text")
     eos = tokenizer.eos_id
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # nats of all targets, of the EOS targets
@@ -261,55 +215,29 @@ def evaluate_ids(
         n_bytes = scored_bytes(tokenizer, ids)
     counted = n_bytes if isinstance(n_bytes, ScoredBytes) else ScoredBytes(n_bytes)
     bits = text_nats / math.log(2) + UNKNOWN_BITS_PER_BYTE * counted.unknown
-    recurrent = model.recurrent
-    loss = nats / count
-    return EvalResult(
-        loss=loss,
-        perplexity=math.exp(min(loss, 700.0)),
-        bits_per_byte=bits / max(counted.bytes, 1),
-        tokens=count,
-        bytes=counted.bytes,
-        stride=None if recurrent else block_size if stride is None else stride,
-        block_size=block_size,
-        unknown_bytes=counted.unknown,
-        streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None,
-    )
+    recurrent, loss = model.recurrent, nats / count
+    return EvalResult(loss, math.exp(min(loss, 700.0)), bits / max(counted.bytes, 1), count, counted.bytes,
+                      stride=None if recurrent else block_size if stride is None else stride, block_size=block_size,
+                      unknown_bytes=counted.unknown,
+                      streams=recurrent_streams(len(ids), block_size, batch_size) if recurrent else None)
 
 
-def evaluate_text(
-    model: LanguageModel,
-    tokenizer: Tokenizer,
-    text: str,
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    stride: int | None = None,
-) -> EvalResult:
-    """`evaluate_ids` of a text, its bytes counted from the text itself: what `eval` and `compare` both run."""
-    ids = tokenizer.encode_array(text)
-    return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
-                        n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)
-
-
-def evaluate_documents(
-    model: LanguageModel,
-    tokenizer: Tokenizer,
-    documents: list[str],
-    block_size: int,
-    batch_size: int,
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-) -> EvalResult:
-    """`evaluate_ids` of documents laid out as prepared data lays them (each encoded alone, then EOS), so a run
-    trained on a folder scores its val documents as its training evals did; bytes counted from the text."""
-    if not documents:
+def evaluate_text(model: LanguageModel, tokenizer: Tokenizer, text: str | list[str], block_size: int,
+                  batch_size: int, device: torch.device, autocast: Amp = None, stride: int | None = None) -> EvalResult:
+    """`evaluate_ids` of a text, or of documents laid out as prepared data lays them (each encoded alone, then EOS,
+    so a run trained on a folder scores its val documents as its training evals did); bytes counted from the text.
+    `eval`, `compare` and the playground all score with it, so they agree on the same model and text."""
+    if isinstance(text, str):
+        ids = tokenizer.encode_array(text)
+        return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
+                            n_bytes=tokenizer.count_scored_bytes(text, ids), stride=stride)
+    if not text:
         raise LmforgeError("there are no documents to evaluate; pass --data with text in it")
     eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
-    encoded = [tokenizer.encode_array(doc) for doc in documents]
+    encoded = [tokenizer.encode_array(doc) for doc in text]
     ids = np.concatenate([np.concatenate([e, np.asarray(eos, dtype=e.dtype)]) for e in encoded])
     return evaluate_ids(model, tokenizer, ids, block_size, batch_size, device, autocast,
-                        n_bytes=documents_scored_bytes(tokenizer, documents, encoded[0]))
+                        n_bytes=documents_scored_bytes(tokenizer, text, encoded[0]), stride=stride)
 
 
 def documents_scored_bytes(tokenizer: Tokenizer, documents: list[str], first_ids: np.ndarray) -> ScoredBytes:
@@ -319,3 +247,35 @@ def documents_scored_bytes(tokenizer: Tokenizer, documents: list[str], first_ids
     rest = documents[1:]
     return ScoredBytes(first.bytes + sum(len(d.encode("utf-8")) for d in rest),
                        first.unknown + sum(sum(tokenizer.unknown_bytes(d)) for d in rest))
+
+
+def evaluate_run(run: Run, data: str | Path, stride: int | None = None, batch_size: int = 64) -> dict[str, Any]:
+    """`lmforge eval`: `evaluate_text` of the file `data` as a JSON-ready dict; `regress` and `report` measure a file
+    with it too. `unknown_chars` counts characters the tokenizer had to replace (the CLI warns about them)."""
+    from lmforge.corpus import read_text
+    from lmforge.device import autocast, resolve_dtype
+
+    if batch_size < 1:
+        raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
+    text = read_text(data)
+    amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
+    result = evaluate_text(run.model, run.tokenizer, text, run.config.model.block_size, batch_size, run.device, amp,
+                           stride=stride)
+    return {"run": str(run.path), "data": str(data), "tokenizer": run.tokenizer.kind, **result.to_dict(),
+            "unknown_chars": getattr(run.tokenizer, "unknown_count", lambda _: 0)(text)}
+
+
+def evaluate_file(run_dir: str | Path, data: str | Path, stride: int | None = None, batch_size: int = 64,
+                  device: str = "auto") -> dict[str, Any]:
+    import lmforge
+
+    return evaluate_run(lmforge.load(run_dir, device=device), data, stride, batch_size)
+
+
+def format_eval(result: dict[str, Any]) -> str:
+    """`evaluate_run`'s result as `lmforge eval` prints it."""
+    how = (f"{result['streams']} stream(s) in windows of {result['block_size']}, the state carried"
+           if result.get("streams") else f"windows of {result['block_size']} every {result['stride']} tokens")
+    return (f"{result['data']}: {result['tokens']:,} tokens, {result['bytes']:,} bytes, {how}\n"
+            f"loss        {result['loss']:.4f} nats/token\nperplexity  {result['perplexity']:.3f}\n"
+            f"bits/byte   {result['bits_per_byte']:.4f}")

@@ -1,32 +1,28 @@
 """Prompt probes: small, named checks of what a model does with a prompt.
 
-A suite is a JSONL file, one probe per line; the README describes its keys and
-`probe_suite.ProbeLine` declares them. A line asks for one or two kinds of probe,
-each a small type with its own `run`:
-
-- `ContinuationProbe`: `contains` (any one of its alternatives), `not_contains` (none
-  of them) and `regex` checks on the continuation of `prompt`, greedy unless the
-  line gives a sampling setting;
-- `ChoiceProbe`: multiple choice, ranked by the model's log-likelihood of each choice
-  after the prompt, the two encoded as one text (`scoring.split_at_prompt` says why),
-  summed over its tokens or, with `length_normalize`, per UTF-8 byte of the choice;
-- `ConsistencyProbe`: paraphrased `prompts` that must rank the same choice first (and
-  it must be `answer`, if given) or, without choices, whose continuations must agree
-  on `agree_on` (the first word, lower-cased and without punctuation; the first line;
-  or all of it).
-
-Every check counts once in the summary under its type (`CHECK_TYPES`).
+A suite is a JSONL file, one probe per line (blank lines and `#` lines skipped). A line is one of
+three kinds, told apart by its keys; each kind is a pydantic model that declares its keys and
+rules and has its own `run`: `ContinuationProbe` (`prompt` with `contains`, `not_contains`,
+`regex`), `ChoiceProbe` (`prompt` with `choices` and `answer`) and `ConsistencyProbe` (`prompts`,
+paraphrases). pydantic's first complaint about a line becomes one error that names the file,
+the line and the key. Every check counts once in the summary under its type (`CHECK_TYPES`).
 """
+
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal, Union
 
 import numpy as np
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictInt, Tag,
+                      TypeAdapter, ValidationError, model_validator)
+
+from lmforge.errors import LmforgeError, did_you_mean
 
 if TYPE_CHECKING:
-    from lmforge.evaluation.probe_suite import ProbeLine
     from lmforge.run import Run
 
 CHECK_TYPES = ("contains", "not_contains", "regex", "choices", "consistency")
@@ -41,72 +37,142 @@ class CheckResult:
     outputs: dict[str, Any] = field(default_factory=dict)  # continuations, choice scores
 
 
-def continuation(run: Run, prompt: str, line: ProbeLine) -> str:
-    return run.generate(prompt, line.max_new_tokens, **line.sampling())[len(prompt):]
-
-
-def choice_scores(run: Run, prompt: str, line: ProbeLine) -> list[float]:
-    """The log-likelihood of each choice after `prompt`, encoded with it (per byte of the choice if asked)."""
+def log_likelihood(run: Run, prompt: str, choice: str, per_byte: bool = False) -> float:
+    """log p(choice | prompt), the two encoded as one text (`scoring.split_at_prompt` says why); per UTF-8 byte
+    of the choice with `per_byte`, so that a long choice is not punished for its length."""
     from lmforge.evaluation.scoring import continuation_logprobs, split_at_prompt
 
+    context, scored = split_at_prompt(run.tokenizer, prompt, choice)
     block = run.model.context_size or run.config.model.block_size
-    scores = []
-    for choice in line.choices:
-        context, scored = split_at_prompt(run.tokenizer, prompt, choice)
-        total = float(continuation_logprobs(run.model, context, scored, block, run.device).sum())
-        scores.append(total / len(choice.encode("utf-8")) if line.length_normalize else total)
-    return scores
+    total = float(continuation_logprobs(run.model, context, scored, block, run.device).sum())
+    return total / len(choice.encode("utf-8")) if per_byte else total
+
+
+def ranked_first(run: Run, prompt: str, choices: list[str], per_byte: bool) -> tuple[str, list[float]]:
+    """The choice the model finds likeliest after `prompt`, and each choice's `log_likelihood`."""
+    scores = [log_likelihood(run, prompt, c, per_byte) for c in choices]
+    return choices[int(np.argmax(scores))], scores
+
+
+# ---------------------------------------------------------------------- the kinds of probe
+
+
+def _fail(message: str):
+    raise ValueError(message)
+
+
+def _strings(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s for s in items):
+        _fail("must be a non-empty string or a list of them")
+    return items
+
+
+def _pattern(value: str) -> str:
+    try:
+        return re.compile(value).pattern
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from None
+
+
+def _right(choices: list[str], answer: int | str) -> str:
+    """The right choice's text, from `answer` given as its text or its index."""
+    if isinstance(answer, int) and not 0 <= answer < len(choices):
+        _fail(f"'answer' index {answer} is out of range for {len(choices)} choices")
+    if isinstance(answer, str) and answer not in choices:
+        _fail(f"'answer' {answer!r} is not one of the choices {choices}")
+    return choices[answer] if isinstance(answer, int) else answer
 
 
 def _short(text: str, limit: int = 80) -> str:
-    """A continuation quoted for a one-line detail, cut to `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-@dataclass
-class ContinuationProbe:
+Strings = Annotated[Any, AfterValidator(_strings)]  # one string, or a list of alternatives
+Prompt = Annotated[Any, AfterValidator(lambda v: v if isinstance(v, str) and v else _fail(
+    "is one non-empty string; use 'prompts' for a group of paraphrases"))]
+Choices = Annotated[Strings, AfterValidator(lambda v: v if len(v) > 1 else _fail("needs at least two choices"))]
+
+
+class _Probe(BaseModel):
+    """The keys every kind takes: its name, a note for the reader of the suite, and how to write a continuation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    KIND: ClassVar[str]  # the kind's name in errors
+
+    id: str  # "lineN" when the line leaves it out
+    note: str | None = None
+    max_new_tokens: Annotated[StrictInt, Field(ge=1)] = 40
+    greedy: StrictBool | None = None  # None: greedy unless a sampling setting is given
+    temperature: Annotated[float, Field(gt=0)] = 1.0
+    top_k: Annotated[StrictInt, Field(ge=0)] = 0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    seed: StrictInt = 0
+
+    def continuation(self, run: Run, prompt: str) -> str:
+        greedy = not self.model_fields_set & {"temperature", "top_k", "top_p"} if self.greedy is None else self.greedy
+        return run.generate(prompt, self.max_new_tokens, greedy=greedy, temperature=self.temperature,
+                            top_k=self.top_k, top_p=self.top_p, seed=self.seed)[len(prompt):]
+
+    def check(self, type: str, passed: bool, detail: str, **outputs: Any) -> CheckResult:
+        return CheckResult(self.id, type, passed, detail, outputs)
+
+    @property
+    def right(self) -> str:
+        """The right choice's text, from `answer` given as its text or its index (checked by `_right`)."""
+        return _right(self.choices, self.answer)
+
+
+class ContinuationProbe(_Probe):
     """Checks on the text the model writes after one prompt."""
 
-    line: ProbeLine
+    KIND = "continuation"
+    prompt: Prompt
+    contains: Strings = []  # any one of these
+    not_contains: Strings = []  # none of these
+    regex: Annotated[str, AfterValidator(_pattern)] | None = None
+    ignore_case: StrictBool = False
 
     @property
     def check_types(self) -> list[str]:
-        return self.line.text_checks()
+        return [k for k in ("contains", "not_contains") if getattr(self, k)] + ["regex"] * (self.regex is not None)
+
+    @model_validator(mode="after")
+    def _checks_something(self) -> ContinuationProbe:
+        return self if self.check_types else _fail(
+            "the probe checks nothing; add 'contains', 'not_contains', 'regex' or 'choices'")
 
     def run(self, run: Run) -> list[CheckResult]:
-        line = self.line
-        text = continuation(run, line.prompt, line)
-        flags, shown, results = re.IGNORECASE if line.ignore_case else 0, {"continuation": text}, []
-        if line.contains:
-            hits = [s for s in line.contains if re.search(re.escape(s), text, flags)]
-            detail = f"found {hits[0]!r}" if hits else f"none of {line.contains} in {_short(text)}"
-            results.append(CheckResult(line.id, "contains", bool(hits), detail, shown))
-        if line.not_contains:
-            hits = [s for s in line.not_contains if re.search(re.escape(s), text, flags)]
-            detail = f"found {hits[0]!r} in {_short(text)}" if hits else f"none of {line.not_contains}"
-            results.append(CheckResult(line.id, "not_contains", not hits, detail, shown))
-        if line.regex is not None:
-            match = re.search(line.regex, text, flags)
-            detail = f"matched {match.group(0)!r}" if match else f"/{line.regex}/ not in {_short(text)}"
-            results.append(CheckResult(line.id, "regex", match is not None, detail, shown))
-        return results
+        """Greedy unless the line gives a sampling setting; `contains` passes on any one of its alternatives."""
+        text, flags = self.continuation(run, self.prompt), re.IGNORECASE if self.ignore_case else 0
+        yes, no = ([s for s in alternatives if re.search(re.escape(s), text, flags)]
+                   for alternatives in (self.contains, self.not_contains))
+        match, seen = re.search(self.regex or "", text, flags), f" in {_short(text)}"
+        outcomes = {"contains": (bool(yes), f"found {yes[0]!r}" if yes else f"none of {self.contains}{seen}"),
+                    "not_contains": (not no, f"found {no[0]!r}{seen}" if no else f"none of {self.not_contains}"),
+                    "regex": (bool(match), f"matched {match.group(0)!r}" if match else f"/{self.regex}/ not{seen}")}
+        return [self.check(t, *outcomes[t], continuation=text) for t in self.check_types]
 
 
-@dataclass
-class ChoiceProbe:
+class ChoiceProbe(_Probe):
     """Multiple choice after one prompt: the answer must have the highest log-likelihood."""
 
-    line: ProbeLine
-    check_types = ["choices"]
+    KIND = "multiple-choice"
+    check_types: ClassVar[list[str]] = ["choices"]
+    prompt: Prompt
+    choices: Choices
+    answer: Union[StrictInt, str]  # the right choice, as its text or its index
+    length_normalize: StrictBool = False
+
+    @model_validator(mode="after")
+    def _answer_is_a_choice(self) -> ChoiceProbe:
+        _right(self.choices, self.answer)
+        return self
 
     def run(self, run: Run) -> list[CheckResult]:
-        line = self.line
-        scores = choice_scores(run, line.prompt, line)
-        best = int(np.argmax(scores))
-        detail = f"ranked {line.choices[best]!r} first" + (
-            "" if best == line.answer else f", not {line.choices[line.answer]!r}")
-        return [CheckResult(line.id, "choices", best == line.answer, detail,
-                            {"scores": dict(zip(line.choices, scores)), "chosen": line.choices[best]})]
+        (best, scores), right = ranked_first(run, self.prompt, self.choices, self.length_normalize), self.right
+        detail = f"ranked {best!r} first" + ("" if best == right else f", not {right!r}")
+        return [self.check("choices", best == right, detail, scores=dict(zip(self.choices, scores)), chosen=best)]
 
 
 def agreement_key(text: str, agree_on: str) -> str:
@@ -119,35 +185,136 @@ def agreement_key(text: str, agree_on: str) -> str:
     return re.sub(r"^\W+|\W+$", "", words[0]).lower() if words else ""
 
 
-@dataclass
-class ConsistencyProbe:
+class ConsistencyProbe(_Probe):
     """Paraphrased prompts that must agree: on the choice ranked first, or on their continuations."""
 
-    line: ProbeLine
-    check_types = ["consistency"]
+    KIND = "consistency"
+    check_types: ClassVar[list[str]] = ["consistency"]
+    prompts: Annotated[Strings, AfterValidator(lambda v: v if len(v) > 1 else _fail("needs at least two paraphrases"))]
+    choices: Choices = []
+    answer: Union[StrictInt, str] | None = None
+    length_normalize: StrictBool = False
+    agree_on: Literal["first_word", "first_line", "all"] = "first_word"
+
+    @model_validator(mode="after")
+    def _answer_is_a_choice(self) -> ConsistencyProbe:
+        if self.answer is not None:
+            _right(self.choices, self.answer) if self.choices else _fail("'answer' needs 'choices' to pick from")
+        return self
 
     def run(self, run: Run) -> list[CheckResult]:
-        line = self.line
-        if line.choices:
-            picks = [line.choices[int(np.argmax(choice_scores(run, p, line)))] for p in line.prompts]
-            agree = len(set(picks)) == 1
-            right = line.answer is None or picks[0] == line.choices[line.answer]
-            if agree and right:
-                detail = f"all {len(picks)} prompts ranked {picks[0]!r} first"
-            elif agree:
-                detail = f"all prompts ranked {picks[0]!r} first, not the answer {line.choices[line.answer]!r}"
-            else:
-                detail = "prompts disagree: " + ", ".join(f"{p!r}→{c!r}" for p, c in zip(line.prompts, picks))
-            return [CheckResult(line.id, "consistency", agree and right, detail, {"picks": picks})]
-        texts = [continuation(run, p, line) for p in line.prompts]
-        keys = [agreement_key(t, line.agree_on) for t in texts]
-        agree = len(set(keys)) == 1 and keys[0] != ""
-        detail = (f"all {len(keys)} prompts agree on {keys[0]!r}" if agree
-                  else f"{line.agree_on} differs: " + ", ".join(repr(k) for k in keys))
-        return [CheckResult(line.id, "consistency", agree, detail, {"continuations": texts, "keys": keys})]
+        if not self.choices:
+            texts = [self.continuation(run, p) for p in self.prompts]
+            keys = [agreement_key(t, self.agree_on) for t in texts]
+            agree = len(set(keys)) == 1 and keys[0] != ""
+            detail = (f"all {len(keys)} prompts agree on {keys[0]!r}" if agree
+                      else f"{self.agree_on} differs: " + ", ".join(repr(k) for k in keys))
+            return [self.check("consistency", agree, detail, continuations=texts, keys=keys)]
+        picks = [ranked_first(run, p, self.choices, self.length_normalize)[0] for p in self.prompts]
+        right = None if self.answer is None else self.right
+        agree, is_right = len(set(picks)) == 1, right in (None, picks[0])
+        wrong = "" if is_right else f", not the answer {right!r}"
+        detail = (f"all {len(picks)} prompts ranked {picks[0]!r} first{wrong}" if agree else
+                  "prompts disagree: " + ", ".join(f"{p!r}→{c!r}" for p, c in zip(self.prompts, picks)))
+        return [self.check("consistency", agree and is_right, detail, picks=picks)]
 
 
+def _kind(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return "continuation"  # refused as "not an object"
+    if ("prompt" in data) == ("prompts" in data):
+        return None
+    return "consistency" if "prompts" in data else "choice" if "choices" in data else "continuation"
+
+
+KINDS = {"continuation": ContinuationProbe, "choice": ChoiceProbe, "consistency": ConsistencyProbe}
 Probe = Union[ContinuationProbe, ChoiceProbe, ConsistencyProbe]
+PROBE = TypeAdapter(Annotated[Union[tuple(Annotated[kind, Tag(tag)] for tag, kind in KINDS.items())], Discriminator(
+    _kind, custom_error_type="probe_kind",
+    custom_error_message="give either 'prompt' (one prompt) or 'prompts' (a consistency group), not both or neither")])
+KEYS = sorted({key for cls in KINDS.values() for key in cls.model_fields})
+
+
+def _one_line(exc: ValidationError, where: str) -> LmforgeError:
+    """pydantic's first complaint as one line that names the key and the rule."""
+    error = exc.errors()[0]
+    kind = KINDS[error["loc"][0]] if error["loc"] else None  # loc: (kind, key, union member)
+    key = str(error["loc"][1]) if len(error["loc"]) > 1 else ""
+    message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+    if error["type"] == "extra_forbidden" and key in KEYS:
+        takes = " or ".join(c.KIND for c in KINDS.values() if key in c.model_fields)
+        return LmforgeError(f"{where}: '{key}' does not go in a {kind.KIND} probe (it is for a {takes} probe); "
+                            "write that check as a probe of its own")
+    if error["type"] == "extra_forbidden":
+        return LmforgeError(f"{where}: unknown probe key '{key}'{did_you_mean(key, KEYS)}; keys are {', '.join(KEYS)}")
+    if error["type"] == "missing":
+        return LmforgeError(f"{where}: a {kind.KIND} probe needs '{key}'")
+    if error["type"] == "model_type":
+        return LmforgeError(f"{where}: a probe is a JSON object like {{\"prompt\": \"...\", \"contains\": \"...\"}}")
+    if error["type"].startswith(("greater_than", "less_than")):
+        message += f", not {error['input']}"
+    return LmforgeError(f"{where}: '{key}' {message}" if key else f"{where}: {message}")
+
+
+def parse_probe(data: Any, where: str, default_id: str) -> Probe:
+    """The probe one line's JSON value declares; `where` (file:line) prefixes every error."""
+    try:
+        return PROBE.validate_python({**data, "id": data.get("id") or default_id} if isinstance(data, dict) else data)
+    except ValidationError as exc:
+        raise _one_line(exc, where) from None
+
+
+# ---------------------------------------------------------------------- reading a suite
+
+
+def shipped_suites() -> dict[str, Path]:
+    """The example suites that come with lmforge (src/lmforge/suites/NAME.jsonl), by name."""
+    from importlib import resources
+
+    folder = resources.files("lmforge") / "suites"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".jsonl")}
+
+
+def resolve_suite(spec: str | Path) -> Path:
+    """A suite file's path, or the path of a shipped suite named `spec` (e.g. 'sotu')."""
+    path, shipped = Path(spec), shipped_suites()
+    if path.is_file() or str(spec) in shipped:
+        return path if path.is_file() else shipped[str(spec)]
+    raise LmforgeError(f"--suite '{spec}' does not exist; pass a JSONL file of probes or a shipped suite "
+                       f"({', '.join(sorted(shipped)) or 'none'}){did_you_mean(str(spec), shipped)}")
+
+
+def jsonl_values(path: Path, flag: str) -> list[tuple[int, Any]]:
+    """(line number, JSON value) of each line of `path`, blank lines and `#` lines skipped; a bad line is one error."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
+    values = []
+    for number, text in enumerate(lines, 1):
+        if text.strip() and not text.lstrip().startswith("#"):
+            try:
+                values.append((number, json.loads(text)))
+            except json.JSONDecodeError as exc:
+                raise LmforgeError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                                   "write one JSON object per line") from None
+    return values
+
+
+def load_suite(path: str | Path) -> list[Probe]:
+    path = resolve_suite(path)
+    probes: dict[str, Probe] = {}
+    for number, data in jsonl_values(path, "--suite"):
+        probe = parse_probe(data, f"{path}:{number}", f"line{number}")
+        if probe.id in probes:
+            raise LmforgeError(f"{path}:{number}: probe id '{probe.id}' is used twice; give each probe its own id")
+        probes[probe.id] = probe
+    if not probes:
+        raise LmforgeError(f"--suite '{path}' holds no probes; write one JSON object per line")
+    return list(probes.values())
+
+
+# ---------------------------------------------------------------------- running a suite
 
 
 @dataclass
@@ -164,12 +331,8 @@ class ProbeReport:
         return self.passed / len(self.checks) if self.checks else 0.0
 
     def by_type(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for t in CHECK_TYPES:
-            passed = [c.passed for c in self.checks if c.type == t]
-            if passed:
-                out[t] = {"passed": sum(passed), "total": len(passed), "pass_rate": sum(passed) / len(passed)}
-        return out
+        passed = {t: [c.passed for c in self.checks if c.type == t] for t in CHECK_TYPES}
+        return {t: {"passed": sum(p), "total": len(p), "pass_rate": sum(p) / len(p)} for t, p in passed.items() if p}
 
     def to_dict(self) -> dict[str, Any]:
         return {"suite": self.suite, "passed": self.passed, "total": len(self.checks), "pass_rate": self.pass_rate,
@@ -190,3 +353,15 @@ def format_report(report: ProbeReport, verbose: bool = False) -> str:
     lines += [""] if shown else []
     lines += [f"{'PASS' if c.passed else 'FAIL'} {c.probe} [{c.type}]: {c.detail}" for c in shown]
     return "\n".join(lines)
+
+
+def probe_run(load: Callable[[], Run], run_dir: str | Path, suite: str | Path,
+              **about: Any) -> tuple[Path, ProbeReport, dict[str, Any]]:
+    """Probe the run `load()` gives with `suite` (read and checked first, before the model loads): where
+    `lmforge report` reads the result, the report, and the result as JSON."""
+    from lmforge.evaluation.report import result_path
+
+    path = resolve_suite(suite)
+    probes = load_suite(path)
+    report = run_suite(load(), probes, path.stem)
+    return result_path(run_dir, "probe", path.stem), report, {"run": str(run_dir), **about, **report.to_dict()}

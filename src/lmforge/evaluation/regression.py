@@ -1,23 +1,13 @@
 """Regression checks: is a run worse than a baseline, beyond what noise allows?
 
-Both sides are a run directory or a saved eval JSON (`lmforge eval --json >
-base.json`). The metrics compared are lower-is-better: `loss` (nats/token) and
-`bits_per_byte`. A metric regresses when
-
-    candidate > baseline + max(tolerance × |baseline|, abs_tolerance)
-
-Numbers only compare when they measure the same text, so the source of each
-side's numbers is chosen to match:
-
-- with `data` given, every run directory is evaluated on that file (same
-  stride for both);
-- else, a run directory compared with an eval JSON is evaluated on the file
-  that JSON names, with its stride;
-- else (two run directories) each side's best eval in metrics.jsonl is used:
-  its val split, which is the same text when both trained on the same data.
-
-Loss per token only compares across runs with the same tokenizer; bits per
-byte compares any two.
+Both sides are a run directory or a saved eval JSON (`lmforge eval --json > base.json`). The
+metrics are lower-is-better, `loss` (nats/token) and `bits_per_byte`; one regresses when
+candidate > baseline + max(tolerance × |baseline|, abs_tolerance). Numbers only compare when
+they measure the same text, so each side's numbers are chosen to match: with `data`, every
+run directory is evaluated on that file; else a run directory compared with an eval JSON is
+evaluated on the file (and with the stride) that JSON names; else (two run directories) each
+side's best eval in metrics.jsonl, on its val split. Loss per token only compares across
+runs with the same tokenizer; bits per byte compares any two.
 """
 
 from __future__ import annotations
@@ -34,11 +24,9 @@ METRICS = ("loss", "bits_per_byte")  # lower is better
 
 @dataclass
 class Side:
-    """The numbers for one side of the comparison, and where they came from."""
-
     label: str
-    metrics: dict[str, float]
-    source: str  # e.g. "best eval in metrics.jsonl (step 400)" or "eval of data.txt"
+    metrics: dict[str, float]  # of METRICS
+    source: str  # where the numbers came from, e.g. "best eval in metrics.jsonl (step 400)" or "eval of data.txt"
     data: str | None = None  # the text measured, when known
     tokenizer: str | None = None
     stride: int | None = None  # the sliding-window stride of an eval on `data`
@@ -108,7 +96,7 @@ def side_from_metrics(run_dir: Path, label: str) -> Side:
 
 
 def side_from_eval(run_dir: Path, label: str, data: str, stride: int | None, device: str) -> Side:
-    from lmforge.evaluation.evaluate import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_file
 
     result = evaluate_file(run_dir, data, stride=stride, device=device)
     return Side(label, {k: result[k] for k in METRICS}, f"eval of {data} (stride {result['stride']})", data,

@@ -21,28 +21,18 @@ from lmforge.models.base import LanguageModel
 from lmforge.tokenizers.base import Tokenizer
 
 
-def continuation_logprobs(
-    model: LanguageModel,
-    prompt_ids: list[int],
-    continuation_ids: list[int],
-    block_size: int,
-    device: torch.device,
-    batch_size: int = 64,
-    stride: int = 1,
-) -> np.ndarray:
+def continuation_logprobs(model: LanguageModel, prompt_ids: list[int], continuation_ids: list[int], block_size: int,
+                          device: torch.device, batch_size: int = 64, stride: int = 1) -> np.ndarray:
     """log p(token | the tokens before it, up to `block_size` of them) for each continuation token."""
     if not prompt_ids:
         raise LmforgeError("the prompt is empty; give at least one character of prompt")
     if not continuation_ids:
         return np.zeros(0)
-    full = list(prompt_ids) + list(continuation_ids)
-    first = len(prompt_ids)  # position of the first continuation token
-    if model.recurrent:  # its state carries the whole prompt, as in generation: one stream, no window to slide
-        nats = token_nats(model, np.asarray(full, dtype=np.int64), block_size, 1, device)
-        return -nats[-len(continuation_ids) :]
-    keep = full[max(0, first - block_size) :]  # enough context for the first continuation token, no more
-    ids = np.asarray(keep, dtype=np.int64)
-    nats = token_nats(model, ids, block_size, batch_size, device, stride=stride)
+    full, recurrent = list(prompt_ids) + list(continuation_ids), model.recurrent
+    # a recurrent model reads it all as one stream, as in generation; else keep enough context for the first
+    # continuation token, no more
+    ids = np.asarray(full if recurrent else full[max(0, len(prompt_ids) - block_size) :], dtype=np.int64)
+    nats = token_nats(model, ids, block_size, 1 if recurrent else batch_size, device, stride=None if recurrent else stride)
     return -nats[-len(continuation_ids) :]
 
 
