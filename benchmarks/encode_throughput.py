@@ -55,7 +55,7 @@ def digest(ids) -> str:
 def measure_row(name: str, gpt2: Path, mb: float) -> dict:
     """Build the row's encoder, read the text, time one call (run in a fresh process)."""
     from lmforge.tokenizers import load_gpt2
-    from lmforge.tokenizers.cuts import split_text
+    from lmforge.data.sources import split_text
     from lmforge.tokenizers.gpt2 import gpt2_tiktoken
     from lmforge.data.prepare import cores
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from training_helpers import checkpoint_state, records
 
-from lmforge.data.documents import IGNORE_INDEX, pad_batch
+from lmforge.data.batches import IGNORE_INDEX, pad_batch
 from lmforge.errors import LmforgeError
 from lmforge.models import next_token_loss
 from lmforge.training import Trainer, checkpoint

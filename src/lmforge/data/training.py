@@ -33,7 +33,7 @@ from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.prepare import PrepareOptions, prepare_inputs
 from lmforge.data.shards import INDEX_FILE, PreparedData, ShardedTokens, is_partial, is_prepared_dir
 from lmforge.data.sources import total_bytes
-from lmforge.data.windows import check_long_enough
+from lmforge.data.batches import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer, train_tokenizer
 from lmforge.tokenizers.base import ScoredBytes

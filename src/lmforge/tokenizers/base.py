@@ -100,8 +100,12 @@ class Tokenizer(ABC):
     @abstractmethod
     def vocab_size(self) -> int: ...
 
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
     @abstractmethod
-    def encode(self, text: str) -> list[int]: ...
+    def encode_array(self, text: str) -> np.ndarray:
+        """The ids of `text`, as the smallest unsigned integer array that holds any id (whole corpora at C speed)."""
 
     @abstractmethod
     def token_bytes(self, token_id: int) -> bytes:
@@ -122,9 +126,8 @@ class Tokenizer(ABC):
     def eos_id(self) -> int | None:
         return self.specials.get("eos")
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """Encode a whole corpus to the smallest unsigned integer array that holds its ids."""
-        return np.asarray(self.encode(text), dtype=id_dtype(self.vocab_size))
+    def _ids(self, ids: Any) -> np.ndarray:
+        return np.asarray(ids).astype(id_dtype(self.vocab_size), copy=False)
 
     def count_scored_bytes(self, text: str, ids: np.ndarray) -> ScoredBytes:
         """The bytes of `text` (encoded as `ids`) that bits per byte scores, and those its unknown tokens stand for.

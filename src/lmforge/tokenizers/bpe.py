@@ -28,7 +28,7 @@ import numpy as np
 import regex
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text
 
 # GPT-2's pre-tokenizer, also Hugging Face's ByteLevel(use_regex=True) and tiktoken's "gpt2" pattern
 PATTERN = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
@@ -69,6 +69,17 @@ def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[by
     return {unicode_to_bytes(token): i for token, i in vocab.items()}
 
 
+def byte_level(model: Any) -> Any:
+    """A Hugging Face tokenizer of `model` in GPT-2's byte-level pipeline (the pattern, then bytes as characters)."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, pre_tokenizers
+
+    hf = HFTokenizer(model)
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    return hf
+
+
 class BpeTokenizer(Tokenizer):
     kind = "bpe"
 
@@ -86,22 +97,17 @@ class BpeTokenizer(Tokenizer):
         self._tiktoken = tiktoken.Encoding("lmforge-bpe", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
                                            special_tokens={text: vocab[text] for text in self.special_text.values()})
 
-    # ------------------------------------------------------------------ training
-
     @classmethod
     def train(cls, texts: str | Iterable[str], vocab_size: int, specials: dict[str, str] | None = None,
               min_frequency: int = 2) -> BpeTokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
+        from tokenizers import models, pre_tokenizers, trainers
 
         specials = DEFAULT_SPECIALS if specials is None else check_specials(specials)
         least = 256 + len(specials) + 1
         if vocab_size < least:
             raise LmforgeError(f"--vocab-size {vocab_size} is too small for byte-level BPE: it starts from 256 byte "
                                f"tokens and {len(specials)} special(s); use at least {least}")
-        hf = HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        hf.decoder = decoders.ByteLevel()
+        hf = byte_level(models.BPE())
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(specials.values()),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
@@ -109,14 +115,9 @@ class BpeTokenizer(Tokenizer):
         hf.train_from_iterator((check_text(t) for t in as_texts(texts)), trainer)
         return cls(json.loads(hf.to_str()), specials)
 
-    # ------------------------------------------------------------------ encoding
-
     @property
     def vocab_size(self) -> int:
         return self._tiktoken.n_vocab
-
-    def encode(self, text: str) -> list[int]:
-        return self.encode_array(text).tolist()
 
     def encode_array(self, text: str) -> np.ndarray:
         """The ids of `text`. A special token's spelling inside it is text (`disallowed_special=()`)."""
@@ -125,7 +126,7 @@ class BpeTokenizer(Tokenizer):
         except UnicodeEncodeError:  # a lone surrogate (the call refuses it, where encode_ordinary would replace it)
             check_text(text)  # raises, naming it
             raise
-        return ids.astype(id_dtype(self.vocab_size), copy=False)
+        return self._ids(ids)
 
     def decode(self, ids: list[int]) -> str:
         """Join the tokens' bytes, then read them as UTF-8; a character cut off by the end shows as U+FFFD."""
@@ -142,8 +143,6 @@ class BpeTokenizer(Tokenizer):
         hf = HFTokenizer.from_str(json.dumps(self.hf_pipeline))
         hf.encode_special_tokens = True  # "<|endoftext|>" inside a text is text, never the special id
         return hf
-
-    # ------------------------------------------------------------------ saving
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "version": 1, "specials": self.special_text, "hf_tokenizer": self.hf_pipeline}

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.bpe import PATTERN, BpeTokenizer, unicode_to_bytes
+from lmforge.tokenizers.bpe import PATTERN, BpeTokenizer, byte_level, unicode_to_bytes
 
 EOS = "<|endoftext|>"
 FILES = ("encoder.json", "vocab.bpe")
@@ -26,39 +25,25 @@ def is_gpt2_folder(path: str | Path) -> bool:
 
 def read_gpt2_files(folder: str | Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The vocabulary (token → id) and merges of a folder holding encoder.json and vocab.bpe."""
+    from tokenizers import models
+
     folder = Path(folder)
     if not is_gpt2_folder(folder):
         raise LmforgeError(f"'{folder}' does not hold GPT-2's encoder.json and vocab.bpe; pass the folder with both files")
     try:
-        vocab = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
-        lines = (folder / "vocab.bpe").read_text(encoding="utf-8").splitlines()
-        merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
-    except (ValueError, UnicodeDecodeError) as exc:
+        return models.BPE.read_file(str(folder / "encoder.json"), str(folder / "vocab.bpe"))
+    except Exception as exc:  # noqa: BLE001 - Hugging Face raises a bare Exception for a file it cannot parse
         raise LmforgeError(f"GPT-2 files in '{folder}' are corrupt ({exc}); restore them") from None
-    if not isinstance(vocab, dict) or any(len(m) != 2 for m in merges):
-        raise LmforgeError(f"GPT-2 files in '{folder}' are corrupt (unexpected layout); restore them")
-    return vocab, merges  # type: ignore[return-value]
 
 
 def load_gpt2(folder: str | Path) -> BpeTokenizer:
     """GPT-2's byte-level BPE: the same pipeline as a trained `bpe`, with GPT-2's vocabulary and merges."""
+    from tokenizers import models
+
     vocab, merges = read_gpt2_files(folder)
     if EOS not in vocab:
         raise LmforgeError(f"encoder.json in '{folder}' has no {EOS} token; restore GPT-2's file")
-    pipeline: dict[str, Any] = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [],
-        "normalizer": None,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                  "vocab": vocab, "merges": [list(m) for m in merges]},
-    }
-    return BpeTokenizer(pipeline, {"eos": EOS})
+    return BpeTokenizer(json.loads(byte_level(models.BPE(vocab, merges)).to_str()), {"eos": EOS})
 
 
 def gpt2_tiktoken(folder: str | Path):
