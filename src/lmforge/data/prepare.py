@@ -35,7 +35,7 @@ from unittest import mock
 import numpy as np
 from tqdm import tqdm
 
-from lmforge.data.inputs import DEFAULT_SEED, Inputs, in_val  # noqa: F401 (in_val: its old home)
+from lmforge.data.inputs import DEFAULT_SEED, Inputs
 from lmforge.data.shards import (FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial,
                                  write_json_atomic)
 from lmforge.data.sources import CHUNK_BYTES, Chunk, read_chunk, total_bytes
@@ -92,11 +92,7 @@ class PrepareResult:
                 f"({self.mb_per_s:,.1f} MB/s, {self.workers} worker(s)) → {self.out_dir}")
 
 
-# ---------------------------------------------------------------------- workers
-
-
 def cores() -> int:
-    """CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -161,9 +157,6 @@ def _encoded(chunks: Iterator[Chunk], tokenizer: Tokenizer, workers: int) -> Ite
             yield pending[0][0], pending.popleft()[1].get()
 
 
-# ---------------------------------------------------------------------- prepare
-
-
 def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
             options: PrepareOptions | None = None) -> PrepareResult:
     """Tokenize every document under `data` into train/val shards in `out_dir`."""
@@ -202,23 +195,21 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
             bar.update(chunk.end - chunk.start)
             yield from ((enc.nbytes > 0, enc.ends, enc) for enc in results)
 
-    ok = False
     try:
         for split, begins, ends, enc in inputs.tag(pieces()):
-            writer = writers[split]
             if begins:
-                writer.begin_document()
-            writer.write(enc.ids, enc.nbytes, enc.unknown, enc.lead_unknown)
+                writers[split].begin_document()
+            writers[split].write(enc.ids, enc.nbytes, enc.unknown, enc.lead_unknown)
             if ends:
-                writer.end_document(eos)
+                writers[split].end_document(eos)
         splits = {s: w.close() for s, w in writers.items()}
-        ok = True
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
     finally:
         encoded.close()
         bar.close()
-        if not ok:
-            for w in writers.values():
-                w.abort()
     _check_splits(splits, sum(s["documents"] for s in splits.values()), inputs, opts)
     seconds = time.perf_counter() - start
     tokenizer.save(out / TOKENIZER_FILE)
