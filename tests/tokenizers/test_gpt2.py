@@ -7,7 +7,7 @@ from hypothesis import given, settings
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import load_gpt2, load_tokenizer, tokenizer_from_spec
-from lmforge.tokenizers.gpt2 import gpt2_tiktoken
+from lmforge.tokenizers.bpe import gpt2_tiktoken
 from text_strategies import LONE_SURROGATES, TRICKY, texts
 
 # ../shared/data beside the checkout (a git worktree sits one folder deeper, so look in every parent)

@@ -2,22 +2,15 @@
 
     files ─► chunks: byte ranges (main) ─► read, decode, parse, encode (workers) ─► shards, in order (main)
 
-- Each document goes to train or val by the rule of `inputs.py` (the one
-  `lmforge train --data` uses): one plain text file splits by position, its
-  last val_fraction is val; otherwise a document goes to val by a hash of
-  (seed, its number), the same on every run with the same seed, whatever the
-  worker count.
-- Every document ends with EOS; a shard holds whole documents (`shards.py`).
-  One text split by position is not documents: its two parts get no EOS, so
-  its ids are exactly those `train` makes of the same text in memory.
+- Train or val by the rule of `inputs.py`; every document ends with EOS, except
+  one text split by position, whose ids are exactly those `train` makes in memory.
 - The workers read their chunks themselves: when the main process read,
   parsed and sent the text, it spent 10-12 ms of CPU per MB against 45 for
   the whole job, which kept 2 cores under 1.7x one (benchmarks/RESULTS.md).
-- Memory is bounded by the chunks in flight (2 per worker, about
-  `chunk_bytes` each, or one JSONL line when longer) and the writers'
-  buffers, never by the corpus.
-- Chunks end where `sources.py` says, whatever the worker count, and are
-  written in order, so the ids do not depend on how many workers there are.
+- Memory is bounded by the chunks in flight (2 per worker, about `chunk_bytes`
+  each, or one JSONL line when longer), never by the corpus.
+- Chunks end where `sources.py` says and are written in order, so the ids do
+  not depend on how many workers there are.
 """
 
 from __future__ import annotations
@@ -112,8 +105,7 @@ def _init_worker(tokenizer: Tokenizer) -> None:
 
 @dataclass
 class Encoded:
-    """One piece of a document, encoded: its ids, its UTF-8 bytes, and what bits per byte charges for its unknown
-    tokens; `ends`: it ends its document."""
+    """One piece of a document, encoded; `ends`: it ends its document."""
 
     ids: np.ndarray
     nbytes: int
@@ -136,11 +128,10 @@ def encode_chunk(chunk: Chunk, tokenizer: Tokenizer | None = None) -> list[Encod
 
 
 def _encoded(chunks: Iterator[Chunk], tokenizer: Tokenizer, workers: int) -> Iterator[tuple[Chunk, list[Encoded]]]:
-    """Each chunk and its pieces, encoded, in order: by `workers` processes fed at most 2 chunks each at a time.
+    """Each chunk and its pieces, encoded, in order, by `workers` processes fed at most 2 chunks each at a time.
 
-    On Linux the pool forks, so workers inherit the tokenizer instead of rebuilding it. TOKENIZERS_PARALLELISM
-    keeps Hugging Face `tokenizers` (which may have trained the tokenizer) from warning that the fork turned
-    its threads off. Closing the generator stops the workers."""
+    TOKENIZERS_PARALLELISM keeps Hugging Face `tokenizers` (which may have trained the tokenizer) from warning
+    that the fork turned its threads off. Closing the generator stops the workers."""
     if workers == 1:
         yield from ((chunk, encode_chunk(chunk, tokenizer)) for chunk in chunks)
         return
@@ -167,10 +158,8 @@ def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
 
 def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, opts: PrepareOptions,
                    extra: dict[str, Any] | None = None) -> PrepareResult:
-    """`prepare` of inputs already resolved (`train` resolves them once, to train a tokenizer on them first).
-
-    The split rule, text field and separator are the inputs'; `opts` gives workers, shard size and progress;
-    `extra` is recorded in index.json too."""
+    """`prepare` of inputs already resolved (`train` resolves them once, to train a tokenizer on them first);
+    `opts` gives workers, shard size and progress, `extra` more to record in index.json."""
     if tokenizer.eos_id is None and inputs.documents:
         raise LmforgeError("the tokenizer has no EOS token to end documents with; train one with "
                            "`lmforge tokenizer train` (which adds it) or pass --tokenizer char|word|bpe")

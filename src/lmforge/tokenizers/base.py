@@ -148,7 +148,7 @@ class Tokenizer(ABC):
 
     def unknown_count(self, text: str) -> int:
         """How many characters or words of `text` encoding would lose (replace by a fallback or unknown token)."""
-        return 0
+        return len(self.unknown_bytes(text))
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:

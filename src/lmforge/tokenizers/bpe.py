@@ -15,6 +15,12 @@ pair whose joined bytes have the lowest rank, Hugging Face the pair listed first
 among the merges; the two agree when the ids of merged tokens follow merge order,
 one merge per token, as BPE training writes them (and GPT-2's files). A
 vocabulary that breaks this, or a pipeline that is not GPT-2's, is refused.
+
+GPT-2's own vocabulary loads as one (`load_gpt2`) from its two released files:
+`encoder.json` (each token, its bytes written as printable characters, and its
+id) and `vocab.bpe` (the merges, highest priority first). `gpt2_tiktoken`
+builds tiktoken's encoding straight from the same files, offline, as the
+reference that tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,10 +57,8 @@ def unicode_to_bytes(token: str) -> bytes:
 def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[bytes, int]:
     """tiktoken's mergeable ranks for a Hugging Face byte-level BPE pipeline: each token's bytes → its id.
 
-    Refused where tiktoken would not give Hugging Face's ids: a pipeline other than GPT-2's (a normalizer, another
-    pre-tokenizer, an option of the BPE model that tiktoken lacks), a byte missing from the vocabulary, a token
-    that no merge makes, or merged tokens whose ids do not rise with merge order (tiktoken ranks a merge by the
-    id of the token it makes).
+    Refused where tiktoken would not give Hugging Face's ids (the module docstring): a pipeline other than
+    GPT-2's, a byte missing from the vocabulary, a token that no merge makes, merges out of id order.
     """
     model, pre = pipeline.get("model") or {}, pipeline.get("pre_tokenizer") or {}
     vocab = {token: i for token, i in model.get("vocab", {}).items() if token not in set(specials)}
@@ -129,7 +134,6 @@ class BpeTokenizer(Tokenizer):
         return self._ids(ids)
 
     def decode(self, ids: list[int]) -> str:
-        """Join the tokens' bytes, then read them as UTF-8; a character cut off by the end shows as U+FFFD."""
         return self._tiktoken.decode_bytes(ids).decode("utf-8", "replace")
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -150,3 +154,46 @@ class BpeTokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BpeTokenizer:
         return cls(data["hf_tokenizer"], data.get("specials"))
+
+
+# ---------------------------------------------------------------------- GPT-2's files
+
+GPT2_EOS = "<|endoftext|>"
+GPT2_FILES = ("encoder.json", "vocab.bpe")
+
+
+def is_gpt2_folder(path: str | Path) -> bool:
+    return all((Path(path) / name).is_file() for name in GPT2_FILES)
+
+
+def read_gpt2_files(folder: str | Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The vocabulary (token → id) and merges of a folder holding encoder.json and vocab.bpe."""
+    from tokenizers import models
+
+    folder = Path(folder)
+    if not is_gpt2_folder(folder):
+        raise LmforgeError(f"'{folder}' does not hold GPT-2's encoder.json and vocab.bpe; pass the folder with both files")
+    try:
+        return models.BPE.read_file(str(folder / "encoder.json"), str(folder / "vocab.bpe"))
+    except Exception as exc:  # noqa: BLE001 - Hugging Face raises a bare Exception for a file it cannot parse
+        raise LmforgeError(f"GPT-2 files in '{folder}' are corrupt ({exc}); restore them") from None
+
+
+def load_gpt2(folder: str | Path) -> BpeTokenizer:
+    """GPT-2's byte-level BPE: the same pipeline as a trained `bpe`, with GPT-2's vocabulary and merges."""
+    from tokenizers import models
+
+    vocab, merges = read_gpt2_files(folder)
+    if GPT2_EOS not in vocab:
+        raise LmforgeError(f"encoder.json in '{folder}' has no {GPT2_EOS} token; restore GPT-2's file")
+    return BpeTokenizer(json.loads(byte_level(models.BPE(vocab, merges)).to_str()), {"eos": GPT2_EOS})
+
+
+def gpt2_tiktoken(folder: str | Path):
+    """tiktoken's GPT-2 encoding built offline from the same two files (the reference for tests and benchmarks)."""
+    import tiktoken
+
+    vocab, _ = read_gpt2_files(folder)
+    ranks = {unicode_to_bytes(token): i for token, i in vocab.items() if token != GPT2_EOS}
+    return tiktoken.Encoding("gpt2-local", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
+                             special_tokens={GPT2_EOS: vocab[GPT2_EOS]})

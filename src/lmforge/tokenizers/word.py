@@ -87,10 +87,6 @@ class WordTokenizer(Tokenizer):
             ids = np.insert(ids, spaced, self.space_id)
         return self._ids(ids)
 
-    def unknown_count(self, text: str) -> int:
-        """Pieces of `text` outside the vocabulary, each encoded as the unknown token."""
-        return sum(p not in self.stoi for p in pieces(text))
-
     def unknown_bytes(self, text: str) -> list[int]:
         """The bytes each unknown token stands for: its piece's, less the leading space kept as its own token."""
         keeps_space = self.space_id is not None
