@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import json
+import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,39 +115,29 @@ def file_chunks(files: list[Path], text_field: str | None = None, separator: str
     for path in files:
         size = path.stat().st_size
         field = (text_field or DEFAULT_TEXT_FIELD) if is_jsonl(path, text_field) else None
-        with open(path, "rb") as f:
+        if size == 0:
+            continue
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             start = 0
             while start < size:
                 end = start + chunk_bytes
                 if end >= size:
                     end = size
                 elif field:
-                    end = _line_end(f, end, size)
+                    end = mm.find(b"\n", end) + 1 or size  # just past the line, or the file's end
                 else:
-                    end = _text_cut(f, start, end, separator)
+                    end = _text_cut(mm, start, end, separator)
                 if cut is not None and start < cut < end:
                     end = cut
                 yield Chunk(path, start, end, end in (size, cut), field, separator)
                 start = end
 
 
-def _line_end(f, pos: int, size: int) -> int:
-    """The offset just past the first newline at or after `pos`."""
-    f.seek(pos)
-    while block := f.read(1 << 16):
-        newline = block.find(b"\n")
-        if newline >= 0:
-            return pos + newline + 1
-        pos += len(block)
-    return size
-
-
-def _text_cut(f, start: int, limit: int, separator: str | None) -> int:
+def _text_cut(mm: mmap.mmap, start: int, limit: int, separator: str | None) -> int:
     """A cut in (start, limit] as a byte offset: the last safe one that no separator straddles, else the limit (or
     just past the separators that straddle it)."""
     lo = max(start, limit - SEARCH_WINDOW)
-    f.seek(lo)
-    raw = f.read(limit - lo + SEARCH_WINDOW)  # past the limit too: is the cut safe, does a separator run on
+    raw = mm[lo : limit + SEARCH_WINDOW]  # past the limit too: is the cut safe, does a separator run on
     skip = 0
     while lo + skip > start and skip < 3 and 0x80 <= raw[skip] < 0xC0:  # begin at a character
         skip += 1
