@@ -29,12 +29,11 @@ import numpy as np
 from tqdm import tqdm
 
 from lmforge.data.inputs import DEFAULT_SEED, Inputs
-from lmforge.data.shards import (FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial,
-                                 write_json_atomic)
+from lmforge.data.shards import FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial
 from lmforge.data.sources import CHUNK_BYTES, Chunk, read_chunk, total_bytes
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer
-from lmforge.tokenizers.base import id_dtype
+from lmforge.tokenizers.base import id_dtype, write_json_atomic
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer, load_tokenizer
-from lmforge.tokenizers.base import ScoredBytes
+from lmforge.tokenizers.base import ScoredBytes, write_json_atomic
 
 INDEX_FILE = "index.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -39,12 +39,6 @@ SHARD_NAME = re.compile(r"^(train|val)-\d{5}\.bin(\.tmp)?$")
 
 def is_prepared_dir(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / INDEX_FILE).is_file()
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def clear_partial(out_dir: Path) -> None:
@@ -140,11 +134,7 @@ class ShardedTokens:
             start, stop, step = index.indices(len(self))
             if step != 1:
                 return self[np.arange(start, stop, step)]
-            pieces = []
-            for k, shard in enumerate(self.shards):
-                lo, hi = max(start, self.starts[k]), min(stop, self.starts[k + 1])
-                if lo < hi:
-                    pieces.append(shard[lo - self.starts[k] : hi - self.starts[k]])
+            pieces = [shard[max(start - at, 0) : max(stop - at, 0)] for shard, at in zip(self.shards, self.starts)]
             return np.concatenate(pieces) if pieces else np.empty(0, dtype=self.dtype)
         index = np.asarray(index)
         if index.dtype.kind not in "iu":

@@ -155,19 +155,10 @@ def logprob_info(logits: torch.Tensor, ids: torch.Tensor, k: int | None) -> tupl
 def _decode_rows(model: LanguageModel, prompts: Sequence[Sequence[int]], cfg: DecodeConfig,
                  generators: Generators, logprobs: int | None) -> Iterator[Step]:
     """Ragged prompts for a model that cannot mask padding: decode each row alone, in lockstep."""
-    rows = len(prompts)
-    per_row = list(generators) if isinstance(generators, Sequence) else [generators] * rows
+    per_row = list(generators) if isinstance(generators, Sequence) else [generators] * len(prompts)
     streams = [decode(model, [p], cfg, generators=g, logprobs=logprobs) for p, g in zip(prompts, per_row)]
-    ended = [False] * rows
-    while True:
-        steps = []
-        for r, stream in enumerate(streams):
-            s = None if ended[r] else next(stream, None)
-            ended[r] = s is None
-            steps.append(s)
-        if all(s is None for s in steps):
-            return
-        yield _stack_steps(steps, cfg.eos_id if cfg.eos_id is not None else 0)
+    for steps in itertools.zip_longest(*streams):  # a row that has ended shows None
+        yield _stack_steps(list(steps), cfg.eos_id if cfg.eos_id is not None else 0)
 
 
 def _stack_steps(steps: list[Step | None], filler: int) -> Step:
@@ -184,18 +175,9 @@ def _stack_steps(steps: list[Step | None], filler: int) -> Step:
                 column("top_logprobs", float("-inf")))
 
 
-def generate_ids(
-    model: LanguageModel,
-    prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    mode: str = "eager",
-) -> Iterator[torch.Tensor]:
+def generate_ids(model: LanguageModel, prompt_ids: torch.Tensor, max_new_tokens: int, *, greedy: bool = False,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
+                 mode: str = "eager") -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time, continuing `prompt_ids` (B, T): `decode` with
     the plain sampling options, for callers that only want the ids. Eager by default: the trainer's
     few samples per eval would not repay compiling a decode step."""

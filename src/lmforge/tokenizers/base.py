@@ -37,6 +37,13 @@ def id_dtype(vocab_size: int) -> type[np.unsignedinteger]:
     return np.uint16 if vocab_size <= 2**16 else np.uint32
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """A reader never sees half a file: write beside it, then rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def check_text(text: str) -> str:
     """Refuse lone surrogates: they are not characters, have no UTF-8 bytes, and cannot round-trip."""
     bad = _SURROGATE.search(text)
@@ -159,11 +166,7 @@ class Tokenizer(ABC):
     def from_dict(cls, data: dict[str, Any]) -> Tokenizer: ...
 
     def save(self, path: str | Path) -> None:
-        """Write the JSON atomically: a reader never sees half a file."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(Path(path), self.to_dict())
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
