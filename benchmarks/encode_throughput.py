@@ -55,8 +55,8 @@ def digest(ids) -> str:
 def measure_row(name: str, gpt2: Path, mb: float) -> dict:
     """Build the row's encoder, read the text, time one call (run in a fresh process)."""
     from lmforge.tokenizers import load_gpt2
-    from lmforge.tokenizers.cuts import split_text
-    from lmforge.tokenizers.gpt2 import gpt2_tiktoken
+    from lmforge.data.sources import split_text
+    from lmforge.tokenizers.bpe import gpt2_tiktoken
     from lmforge.data.prepare import cores
 
     reference, lmforge = gpt2_tiktoken(gpt2), load_gpt2(gpt2)
@@ -89,7 +89,7 @@ def main() -> None:
         print(json.dumps(measure_row(args.row, args.gpt2, args.mb)))
         return
 
-    from lmforge.tokenizers.gpt2 import gpt2_tiktoken
+    from lmforge.tokenizers.bpe import gpt2_tiktoken
 
     expected = digest(gpt2_tiktoken(args.gpt2).encode_ordinary(corpus(args.mb)))
     best: dict[str, dict] = {}

@@ -118,7 +118,7 @@ def test_document_feed_rows_stay_inside_one_document():
     import numpy as np
     import torch
 
-    from lmforge.data.documents import IGNORE_INDEX, DocumentFeed
+    from lmforge.data.batches import IGNORE_INDEX, DocumentFeed
 
     eos = 0
     ids = np.array([5, 6, 7, eos, 8, 9, eos, 1, 2, 3, 4, 5, 6, 7, 8, 9, eos], dtype=np.uint16)

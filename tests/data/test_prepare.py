@@ -6,7 +6,8 @@ import pytest
 from lmforge.data import PreparedData, split_documents
 from lmforge.data import prepare as prepare_module
 from lmforge.data.inputs import text_cut
-from lmforge.data.prepare import PrepareOptions, in_val, prepare
+from lmforge.data.inputs import in_val
+from lmforge.data.prepare import PrepareOptions, prepare
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import BpeTokenizer, CharTokenizer, train_tokenizer
 

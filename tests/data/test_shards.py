@@ -28,7 +28,7 @@ def test_random_windows_may_cross_shards():
 
 
 def test_writer_closes_shards_at_document_boundaries(tmp_path):
-    w = ShardWriter(tmp_path, "train", np.uint16, shard_tokens=5, buffer_tokens=2)
+    w = ShardWriter(tmp_path, "train", np.uint16, shard_tokens=5)
     for doc in ([1, 2, 3], [4], [5, 6, 7, 8, 9, 10], [11]):
         w.begin_document()
         w.write(np.array(doc), nbytes=len(doc))

@@ -325,7 +325,8 @@ def test_a_prepared_document_and_the_same_text_as_a_file_give_the_same_bits_per_
     split is one document equals the bits per byte of that document's text, as `eval` and `compare` score it."""
     from lmforge.config import Config
     from lmforge.config_files import load_preset
-    from lmforge.data.prepare import PrepareOptions, in_val, prepare
+    from lmforge.data.inputs import in_val
+    from lmforge.data.prepare import PrepareOptions, prepare
     from lmforge.evaluation.perplexity import evaluate_run
     from lmforge.run import Run
     from lmforge.tokenizers import train_tokenizer

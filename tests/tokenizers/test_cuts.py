@@ -3,8 +3,8 @@ from itertools import accumulate
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lmforge.data.sources import safe_cut, split_text
 from lmforge.tokenizers.bpe import PATTERN
-from lmforge.tokenizers.cuts import safe_cut, split_text
 from lmforge.tokenizers.word import pieces
 from text_strategies import texts
 

@@ -7,10 +7,12 @@ from hypothesis import given, settings
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import load_gpt2, load_tokenizer, tokenizer_from_spec
-from lmforge.tokenizers.gpt2 import gpt2_tiktoken
+from lmforge.tokenizers.bpe import gpt2_tiktoken
 from text_strategies import LONE_SURROGATES, TRICKY, texts
 
-GPT2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "gpt2-bpe"
+# ../shared/data beside the checkout (a git worktree sits one folder deeper, so look in every parent)
+GPT2 = next((p / "shared/data/gpt2-bpe" for p in Path(__file__).resolve().parents if (p / "shared/data").is_dir()),
+            Path("../shared/data/gpt2-bpe"))
 pytestmark = pytest.mark.skipif(not GPT2.is_dir(), reason="../shared/data/gpt2-bpe is absent")
 SAMPLE = ("Fellow-Citizens of the Senate and House of Representatives: I've 1,234 reasons, don't you'll?\n\n"
           "   indented\tand\r\nwindows lines  \n" + "".join(TRICKY) + " Größe café naïve Ωμέγα русский текст 😀\n")

@@ -9,7 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from training_helpers import assert_same_tensors, checkpoint_state, records
 
-from lmforge.data.documents import IGNORE_INDEX, pad_batch
+from lmforge.data.batches import IGNORE_INDEX, pad_batch
 from lmforge.errors import LmforgeError
 from lmforge.models import next_token_loss
 from lmforge.training import Trainer, checkpoint, lr_at

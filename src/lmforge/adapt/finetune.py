@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from lmforge.adapt.instructions import ChatTemplate, completion_text, encode_example, read_instructions
 from lmforge.adapt.lora import adapter_state
 from lmforge.config import Config
-from lmforge.data.documents import IGNORE_INDEX
+from lmforge.data.batches import IGNORE_INDEX
 from lmforge.errors import LmforgeError
 from lmforge.models import LanguageModel, build_model, next_token_loss
 from lmforge.tokenizers.base import ScoredBytes

@@ -5,7 +5,7 @@ Which document goes where:
 
 - One plain text file without `--separator` is one long text, so it is split
   by position: the first (1 - val_fraction) of its characters train, the rest
-  is val, cut at a safe point (`tokenizers.cuts`) within CUT_LOOKBACK characters
+  is val, cut at a safe point (`sources.safe_cut`) within CUT_LOOKBACK characters
   before that mark, so no word or BPE piece is cut in two. It is one text, not
   documents: no EOS marks its parts. The built-in corpus and a text given in
   memory are cut by the same rule (`text_cut`), so all give the same ids.
@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from lmforge.data.sources import CHUNK_BYTES, Chunk, file_chunks, find_files, is_jsonl, read_chunk
+from lmforge.data.sources import CHUNK_BYTES, Chunk, file_chunks, find_files, is_jsonl, read_chunk, safe_cut
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.cuts import safe_cut
 
 CUT_LOOKBACK = 4096  # characters searched back from the val mark for a safe cut
 DEFAULT_SEED = 1337

@@ -2,22 +2,15 @@
 
     files ─► chunks: byte ranges (main) ─► read, decode, parse, encode (workers) ─► shards, in order (main)
 
-- Each document goes to train or val by the rule of `inputs.py` (the one
-  `lmforge train --data` uses): one plain text file splits by position, its
-  last val_fraction is val; otherwise a document goes to val by a hash of
-  (seed, its number), the same on every run with the same seed, whatever the
-  worker count.
-- Every document ends with EOS; a shard holds whole documents (`shards.py`).
-  One text split by position is not documents: its two parts get no EOS, so
-  its ids are exactly those `train` makes of the same text in memory.
+- Train or val by the rule of `inputs.py`; every document ends with EOS, except
+  one text split by position, whose ids are exactly those `train` makes in memory.
 - The workers read their chunks themselves: when the main process read,
   parsed and sent the text, it spent 10-12 ms of CPU per MB against 45 for
   the whole job, which kept 2 cores under 1.7x one (benchmarks/RESULTS.md).
-- Memory is bounded by the chunks in flight (2 per worker, about
-  `chunk_bytes` each, or one JSONL line when longer) and the writers'
-  buffers, never by the corpus.
-- Chunks end where `sources.py` says, whatever the worker count, and are
-  written in order, so the ids do not depend on how many workers there are.
+- Memory is bounded by the chunks in flight (2 per worker, about `chunk_bytes`
+  each, or one JSONL line when longer), never by the corpus.
+- Chunks end where `sources.py` says and are written in order, so the ids do
+  not depend on how many workers there are.
 """
 
 from __future__ import annotations
@@ -35,13 +28,12 @@ from unittest import mock
 import numpy as np
 from tqdm import tqdm
 
-from lmforge.data.inputs import DEFAULT_SEED, Inputs, in_val  # noqa: F401 (in_val: its old home)
-from lmforge.data.shards import (FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial,
-                                 write_json_atomic)
+from lmforge.data.inputs import DEFAULT_SEED, Inputs
+from lmforge.data.shards import FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial
 from lmforge.data.sources import CHUNK_BYTES, Chunk, read_chunk, total_bytes
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer
-from lmforge.tokenizers.base import id_dtype
+from lmforge.tokenizers.base import id_dtype, write_json_atomic
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard
 
@@ -92,11 +84,7 @@ class PrepareResult:
                 f"({self.mb_per_s:,.1f} MB/s, {self.workers} worker(s)) → {self.out_dir}")
 
 
-# ---------------------------------------------------------------------- workers
-
-
 def cores() -> int:
-    """CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -116,8 +104,7 @@ def _init_worker(tokenizer: Tokenizer) -> None:
 
 @dataclass
 class Encoded:
-    """One piece of a document, encoded: its ids, its UTF-8 bytes, and what bits per byte charges for its unknown
-    tokens; `ends`: it ends its document."""
+    """One piece of a document, encoded; `ends`: it ends its document."""
 
     ids: np.ndarray
     nbytes: int
@@ -140,11 +127,10 @@ def encode_chunk(chunk: Chunk, tokenizer: Tokenizer | None = None) -> list[Encod
 
 
 def _encoded(chunks: Iterator[Chunk], tokenizer: Tokenizer, workers: int) -> Iterator[tuple[Chunk, list[Encoded]]]:
-    """Each chunk and its pieces, encoded, in order: by `workers` processes fed at most 2 chunks each at a time.
+    """Each chunk and its pieces, encoded, in order, by `workers` processes fed at most 2 chunks each at a time.
 
-    On Linux the pool forks, so workers inherit the tokenizer instead of rebuilding it. TOKENIZERS_PARALLELISM
-    keeps Hugging Face `tokenizers` (which may have trained the tokenizer) from warning that the fork turned
-    its threads off. Closing the generator stops the workers."""
+    TOKENIZERS_PARALLELISM keeps Hugging Face `tokenizers` (which may have trained the tokenizer) from warning
+    that the fork turned its threads off. Closing the generator stops the workers."""
     if workers == 1:
         yield from ((chunk, encode_chunk(chunk, tokenizer)) for chunk in chunks)
         return
@@ -161,9 +147,6 @@ def _encoded(chunks: Iterator[Chunk], tokenizer: Tokenizer, workers: int) -> Ite
             yield pending[0][0], pending.popleft()[1].get()
 
 
-# ---------------------------------------------------------------------- prepare
-
-
 def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
             options: PrepareOptions | None = None) -> PrepareResult:
     """Tokenize every document under `data` into train/val shards in `out_dir`."""
@@ -174,10 +157,8 @@ def prepare(data: str | Path, tokenizer: Tokenizer, out_dir: str | Path,
 
 def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, opts: PrepareOptions,
                    extra: dict[str, Any] | None = None) -> PrepareResult:
-    """`prepare` of inputs already resolved (`train` resolves them once, to train a tokenizer on them first).
-
-    The split rule, text field and separator are the inputs'; `opts` gives workers, shard size and progress;
-    `extra` is recorded in index.json too."""
+    """`prepare` of inputs already resolved (`train` resolves them once, to train a tokenizer on them first);
+    `opts` gives workers, shard size and progress, `extra` more to record in index.json."""
     if tokenizer.eos_id is None and inputs.documents:
         raise LmforgeError("the tokenizer has no EOS token to end documents with; train one with "
                            "`lmforge tokenizer train` (which adds it) or pass --tokenizer char|word|bpe")
@@ -202,23 +183,21 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
             bar.update(chunk.end - chunk.start)
             yield from ((enc.nbytes > 0, enc.ends, enc) for enc in results)
 
-    ok = False
     try:
         for split, begins, ends, enc in inputs.tag(pieces()):
-            writer = writers[split]
             if begins:
-                writer.begin_document()
-            writer.write(enc.ids, enc.nbytes, enc.unknown, enc.lead_unknown)
+                writers[split].begin_document()
+            writers[split].write(enc.ids, enc.nbytes, enc.unknown, enc.lead_unknown)
             if ends:
-                writer.end_document(eos)
+                writers[split].end_document(eos)
         splits = {s: w.close() for s, w in writers.items()}
-        ok = True
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
     finally:
         encoded.close()
         bar.close()
-        if not ok:
-            for w in writers.values():
-                w.abort()
     _check_splits(splits, sum(s["documents"] for s in splits.values()), inputs, opts)
     seconds = time.perf_counter() - start
     tokenizer.save(out / TOKENIZER_FILE)

@@ -28,7 +28,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer, load_tokenizer
-from lmforge.tokenizers.base import ScoredBytes
+from lmforge.tokenizers.base import ScoredBytes, write_json_atomic
 
 INDEX_FILE = "index.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -39,12 +39,6 @@ SHARD_NAME = re.compile(r"^(train|val)-\d{5}\.bin(\.tmp)?$")
 
 def is_prepared_dir(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / INDEX_FILE).is_file()
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def clear_partial(out_dir: Path) -> None:
@@ -60,18 +54,15 @@ def is_partial(name: str) -> bool:
 
 
 class ShardWriter:
-    """Appends documents of one split to shards of about `shard_tokens` ids, through a bounded buffer."""
+    """Appends documents of one split to shards of about `shard_tokens` ids (Python's file buffer batches the writes)."""
 
-    def __init__(self, out_dir: Path, split: str, dtype: type[np.unsignedinteger], shard_tokens: int,
-                 buffer_tokens: int = 1 << 22):
-        self.out_dir, self.split, self.dtype = out_dir, split, dtype
-        self.shard_tokens, self.buffer_tokens = shard_tokens, buffer_tokens
+    def __init__(self, out_dir: Path, split: str, dtype: type[np.unsignedinteger], shard_tokens: int):
+        self.out_dir, self.split, self.shard_tokens = out_dir, split, shard_tokens
+        self.dtype = np.dtype(dtype).newbyteorder("<")
         self.shards: list[dict[str, Any]] = []
         self.documents = self.tokens = self.bytes = 0
         self.unknown_bytes = self.lead_unknown_bytes = 0  # for bits per byte: see `PreparedData.scored_bytes`
         self._file = None
-        self._buffer: list[np.ndarray] = []
-        self._buffered = 0
         self._shard_tokens = self._shard_docs = 0
 
     def _path(self, tmp: bool) -> Path:
@@ -88,28 +79,19 @@ class ShardWriter:
         if self.tokens == 0 and len(ids):
             self.lead_unknown_bytes = lead_unknown
         self.unknown_bytes += unknown
-        self._buffer.append(np.asarray(ids, dtype=self.dtype))
-        self._buffered += len(ids)
+        self._file.write(np.asarray(ids, dtype=self.dtype).tobytes())
         self._shard_tokens += len(ids)
         self.tokens += len(ids)
         self.bytes += nbytes
-        if self._buffered >= self.buffer_tokens:
-            self._flush()
 
     def end_document(self, eos_id: int | None) -> None:
         """End a document with EOS (None: one text split by position, which has no document ends to mark)."""
         if eos_id is not None:
-            self.write(np.array([eos_id], dtype=self.dtype))
+            self.write(np.array([eos_id]))
         self.documents += 1
         self._shard_docs += 1
 
-    def _flush(self) -> None:
-        if self._buffer:
-            self._file.write(np.concatenate(self._buffer).astype("<" + np.dtype(self.dtype).str[1:], copy=False).tobytes())
-            self._buffer, self._buffered = [], 0
-
     def _close_shard(self) -> None:
-        self._flush()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -152,11 +134,7 @@ class ShardedTokens:
             start, stop, step = index.indices(len(self))
             if step != 1:
                 return self[np.arange(start, stop, step)]
-            pieces = []
-            for k, shard in enumerate(self.shards):
-                lo, hi = max(start, self.starts[k]), min(stop, self.starts[k + 1])
-                if lo < hi:
-                    pieces.append(shard[lo - self.starts[k] : hi - self.starts[k]])
+            pieces = [shard[max(start - at, 0) : max(stop - at, 0)] for shard, at in zip(self.shards, self.starts)]
             return np.concatenate(pieces) if pieces else np.empty(0, dtype=self.dtype)
         index = np.asarray(index)
         if index.dtype.kind not in "iu":

@@ -9,26 +9,58 @@ file when `text_field` is given) holds one document per line, in the field
 Files are cut into `Chunk`s, byte ranges of about `chunk_bytes`, so a 10 GB file
 never sits in memory and `prepare`'s workers can each read, decode and parse
 their own (the main process only finds where chunks end). A JSONL chunk ends
-after a line; a text chunk at a safe point (`tokenizers.cuts`) that no
-separator straddles, so encoding the pieces gives the tokens of the whole
-document, and splitting each chunk on the separator finds the documents that
-splitting the whole file would.
+after a line; a text chunk at a safe point that no separator straddles, so
+encoding the pieces gives the tokens of the whole document, and splitting each
+chunk on the separator finds the documents that splitting the whole file would.
+
+A safe point: every tokenizer first splits text into pieces with a regular
+expression. For the byte-level BPE pattern a piece never spans a point where a
+non-space character is followed by a space or a newline, and nothing before
+that point looks past it; the word pattern and single characters respect such
+a point too. So cutting there and encoding the parts separately (in parallel,
+or as a file streams in) gives exactly the ids of encoding the whole.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import mmap
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.cuts import SEARCH_WINDOW, safe_cut
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 DEFAULT_TEXT_FIELD = "text"
 CHUNK_BYTES = 1 << 20
+_SAFE = re.compile(r"\S(?=[ \n])")
+SEARCH_WINDOW = 1 << 16  # characters searched back from the limit; a text with no safe point there is cut anyway
+
+
+def safe_cut(text: str, start: int, limit: int) -> int:
+    """The largest safe cut point in (start, limit], or `limit` when the last SEARCH_WINDOW characters hold none."""
+    if limit >= len(text):
+        return len(text)
+    for window in (256, SEARCH_WINDOW):  # ordinary text has a safe point every few characters
+        last = None
+        for last in _SAFE.finditer(text, max(start, limit - window), limit):
+            pass
+        if last is not None:
+            return last.end()
+    return limit
+
+
+def split_text(text: str, size: int) -> list[str]:
+    """`text` in consecutive parts of about `size` characters, each cut at a safe point."""
+    parts, start = [], 0
+    while start < len(text):
+        end = safe_cut(text, start, start + max(1, size))
+        parts.append(text[start:end])
+        start = end
+    return parts
 
 
 @dataclass(frozen=True)
@@ -83,39 +115,29 @@ def file_chunks(files: list[Path], text_field: str | None = None, separator: str
     for path in files:
         size = path.stat().st_size
         field = (text_field or DEFAULT_TEXT_FIELD) if is_jsonl(path, text_field) else None
-        with open(path, "rb") as f:
+        if size == 0:
+            continue
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             start = 0
             while start < size:
                 end = start + chunk_bytes
                 if end >= size:
                     end = size
                 elif field:
-                    end = _line_end(f, end, size)
+                    end = mm.find(b"\n", end) + 1 or size  # just past the line, or the file's end
                 else:
-                    end = _text_cut(f, start, end, separator)
+                    end = _text_cut(mm, start, end, separator)
                 if cut is not None and start < cut < end:
                     end = cut
                 yield Chunk(path, start, end, end in (size, cut), field, separator)
                 start = end
 
 
-def _line_end(f, pos: int, size: int) -> int:
-    """The offset just past the first newline at or after `pos`."""
-    f.seek(pos)
-    while block := f.read(1 << 16):
-        newline = block.find(b"\n")
-        if newline >= 0:
-            return pos + newline + 1
-        pos += len(block)
-    return size
-
-
-def _text_cut(f, start: int, limit: int, separator: str | None) -> int:
+def _text_cut(mm: mmap.mmap, start: int, limit: int, separator: str | None) -> int:
     """A cut in (start, limit] as a byte offset: the last safe one that no separator straddles, else the limit (or
     just past the separators that straddle it)."""
     lo = max(start, limit - SEARCH_WINDOW)
-    f.seek(lo)
-    raw = f.read(limit - lo + SEARCH_WINDOW)  # past the limit too: is the cut safe, does a separator run on
+    raw = mm[lo : limit + SEARCH_WINDOW]  # past the limit too: is the cut safe, does a separator run on
     skip = 0
     while lo + skip > start and skip < 3 and 0x80 <= raw[skip] < 0xC0:  # begin at a character
         skip += 1

@@ -1,19 +1,12 @@
 """What training reads: a tokenizer and the train and val ids, from any `--data`, a prepared directory, or a text.
 
-- A prepared directory (`lmforge prepare`) brings its own tokenizer and its
-  split; `--tokenizer`, `--vocab-size` and `--data.val_fraction` do not apply.
-- Any other `--data` (a text file, a folder, a glob, JSONL) is prepared on the
-  way into RUN_DIR/data, by `lmforge prepare`'s code and split rule
-  (`inputs.py`), and read from there exactly as a prepared directory is: token
-  ids in memory-mapped shards, so memory does not grow with the corpus. A
-  resumed run reads the RUN_DIR/data it made.
+- A prepared directory (`lmforge prepare`) brings its own tokenizer and split.
+- Any other `--data` is prepared on the way into RUN_DIR/data by `prepare`'s code
+  and split rule (`inputs.py`), and read from there as memory-mapped shards, so
+  memory does not grow with the corpus. A resumed run reads the RUN_DIR/data it made.
 - A text in memory (the built-in corpus, or `Trainer(text=...)`) is cut by the
-  same rule as one text file: the first (1 - val_fraction) of its characters
-  train, the rest is val, encoded separately, with no EOS. One text file gives
-  the same ids, read from RUN_DIR/data instead of memory.
+  rule of one text file, so it gives the ids that file would.
 
-A char vocabulary comes from the whole text (the Tiny Shakespeare protocol);
-word and BPE vocabularies from the train part only, so val words stay unseen.
 Val bits per byte count the val text's bytes and charge unknown words as
 `lmforge eval` does (`Tokenizer.count_scored_bytes`).
 """
@@ -33,7 +26,7 @@ from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.prepare import PrepareOptions, prepare_inputs
 from lmforge.data.shards import INDEX_FILE, PreparedData, ShardedTokens, is_partial, is_prepared_dir
 from lmforge.data.sources import total_bytes
-from lmforge.data.windows import check_long_enough
+from lmforge.data.batches import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer, train_tokenizer
 from lmforge.tokenizers.base import ScoredBytes

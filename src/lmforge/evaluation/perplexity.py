@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmforge.data.windows import check_long_enough
+from lmforge.data.batches import check_long_enough
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
 from lmforge.tokenizers.base import UNKNOWN_BITS_PER_BYTE, ScoredBytes, Tokenizer

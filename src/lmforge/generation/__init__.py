@@ -12,16 +12,8 @@ The transformer's KV cache lives with the model, in `lmforge.models.kv_cache`.
 
 from lmforge.generation.beam import Beam, beam_search
 from lmforge.generation.decode import Step, decode, generate_ids, left_pad
-from lmforge.generation.processors import (
-    Sampler,
-    apply_temperature,
-    ban_tokens,
-    min_p_filter,
-    presence_frequency_penalty,
-    repetition_penalty,
-    top_k_filter,
-    top_p_filter,
-)
+from lmforge.generation.processors import (Sampler, apply_temperature, ban_tokens, min_p_filter,
+                                           presence_frequency_penalty, repetition_penalty, top_k_filter, top_p_filter)
 from lmforge.generation.text import Continuation
 
 __all__ = [

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from lmforge.config import DecodeConfig
-from lmforge.generation.decode import model_device
+from lmforge.generation.decode import eval_mode, model_device
 from lmforge.generation.processors import Sampler
 from lmforge.models.base import LanguageModel
 
@@ -58,17 +58,18 @@ def beam_search(model: LanguageModel, prompt: Sequence[int], cfg: DecodeConfig, 
         raise ValueError("the prompt needs at least one token")
     if cfg.max_new_tokens == 0:
         return [Beam([], 0.0, False, [], [], [])]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = model_device(model)
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
         logits, state = model.step(ids, model.new_state(1, ids.size(1) + cfg.max_new_tokens))
         sampler = Sampler(cfg, logits.size(-1), ids)
         n_top = top_logprobs
         running = torch.zeros(1, device=device)  # (R,) total log-probability of each running beam
-        hist = _History.empty(device, n_top)
-        finished: list[tuple[float, _History, int, bool]] = []  # (score, history, row, ended by EOS)
+        hist = {"ids": torch.zeros(1, 0, dtype=torch.long, device=device),  # what each candidate generated: (R, t)
+                "logprobs": torch.zeros(1, 0, device=device),  # (R, t)
+                "top_ids": torch.zeros(1, 0, n_top, dtype=torch.long, device=device),  # (R, t, n_top)
+                "top_logprobs": torch.zeros(1, 0, n_top, device=device)}  # (R, t, n_top)
+        finished: list[tuple[float, dict, int, bool]] = []  # (score, history, row, ended by EOS)
         for t in range(cfg.max_new_tokens):
             raw = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
             V = raw.size(-1)
@@ -78,7 +79,9 @@ def beam_search(model: LanguageModel, prompt: Sequence[int], cfg: DecodeConfig, 
             ends = (tokens == eos) if eos is not None else torch.zeros_like(tokens, dtype=torch.bool)
             if t + 1 == cfg.max_new_tokens:
                 ends = torch.ones_like(ends)  # the length limit ends every beam
-            extended = hist.extend(rows, tokens, raw, n_top)
+            top = raw[rows].topk(min(n_top, V), dim=-1)
+            new = {"ids": tokens, "logprobs": raw[rows, tokens], "top_ids": top.indices, "top_logprobs": top.values}
+            extended = {key: torch.cat([hist[key][rows], new[key][:, None]], dim=1) for key in hist}
             for i in range(min(k, len(flat))):  # only the first k extensions may finish
                 if ends[i]:
                     finished.append((float(top_scores[i]) / (t + 1) ** lp, extended, i, bool(tokens[i] == eos)))
@@ -87,7 +90,7 @@ def beam_search(model: LanguageModel, prompt: Sequence[int], cfg: DecodeConfig, 
             if keep.numel() == 0:
                 break
             running = top_scores[keep]
-            hist = extended.select(keep)
+            hist = {key: h[keep] for key, h in extended.items()}
             if len(finished) == k and float(running[0]) / (t + 1) ** lp <= finished[-1][0]:
                 break  # the best running beam cannot beat the worst finished one (at its present length)
             next_rows = rows[keep]
@@ -96,40 +99,9 @@ def beam_search(model: LanguageModel, prompt: Sequence[int], cfg: DecodeConfig, 
             sampler.record(tokens[keep])
             logits, state = model.step(tokens[keep][:, None], state)
         return [_to_beam(score, h, i, by_eos) for score, h, i, by_eos in finished[:num_return]]
-    finally:
-        model.train(was_training)
 
 
-@dataclass
-class _History:
-    """What each candidate has generated so far, one row per candidate."""
-
-    ids: torch.Tensor  # (R, t)
-    logprobs: torch.Tensor  # (R, t)
-    top_ids: torch.Tensor  # (R, t, n)
-    top_logprobs: torch.Tensor  # (R, t, n)
-
-    @classmethod
-    def empty(cls, device: torch.device, n: int) -> _History:
-        return cls(torch.zeros(1, 0, dtype=torch.long, device=device), torch.zeros(1, 0, device=device),
-                   torch.zeros(1, 0, n, dtype=torch.long, device=device), torch.zeros(1, 0, n, device=device))
-
-    def extend(self, rows: torch.Tensor, tokens: torch.Tensor, raw: torch.Tensor, n: int) -> _History:
-        """Rows `rows` of this history, each followed by the matching token of `tokens`."""
-        chosen = raw[rows, tokens]
-        top = raw[rows].topk(min(n, raw.size(-1)), dim=-1) if n else None
-        return _History(
-            torch.cat([self.ids[rows], tokens[:, None]], dim=1),
-            torch.cat([self.logprobs[rows], chosen[:, None]], dim=1),
-            torch.cat([self.top_ids[rows], top.indices[:, None]], dim=1) if top else self.top_ids[rows],
-            torch.cat([self.top_logprobs[rows], top.values[:, None]], dim=1) if top else self.top_logprobs[rows],
-        )
-
-    def select(self, rows: torch.Tensor) -> _History:
-        return _History(self.ids[rows], self.logprobs[rows], self.top_ids[rows], self.top_logprobs[rows])
-
-
-def _to_beam(score: float, h: _History, row: int, ended_by_eos: bool) -> Beam:
-    n = h.ids.size(1) - (1 if ended_by_eos else 0)  # EOS is not part of the output
-    return Beam(h.ids[row, :n].tolist(), score, ended_by_eos, h.logprobs[row, :n].tolist(),
-                h.top_ids[row, :n].tolist(), h.top_logprobs[row, :n].tolist())
+def _to_beam(score: float, hist: dict[str, torch.Tensor], row: int, ended_by_eos: bool) -> Beam:
+    n = hist["ids"].size(1) - ended_by_eos  # EOS is not part of the output
+    return Beam(hist["ids"][row, :n].tolist(), score, ended_by_eos,
+                *(hist[key][row, :n].tolist() for key in ("logprobs", "top_ids", "top_logprobs")))

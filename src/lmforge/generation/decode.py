@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,17 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) inside, and back to the mode it was in after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def resolve_mode(mode: str, model: LanguageModel, device: torch.device) -> str:
     """`auto` is the compiled static-shape path for a transformer on CUDA, and plain eager everywhere else."""
     if mode == "auto":
@@ -76,17 +88,12 @@ def decode(model: LanguageModel, prompts: Prompts, cfg: DecodeConfig, *, generat
     """Yield one `Step` per new token, at most `cfg.max_new_tokens`, ending early once every row has
     produced `cfg.eos_id`. `logprobs`: None for none; k ≥ 0 for each token's log-probability and the
     k most likely alternatives. The caller may stop iterating at any time (e.g. at a stop string)."""
-    device = model_device(model)
-    ids, pad = left_pad(prompts, device)
+    ids, pad = left_pad(prompts, model_device(model))
     if bool(pad.any()) and not model.can_left_pad:
         yield from _decode_rows(model, prompts, cfg, generators, logprobs)
         return
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         yield from _decode_batch(model, ids, pad, cfg, generators, logprobs)
-    finally:
-        model.train(was_training)
 
 
 def _decode_batch(model: LanguageModel, ids: torch.Tensor, pad: torch.Tensor, cfg: DecodeConfig,
@@ -148,50 +155,29 @@ def logprob_info(logits: torch.Tensor, ids: torch.Tensor, k: int | None) -> tupl
 def _decode_rows(model: LanguageModel, prompts: Sequence[Sequence[int]], cfg: DecodeConfig,
                  generators: Generators, logprobs: int | None) -> Iterator[Step]:
     """Ragged prompts for a model that cannot mask padding: decode each row alone, in lockstep."""
-    rows = len(prompts)
-    per_row = list(generators) if isinstance(generators, Sequence) else [generators] * rows
+    per_row = list(generators) if isinstance(generators, Sequence) else [generators] * len(prompts)
     streams = [decode(model, [p], cfg, generators=g, logprobs=logprobs) for p, g in zip(prompts, per_row)]
-    ended = [False] * rows
-    while True:
-        steps = []
-        for r, stream in enumerate(streams):
-            s = None if ended[r] else next(stream, None)
-            ended[r] = s is None
-            steps.append(s)
-        if all(s is None for s in steps):
-            return
-        yield _stack_steps(steps, cfg.eos_id if cfg.eos_id is not None else 0)
+    for steps in itertools.zip_longest(*streams):  # a row that has ended shows None
+        yield _stack_steps(list(steps), cfg.eos_id if cfg.eos_id is not None else 0)
 
 
 def _stack_steps(steps: list[Step | None], filler: int) -> Step:
     """One batch `Step` from per-row steps; a row that has ended (None) shows `filler`, not alive."""
     ref = next(s for s in steps if s is not None)
-    device = ref.ids.device
 
-    def column(get, like: torch.Tensor | None, fill) -> torch.Tensor | None:
-        if like is None:
-            return None
-        return torch.cat([get(s) if s is not None else torch.full_like(get(ref), fill) for s in steps])
+    def column(name: str, fill: float) -> torch.Tensor | None:
+        like = getattr(ref, name)
+        return None if like is None else torch.cat([torch.full_like(like, fill) if s is None else getattr(s, name)
+                                                    for s in steps])
 
-    ids = column(lambda s: s.ids, ref.ids, filler)
-    alive = torch.tensor([s is not None and bool(s.alive[0]) for s in steps], device=device)
-    return Step(ids, alive, column(lambda s: s.logprobs, ref.logprobs, 0.0),
-                column(lambda s: s.top_ids, ref.top_ids, filler),
-                column(lambda s: s.top_logprobs, ref.top_logprobs, float("-inf")))
+    alive = torch.tensor([s is not None and bool(s.alive[0]) for s in steps], device=ref.ids.device)
+    return Step(column("ids", filler), alive, column("logprobs", 0.0), column("top_ids", filler),
+                column("top_logprobs", float("-inf")))
 
 
-def generate_ids(
-    model: LanguageModel,
-    prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    mode: str = "eager",
-) -> Iterator[torch.Tensor]:
+def generate_ids(model: LanguageModel, prompt_ids: torch.Tensor, max_new_tokens: int, *, greedy: bool = False,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
+                 mode: str = "eager") -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time, continuing `prompt_ids` (B, T): `decode` with
     the plain sampling options, for callers that only want the ids. Eager by default: the trainer's
     few samples per eval would not repay compiling a decode step."""

@@ -36,7 +36,7 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Penalize tokens where `seen` (B, V) is True: positive logits ÷ penalty, negative × penalty."""
+    """`seen` (B, V): the tokens to penalize."""
     if penalty == 1.0:
         return logits
     penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
@@ -45,14 +45,13 @@ def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float)
 
 def presence_frequency_penalty(logits: torch.Tensor, counts: torch.Tensor, presence: float,
                                frequency: float) -> torch.Tensor:
-    """logit − presence·[count > 0] − frequency·count, with `counts` (B, V) the output's occurrences of each token."""
+    """`counts` (B, V): the output's occurrences of each token."""
     if presence == 0.0 and frequency == 0.0:
         return logits
     return logits - presence * (counts > 0).to(logits.dtype) - frequency * counts.to(logits.dtype)
 
 
 def ban_tokens(logits: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
-    """Set the logits of the token ids `banned` (n,) to -inf."""
     if banned.numel() == 0:
         return logits
     return logits.index_fill(-1, banned, NEG_INF)
@@ -65,7 +64,7 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k highest logits of each row (ties with the k-th are kept too)."""
+    """Ties with the k-th logit are kept too."""
     if k <= 0 or k >= logits.size(-1):
         return logits
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (B, 1): the k-th largest logit
@@ -73,7 +72,6 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probability reaches p; never drops the most likely."""
     if p >= 1.0:
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
@@ -86,7 +84,6 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    """Keep tokens with probability ≥ min_p × the top probability; the most likely token always stays."""
     if min_p <= 0.0:
         return logits
     probs = logits.softmax(dim=-1)
@@ -145,14 +142,14 @@ class Sampler:
         return min_p_filter(top_p_filter(top_k_filter(logits, cfg.top_k), cfg.top_p), cfg.min_p)
 
     def choose(self, logits: torch.Tensor, generators: Generators = None) -> torch.Tensor:
-        """The next token of each row of `logits` (B, V): ids (B,)."""
+        """Logits (B, V) → the next ids (B,)."""
         logits = self.process(logits.float())
         if self.cfg.is_greedy:
             return logits.argmax(dim=-1)
         return draw(self.warp(logits).softmax(dim=-1), generators)
 
     def record(self, ids: torch.Tensor) -> None:
-        """Count the tokens `ids` (B,) just chosen."""
+        """Count the ids (B,) just chosen."""
         if self.seen is not None:
             self.seen.scatter_(1, ids[:, None], True)
         if self.counts is not None:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmforge.data.windows import random_batch
+from lmforge.data.batches import random_batch
 
 
 class RandomWindowFeed:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from lmforge.config import ModelConfig
-from lmforge.data.consecutive import ConsecutiveWindows
+from lmforge.data.batches import ConsecutiveWindows
 from lmforge.errors import LmforgeError
 from lmforge.models.base import LanguageModel
 

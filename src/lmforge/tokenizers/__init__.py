@@ -14,9 +14,8 @@ from pathlib import Path
 
 from lmforge.errors import LmforgeError, did_you_mean
 from lmforge.tokenizers.base import Tokenizer, check_text, load_tokenizer
-from lmforge.tokenizers.bpe import BpeTokenizer
 from lmforge.tokenizers.char import CharTokenizer, default_char_specials
-from lmforge.tokenizers.gpt2 import is_gpt2_folder, load_gpt2
+from lmforge.tokenizers.bpe import BpeTokenizer, is_gpt2_folder, load_gpt2
 from lmforge.tokenizers.word import WordTokenizer
 
 KINDS = ("char", "word", "bpe")

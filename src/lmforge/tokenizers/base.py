@@ -37,6 +37,13 @@ def id_dtype(vocab_size: int) -> type[np.unsignedinteger]:
     return np.uint16 if vocab_size <= 2**16 else np.uint32
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """A reader never sees half a file: write beside it, then rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def check_text(text: str) -> str:
     """Refuse lone surrogates: they are not characters, have no UTF-8 bytes, and cannot round-trip."""
     bad = _SURROGATE.search(text)
@@ -100,8 +107,12 @@ class Tokenizer(ABC):
     @abstractmethod
     def vocab_size(self) -> int: ...
 
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
     @abstractmethod
-    def encode(self, text: str) -> list[int]: ...
+    def encode_array(self, text: str) -> np.ndarray:
+        """The ids of `text`, as the smallest unsigned integer array that holds any id (whole corpora at C speed)."""
 
     @abstractmethod
     def token_bytes(self, token_id: int) -> bytes:
@@ -122,9 +133,8 @@ class Tokenizer(ABC):
     def eos_id(self) -> int | None:
         return self.specials.get("eos")
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """Encode a whole corpus to the smallest unsigned integer array that holds its ids."""
-        return np.asarray(self.encode(text), dtype=id_dtype(self.vocab_size))
+    def _ids(self, ids: Any) -> np.ndarray:
+        return np.asarray(ids).astype(id_dtype(self.vocab_size), copy=False)
 
     def count_scored_bytes(self, text: str, ids: np.ndarray) -> ScoredBytes:
         """The bytes of `text` (encoded as `ids`) that bits per byte scores, and those its unknown tokens stand for.
@@ -145,7 +155,7 @@ class Tokenizer(ABC):
 
     def unknown_count(self, text: str) -> int:
         """How many characters or words of `text` encoding would lose (replace by a fallback or unknown token)."""
-        return 0
+        return len(self.unknown_bytes(text))
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -156,11 +166,7 @@ class Tokenizer(ABC):
     def from_dict(cls, data: dict[str, Any]) -> Tokenizer: ...
 
     def save(self, path: str | Path) -> None:
-        """Write the JSON atomically: a reader never sees half a file."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(Path(path), self.to_dict())
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

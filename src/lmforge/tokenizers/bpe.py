@@ -15,6 +15,12 @@ pair whose joined bytes have the lowest rank, Hugging Face the pair listed first
 among the merges; the two agree when the ids of merged tokens follow merge order,
 one merge per token, as BPE training writes them (and GPT-2's files). A
 vocabulary that breaks this, or a pipeline that is not GPT-2's, is refused.
+
+GPT-2's own vocabulary loads as one (`load_gpt2`) from its two released files:
+`encoder.json` (each token, its bytes written as printable characters, and its
+id) and `vocab.bpe` (the merges, highest priority first). `gpt2_tiktoken`
+builds tiktoken's encoding straight from the same files, offline, as the
+reference that tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import regex
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text
 
 # GPT-2's pre-tokenizer, also Hugging Face's ByteLevel(use_regex=True) and tiktoken's "gpt2" pattern
 PATTERN = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
@@ -50,10 +57,8 @@ def unicode_to_bytes(token: str) -> bytes:
 def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[bytes, int]:
     """tiktoken's mergeable ranks for a Hugging Face byte-level BPE pipeline: each token's bytes → its id.
 
-    Refused where tiktoken would not give Hugging Face's ids: a pipeline other than GPT-2's (a normalizer, another
-    pre-tokenizer, an option of the BPE model that tiktoken lacks), a byte missing from the vocabulary, a token
-    that no merge makes, or merged tokens whose ids do not rise with merge order (tiktoken ranks a merge by the
-    id of the token it makes).
+    Refused where tiktoken would not give Hugging Face's ids (the module docstring): a pipeline other than
+    GPT-2's, a byte missing from the vocabulary, a token that no merge makes, merges out of id order.
     """
     model, pre = pipeline.get("model") or {}, pipeline.get("pre_tokenizer") or {}
     vocab = {token: i for token, i in model.get("vocab", {}).items() if token not in set(specials)}
@@ -67,6 +72,17 @@ def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[by
         raise LmforgeError("this BPE tokenizer is not byte-level BPE with merges in id order, which lmforge encodes "
                            "with tiktoken; retrain it with `lmforge tokenizer train --kind bpe`")
     return {unicode_to_bytes(token): i for token, i in vocab.items()}
+
+
+def byte_level(model: Any) -> Any:
+    """A Hugging Face tokenizer of `model` in GPT-2's byte-level pipeline (the pattern, then bytes as characters)."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, pre_tokenizers
+
+    hf = HFTokenizer(model)
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    return hf
 
 
 class BpeTokenizer(Tokenizer):
@@ -86,22 +102,17 @@ class BpeTokenizer(Tokenizer):
         self._tiktoken = tiktoken.Encoding("lmforge-bpe", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
                                            special_tokens={text: vocab[text] for text in self.special_text.values()})
 
-    # ------------------------------------------------------------------ training
-
     @classmethod
     def train(cls, texts: str | Iterable[str], vocab_size: int, specials: dict[str, str] | None = None,
               min_frequency: int = 2) -> BpeTokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
+        from tokenizers import models, pre_tokenizers, trainers
 
         specials = DEFAULT_SPECIALS if specials is None else check_specials(specials)
         least = 256 + len(specials) + 1
         if vocab_size < least:
             raise LmforgeError(f"--vocab-size {vocab_size} is too small for byte-level BPE: it starts from 256 byte "
                                f"tokens and {len(specials)} special(s); use at least {least}")
-        hf = HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        hf.decoder = decoders.ByteLevel()
+        hf = byte_level(models.BPE())
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(specials.values()),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
@@ -109,14 +120,9 @@ class BpeTokenizer(Tokenizer):
         hf.train_from_iterator((check_text(t) for t in as_texts(texts)), trainer)
         return cls(json.loads(hf.to_str()), specials)
 
-    # ------------------------------------------------------------------ encoding
-
     @property
     def vocab_size(self) -> int:
         return self._tiktoken.n_vocab
-
-    def encode(self, text: str) -> list[int]:
-        return self.encode_array(text).tolist()
 
     def encode_array(self, text: str) -> np.ndarray:
         """The ids of `text`. A special token's spelling inside it is text (`disallowed_special=()`)."""
@@ -125,10 +131,9 @@ class BpeTokenizer(Tokenizer):
         except UnicodeEncodeError:  # a lone surrogate (the call refuses it, where encode_ordinary would replace it)
             check_text(text)  # raises, naming it
             raise
-        return ids.astype(id_dtype(self.vocab_size), copy=False)
+        return self._ids(ids)
 
     def decode(self, ids: list[int]) -> str:
-        """Join the tokens' bytes, then read them as UTF-8; a character cut off by the end shows as U+FFFD."""
         return self._tiktoken.decode_bytes(ids).decode("utf-8", "replace")
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -143,11 +148,52 @@ class BpeTokenizer(Tokenizer):
         hf.encode_special_tokens = True  # "<|endoftext|>" inside a text is text, never the special id
         return hf
 
-    # ------------------------------------------------------------------ saving
-
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "version": 1, "specials": self.special_text, "hf_tokenizer": self.hf_pipeline}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BpeTokenizer:
         return cls(data["hf_tokenizer"], data.get("specials"))
+
+
+# ---------------------------------------------------------------------- GPT-2's files
+
+GPT2_EOS = "<|endoftext|>"
+GPT2_FILES = ("encoder.json", "vocab.bpe")
+
+
+def is_gpt2_folder(path: str | Path) -> bool:
+    return all((Path(path) / name).is_file() for name in GPT2_FILES)
+
+
+def read_gpt2_files(folder: str | Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The vocabulary (token → id) and merges of a folder holding encoder.json and vocab.bpe."""
+    from tokenizers import models
+
+    folder = Path(folder)
+    if not is_gpt2_folder(folder):
+        raise LmforgeError(f"'{folder}' does not hold GPT-2's encoder.json and vocab.bpe; pass the folder with both files")
+    try:
+        return models.BPE.read_file(str(folder / "encoder.json"), str(folder / "vocab.bpe"))
+    except Exception as exc:  # noqa: BLE001 - Hugging Face raises a bare Exception for a file it cannot parse
+        raise LmforgeError(f"GPT-2 files in '{folder}' are corrupt ({exc}); restore them") from None
+
+
+def load_gpt2(folder: str | Path) -> BpeTokenizer:
+    """GPT-2's byte-level BPE: the same pipeline as a trained `bpe`, with GPT-2's vocabulary and merges."""
+    from tokenizers import models
+
+    vocab, merges = read_gpt2_files(folder)
+    if GPT2_EOS not in vocab:
+        raise LmforgeError(f"encoder.json in '{folder}' has no {GPT2_EOS} token; restore GPT-2's file")
+    return BpeTokenizer(json.loads(byte_level(models.BPE(vocab, merges)).to_str()), {"eos": GPT2_EOS})
+
+
+def gpt2_tiktoken(folder: str | Path):
+    """tiktoken's GPT-2 encoding built offline from the same two files (the reference for tests and benchmarks)."""
+    import tiktoken
+
+    vocab, _ = read_gpt2_files(folder)
+    ranks = {unicode_to_bytes(token): i for token, i in vocab.items() if token != GPT2_EOS}
+    return tiktoken.Encoding("gpt2-local", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
+                             special_tokens={GPT2_EOS: vocab[GPT2_EOS]})

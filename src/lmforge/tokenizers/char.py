@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text
 
 UNKNOWN_POLICIES = ("replace", "error", "bytes")
 N_BYTES = 256
@@ -69,11 +69,8 @@ class CharTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self._pieces)
 
-    def encode(self, text: str) -> list[int]:
-        return self.encode_array(text).tolist()
-
     def encode_array(self, text: str) -> np.ndarray:
-        """Each code point looked up in a table indexed by code point (whole corpora at C speed)."""
+        """Each code point looked up in a table indexed by code point."""
         points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         if ((points >= 0xD800) & (points <= 0xDFFF)).any():
             check_text(text)  # raises, naming the surrogate
@@ -92,7 +89,7 @@ class CharTokenizer(Tokenizer):
                                              [self.byte_offset + b for b in c.encode("utf-8")])]
         elif unseen.any():
             ids[unseen] = self.stoi[self.fallback]
-        return np.asarray(ids).astype(id_dtype(self.vocab_size))
+        return self._ids(ids)
 
     def unknown_count(self, text: str) -> int:
         return 0 if self.unknown == "bytes" else sum(c not in self.stoi for c in text)

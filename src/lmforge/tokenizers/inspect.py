@@ -30,29 +30,24 @@ class TokenizerReport:
     tokens: int
     unknown: int
     used: int  # distinct ids the text uses
-    longest: list[dict] = field(default_factory=list)  # {"id", "token", "bytes"}
-    frequent: list[dict] = field(default_factory=list)  # {"id", "token", "count", "share"}
-    embedding_params: dict[int, int] = field(default_factory=dict)  # n_embd → V × n_embd
+    longest: list[dict]  # {"id", "token", "bytes"}
+    frequent: list[dict]  # {"id", "token", "count", "share"}
+    embedding_params: dict[int, int]  # n_embd → V × n_embd
+    tokens_per_byte: float = field(init=False)
+    unknown_rate: float = field(init=False)
+    coverage: float = field(init=False)
 
-    @property
-    def tokens_per_byte(self) -> float:
-        return self.tokens / max(self.bytes, 1)
-
-    @property
-    def unknown_rate(self) -> float:
-        return self.unknown / max(self.tokens, 1)
-
-    @property
-    def coverage(self) -> float:
-        return self.used / max(self.vocab_size, 1)
+    def __post_init__(self) -> None:
+        self.tokens_per_byte = self.tokens / max(self.bytes, 1)
+        self.unknown_rate = self.unknown / max(self.tokens, 1)
+        self.coverage = self.used / max(self.vocab_size, 1)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "tokens_per_byte": self.tokens_per_byte, "unknown_rate": self.unknown_rate,
-                "coverage": self.coverage}
+        return asdict(self)
 
     def format(self) -> str:
         specials = ", ".join(f"{r}={i}" for r, i in self.specials.items()) or "none"
-        lines = [
+        return "\n".join([
             f"{self.kind} tokenizer: {self.vocab_size:,} tokens (specials: {specials})",
             f"text: {self.bytes:,} bytes, {self.chars:,} characters → {self.tokens:,} tokens",
             f"tokens per byte   {self.tokens_per_byte:.4f}  ({1 / max(self.tokens_per_byte, 1e-12):.2f} bytes per token,"
@@ -64,13 +59,7 @@ class TokenizerReport:
             + " (tied head; twice that untied)",
             "longest tokens    " + "  ".join(f"{t['token']} ({t['bytes']} B)" for t in self.longest),
             "most frequent     " + "  ".join(f"{t['token']} {t['share']:.2%}" for t in self.frequent),
-        ]
-        return "\n".join(lines)
-
-
-def show(tokenizer: Tokenizer, token_id: int) -> str:
-    """A token as a readable quoted string (bytes that are not whole characters shown as escapes)."""
-    return repr(tokenizer.token_bytes(token_id).decode("utf-8", "backslashreplace"))
+        ])
 
 
 def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10,
@@ -79,8 +68,7 @@ def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10,
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
     n_bytes = n_chars = unknown = 0
     for text in texts:
-        ids = tokenizer.encode_array(text)
-        counts += np.bincount(ids, minlength=tokenizer.vocab_size)
+        counts += np.bincount(tokenizer.encode_array(text), minlength=tokenizer.vocab_size)
         n_bytes += len(text.encode("utf-8"))
         n_chars += len(text)
         unknown += tokenizer.unknown_count(text)
@@ -89,11 +77,12 @@ def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10,
     specials = set(tokenizer.specials.values())
     by_length = [i for i in np.argsort(-lengths, kind="stable") if i not in specials][:top]
     by_count = [i for i in np.argsort(-counts, kind="stable")[:top] if counts[i] > 0]
+    show = lambda i: repr(tokenizer.token_bytes(i).decode("utf-8", "backslashreplace"))  # noqa: E731
     return TokenizerReport(
-        kind=tokenizer.kind, vocab_size=tokenizer.vocab_size, specials=tokenizer.specials, bytes=n_bytes,
-        chars=n_chars, tokens=tokens, unknown=unknown, used=int((counts > 0).sum()),
-        longest=[{"id": int(i), "token": show(tokenizer, i), "bytes": int(lengths[i])} for i in by_length],
-        frequent=[{"id": int(i), "token": show(tokenizer, i), "count": int(counts[i]),
-                   "share": float(counts[i] / max(tokens, 1))} for i in by_count],
+        tokenizer.kind, tokenizer.vocab_size, tokenizer.specials, n_bytes, n_chars, tokens, unknown,
+        used=int((counts > 0).sum()),
+        longest=[{"id": int(i), "token": show(i), "bytes": int(lengths[i])} for i in by_length],
+        frequent=[{"id": int(i), "token": show(i), "count": int(counts[i]), "share": float(counts[i] / max(tokens, 1))}
+                  for i in by_count],
         embedding_params={w: tokenizer.vocab_size * w for w in widths},
     )

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from lmforge.errors import LmforgeError
-from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text, id_dtype
+from lmforge.tokenizers.base import SPECIAL_TEXT, Tokenizer, as_texts, check_specials, check_text
 
 PIECE = re.compile(r" ?\w+| ?[^\w\s]|\s")
 DEFAULT_SPECIALS = {"unk": SPECIAL_TEXT["unk"], "eos": SPECIAL_TEXT["eos"]}
@@ -73,26 +73,19 @@ class WordTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    def encode(self, text: str) -> list[int]:
-        return self.encode_array(text).tolist()
-
     def encode_array(self, text: str) -> np.ndarray:
         """Each piece looked up once, in C (`map`); only the unknown ones need more, and that is done in numpy."""
         found = pieces(text)
         ids = np.fromiter(map(self.stoi.get, found, repeat(-1)), np.int64, len(found))
         unknown = np.flatnonzero(ids < 0)
         if not len(unknown):
-            return ids.astype(id_dtype(self.vocab_size))
+            return self._ids(ids)
         check_text(text)
         ids[unknown] = self.unk_id
         if self.space_id is not None:  # " word" unknown: keep the space, lose the word
             spaced = unknown[[found[i][0] == " " and len(found[i]) > 1 for i in unknown.tolist()]]
             ids = np.insert(ids, spaced, self.space_id)
-        return ids.astype(id_dtype(self.vocab_size))
-
-    def unknown_count(self, text: str) -> int:
-        """Pieces of `text` outside the vocabulary, each encoded as the unknown token."""
-        return sum(p not in self.stoi for p in pieces(text))
+        return self._ids(ids)
 
     def unknown_bytes(self, text: str) -> list[int]:
         """The bytes each unknown token stands for: its piece's, less the leading space kept as its own token."""

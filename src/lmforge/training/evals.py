@@ -22,7 +22,7 @@ import contextlib
 import numpy as np
 import torch
 
-from lmforge.data.windows import random_batch
+from lmforge.data.batches import random_batch
 from lmforge.device import autocast as autocast_for
 from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
 from lmforge.models.base import LanguageModel, next_token_loss

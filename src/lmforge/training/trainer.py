@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from lmforge.config import Config
-from lmforge.data.documents import IGNORE_INDEX, DocumentFeed
+from lmforge.data.batches import IGNORE_INDEX, DocumentFeed
 from lmforge.data.training import load_training_data
 from lmforge.device import autocast, resolve_dtype
 from lmforge.errors import LmforgeError
