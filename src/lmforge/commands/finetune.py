@@ -16,7 +16,6 @@ DESCRIPTION = ("Continue training BASE (a run directory, or a folder saved by tr
                "answer and to stop. The result is an ordinary run directory (resume, eval, sample, serve with "
                "/v1/chat/completions). With --lora-rank, only small adapters train; `lmforge merge` folds them in. "
                "Training keys can be overridden with --train.key VALUE.")
-SHARED = ()
 ACCEPTS_OVERRIDES = True
 EXAMPLES = """examples:
   lmforge tasks --out tasks/

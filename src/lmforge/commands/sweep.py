@@ -15,7 +15,6 @@ DESCRIPTION = ("Train every combination of the --param values as its own run in 
                "same command after an interruption: finished points are kept, an unfinished one resumes from its "
                "checkpoint. --scaling gives every point the same compute (--flops) and fits a power law of val "
                "loss against model size and against tokens.")
-SHARED = ()
 ACCEPTS_OVERRIDES = True
 EXAMPLES = """examples:
   lmforge sweep --param model.block_size=32,64,128,256 --tokens 2000000 --out sweeps/context
