@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
     import random
 
     from lmforge.adapt.classify import ClassifierSpec, predict, read_examples, save_classifier, train_classifier
-    from lmforge.adapt.classify_metrics import confusion, draw_confusion, scores, table
+    from lmforge.adapt.classify_metrics import write_report
 
     examples = read_examples(args.data)
     if args.test_data:
@@ -72,12 +72,7 @@ def _train(args: argparse.Namespace) -> int:
     run, model = train_classifier(spec, examples, args.epochs, args.lr, args.batch_size, args.seed, args.device)
     out = Path(args.out)
     save_classifier(model, spec, out)
-    matrix = confusion(labels, [label for _, label in test], predict(run, model, labels, [t for t, _ in test]))
-    report = table(labels, matrix)
-    (out / "report.md").write_text(report, encoding="utf-8")
-    (out / "scores.json").write_text(json.dumps(scores(matrix), indent=1) + "\n", encoding="utf-8")
-    draw_confusion(labels, matrix, out / "confusion.png")
-    print(report)
+    print(write_report(labels, [label for _, label in test], predict(run, model, labels, [t for t, _ in test]), out))
     print(f"saved {out} (report.md, confusion.png)", file=sys.stderr)
     return 0
 
