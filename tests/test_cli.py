@@ -187,6 +187,18 @@ def test_help_has_examples(capsys):
         assert "examples:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("args, fragments", [
+    (("classify", "train", "runs/x"), ("lmforge classify train", "required: --data, --out")),
+    (("classify", "predict", "runs/x"), ("one of the arguments --data --text is required",)),
+    (("classify", "predict", "runs/x", "--data", "a.jsonl", "--text", "t"), ("not allowed with argument",)),
+    (("classify",), ("required: ACTION",)),
+])
+def test_argparse_requires_the_flags_each_command_needs(capsys, args, fragments):
+    """Every required flag is declared to argparse, so a missing one is one line before anything loads."""
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, *fragments)
+
+
 def test_presets_lists_each_with_what_it_is_for(capsys):
     from lmforge.config_files import preset_names
 

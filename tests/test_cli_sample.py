@@ -148,10 +148,16 @@ def test_run_api_takes_every_option(tiny_run):
         run.generate("All", max_new_tokens=3, top_q=0.5)
 
 
-def test_sample_flags_and_the_decode_config_name_the_same_fields():
-    """A DecodeConfig field added without a flag (or a flag left behind by a removed field) fails here."""
-    from lmforge.commands.sample import DECODE_FLAGS, NOT_FLAGS
+def test_sample_flags_are_the_decode_config_fields():
+    """Every DecodeConfig field but those set another way is a flag with the field's help, and nothing else is."""
+    from lmforge.cli import build_parser
+    from lmforge.commands.sample import NOT_FLAGS
     from lmforge.config import DecodeConfig
 
-    names = set(DecodeConfig.model_fields)
-    assert set(DECODE_FLAGS) | set(NOT_FLAGS) == names and not set(DECODE_FLAGS) & set(NOT_FLAGS)
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["sample"]
+    flags = {a.dest: a for a in sub._actions if a.dest in DecodeConfig.model_fields}
+    assert set(NOT_FLAGS) < set(DecodeConfig.model_fields)  # a removed field leaves no entry behind
+    assert set(flags) == set(DecodeConfig.model_fields) - set(NOT_FLAGS)
+    for name, action in flags.items():
+        assert action.option_strings == [DecodeConfig.flag((name,))] and action.help == DecodeConfig.model_fields[name].description
+        assert action.help, name

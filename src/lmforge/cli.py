@@ -30,10 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = command_module(name)
-        p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION, epilog=module.EXAMPLES,
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                           epilog=module.EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                           parents=[SHARED[flags] for flags in module.SHARED])
-        module.add_arguments(p)
+                           parents=[SHARED[flags] for flags in getattr(module, "SHARED", ())])
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p)
     return parser
 
 

@@ -72,8 +72,8 @@ class Section(BaseModel):
 
     @classmethod
     def key(cls, loc: tuple) -> str:
-        """The dotted key an error's location names: ('lr',) in TrainConfig is 'train.lr'."""
-        return f"{cls.__name__.removesuffix('Config').lower()}.{loc[0]}"
+        """The dotted key an error's location in a `Config` names: ('train', 'lr') is 'train.lr'."""
+        return ".".join(loc[:2])
 
     @classmethod
     def flag(cls, loc: tuple) -> str:
@@ -82,8 +82,10 @@ class Section(BaseModel):
 
     @classmethod
     def unknown(cls, loc: tuple) -> str:
-        key = cls.key(loc)
-        return f"unknown config key '{key}'{did_you_mean(key, all_keys())}"
+        if len(loc) == 1:
+            return f"unknown config section '{loc[0]}'{did_you_mean(loc[0], SECTIONS)}; sections are " \
+                   f"{', '.join(SECTIONS)}"
+        return f"unknown config key '{cls.key(loc)}'{did_you_mean(cls.key(loc), all_keys())}"
 
     @classmethod
     def explain(cls, exc: ValidationError) -> str:
@@ -209,12 +211,15 @@ class TrainConfig(Section):
 
 
 class Sampling(Section):
-    """The settings a run's `sample` section and `lmforge sample` share, each declared once."""
+    """The settings a run's `sample` section and `lmforge sample` share, each declared once.
 
-    max_new_tokens: int = Field(200, ge=0)
-    temperature: Temperature = 1.0
-    top_k: int = Field(0, ge=0)  # 0: off
-    top_p: float = Field(1.0, gt=0, le=1)  # 1: off
+    A description is the help of its `lmforge sample` flag, whose value is N (an int), X (a float) or TEXT.
+    """
+
+    max_new_tokens: int = Field(200, ge=0, description="tokens to generate")
+    temperature: Temperature = Field(1.0, description="below 1 sharpens, above 1 flattens (0: greedy)")
+    top_k: int = Field(0, ge=0, description="sample among the N most likely tokens (0: all)")
+    top_p: float = Field(1.0, gt=0, le=1, description="sample from the smallest set with probability ≥ X (1: all)")
 
 
 class SampleConfig(Sampling):
@@ -234,19 +239,23 @@ class DecodeConfig(Sampling):
 
     FLAGS: ClassVar[dict[str, str]] = {"num_beams": "--beams", "mode": "--decode", "banned_ids": "--ban"}
 
-    greedy: bool = False  # always take the most likely token (temperature 0 means the same)
-    min_p: float = Field(0.0, ge=0, le=1)  # 0: off
-    repetition_penalty: float = Field(1.0, gt=0)  # 1: off; above 1 discourages tokens already in the prompt or output
-    presence_penalty: float = 0.0  # subtracted once from every token already in the output
-    frequency_penalty: float = 0.0  # subtracted once per earlier occurrence in the output
-    banned_ids: tuple[int, ...] = ()  # token ids that are never produced
-    num_beams: int = Field(1, ge=1)  # above 1: beam search, which is deterministic
-    length_penalty: float = 1.0  # beam score = sum of log-probabilities / generated length ** length_penalty
-    # a sample ends before the first of these strings
-    stop: Annotated[tuple[Text, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)] = ()
-    eos_id: int | None = None  # a sample ends at this token (not part of the text)
-    seed: int | None = None  # None: a fresh random seed
-    mode: Literal["auto", "eager", "static", "compiled"] = "auto"  # auto: compiled on CUDA, eager elsewhere
+    greedy: bool = Field(False, description="always take the most likely token (temperature 0 means the same)")
+    min_p: float = Field(0.0, ge=0, le=1, description="drop tokens less likely than X × the most likely one (0: off)")
+    repetition_penalty: float = Field(1.0, gt=0, description="above 1 discourages tokens already in the prompt or "
+                                                             "output (1: off)")
+    presence_penalty: float = Field(0.0, description="subtract X once from every token the output already holds")
+    frequency_penalty: float = Field(0.0, description="subtract X per earlier occurrence in the output")
+    banned_ids: tuple[int, ...] = ()  # token ids that are never produced (`lmforge sample --ban TEXT`)
+    num_beams: int = Field(1, ge=1, description="beam search with N beams (deterministic)")
+    length_penalty: float = Field(1.0, description="beam score = sum of log-probabilities / length**X; above 0 "
+                                                   "favours longer outputs")
+    stop: Annotated[tuple[Text, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)] = Field(
+        (), description="end a sample before TEXT (repeatable; \\n and \\t mean newline and tab)")
+    eos_id: int | None = None  # a sample ends at this token (not part of the text): the tokenizer's end of text
+    seed: int | None = Field(None, description="make sampling reproducible (sample i uses N+i; default: fresh)")
+    mode: Literal["auto", "eager", "static", "compiled"] = Field(
+        "auto", description="auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's "
+                            "choice on CUDA, eager elsewhere")
 
     @property
     def is_greedy(self) -> bool:
@@ -289,16 +298,6 @@ class Config(Section):
             _across(f"--data.batches documents trains a transformer; a {self.model.family} model reads windows, "
                     "so leave it out")
         return self
-
-    @classmethod
-    def key(cls, loc: tuple) -> str:
-        return ".".join(loc[:2])
-
-    @classmethod
-    def unknown(cls, loc: tuple) -> str:
-        if len(loc) > 1:
-            return super().unknown(loc)
-        return f"unknown config section '{loc[0]}'{did_you_mean(loc[0], SECTIONS)}; sections are {', '.join(SECTIONS)}"
 
     # ----------------------------------------------------------------- building
 

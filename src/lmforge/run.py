@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from lmforge.config import Config, DecodeConfig
 from lmforge.device import resolve_device
 from lmforge.errors import LmforgeError
 from lmforge.generation.beam import beam_search
-from lmforge.generation.decode import Step, decode
+from lmforge.generation.decode import decode
 from lmforge.generation.quantize import quantize_model
 from lmforge.generation.text import Continuation
 from lmforge.models import LanguageModel, build_model
@@ -68,15 +68,8 @@ class Run:
             raise LmforgeError("beam search finds whole sequences before it can show any; use Run.sample, "
                                "or --beams without --stream")
         row = Continuation(self.tokenizer, cfg.stop)
-        for step in decode(self.model, [self._encode(prompt)], cfg, generators=self._generators(cfg.seed, 1)):
-            token = int(step.ids[0])
-            piece = row.finish("eos") if token == cfg.eos_id else row.add(token)
-            if piece:  # text held back (half a character, a possible stop string) shows up later
-                yield piece
-            if row.finish_reason is not None:
-                return
-        if piece := row.finish("length"):
-            yield piece
+        # text held back (half a character, a possible stop string) shows up later
+        yield from filter(None, self._decode(self._encode(prompt), cfg, [row]))
 
     def generate(self, prompt: str, max_new_tokens: int = 200, **kwargs) -> str:
         """The prompt followed by its sampled continuation (see `stream` for the options)."""
@@ -93,54 +86,51 @@ class Run:
         cfg = self.decode_config(max_new_tokens, **options)
         if num_samples < 1:
             raise LmforgeError(f"--num-samples must be at least 1, not {num_samples}")
-        ids = self._encode(prompt)
+        ids, rows = self._encode(prompt), [Continuation(self.tokenizer, cfg.stop) for _ in range(num_samples)]
         if cfg.num_beams > 1:
-            return self._beams(ids, cfg, num_samples, top_logprobs)
-        rows = [Continuation(self.tokenizer, cfg.stop) for _ in range(num_samples)]
-        infos: list[list[TokenInfo]] = [[] for _ in range(num_samples)]
-        for step in decode(self.model, [ids] * num_samples, cfg, generators=self._generators(cfg.seed, num_samples),
+            return self._beams(ids, cfg, rows, top_logprobs)
+        infos: list[list[TokenInfo]] = [[] for _ in rows]
+        for _ in self._decode(ids, cfg, rows, infos if top_logprobs is not None else None, top_logprobs):
+            pass
+        return [Sample(row.text, row.finish_reason, info) for row, info in zip(rows, infos)]
+
+    def _decode(self, ids: list[int], cfg: DecodeConfig, rows: list[Continuation],
+                infos: list[list[TokenInfo]] | None = None, top_logprobs: int | None = None) -> Iterator[str]:
+        """Decode `ids` once per row, as one batch, into `rows`; yield each piece of text as it becomes final."""
+        for step in decode(self.model, [ids] * len(rows), cfg, generators=self._generators(cfg.seed, len(rows)),
                            logprobs=top_logprobs):
             for r, row in enumerate(rows):
                 token = int(step.ids[r])
                 if row.finish_reason is not None or not bool(step.alive[r]):
                     continue
-                if token == cfg.eos_id:
-                    row.finish("eos")
-                    continue
-                row.add(token)
-                if top_logprobs is not None:
-                    infos[r].append(self._token_info(step, r))
+                yield row.finish("eos") if token == cfg.eos_id else row.add(token)
+                if infos is not None and token != cfg.eos_id:
+                    alternatives = () if step.top_ids is None else zip(step.top_ids[r], step.top_logprobs[r])
+                    infos[r].append(self._info(token, step.logprobs[r], alternatives))
             if all(row.finish_reason is not None for row in rows):
-                break
+                return
         for row in rows:
-            row.finish("length")
-        return [Sample(row.text, row.finish_reason, info) for row, info in zip(rows, infos)]
+            yield row.finish("length")
 
-    def _beams(self, ids: list[int], cfg: DecodeConfig, num_samples: int, top_logprobs: int | None) -> list[Sample]:
-        if num_samples > cfg.num_beams:
-            raise LmforgeError(f"--num-samples {num_samples} is more than --beams {cfg.num_beams}; "
+    def _beams(self, ids: list[int], cfg: DecodeConfig, rows: list[Continuation],
+               top_logprobs: int | None) -> list[Sample]:
+        if len(rows) > cfg.num_beams:
+            raise LmforgeError(f"--num-samples {len(rows)} is more than --beams {cfg.num_beams}; "
                                "beam search returns at most one sample per beam")
         samples = []
-        for beam in beam_search(self.model, ids, cfg, num_samples, top_logprobs or 0):
-            row = Continuation(self.tokenizer, cfg.stop)
+        for beam, row in zip(beam_search(self.model, ids, cfg, len(rows), top_logprobs or 0), rows):
             for token in beam.ids:
                 row.add(token)
             row.finish("eos" if beam.ended_by_eos else "length")
-            tokens = []
-            if top_logprobs is not None:
-                decode_one = self.tokenizer.decode
-                tokens = [TokenInfo(t, decode_one([t]), lp, [(a, decode_one([a]), b) for a, b in zip(ai, bi)])
-                          for t, lp, ai, bi in zip(beam.ids, beam.logprobs, beam.top_ids, beam.top_logprobs)]
+            tokens = [] if top_logprobs is None else [self._info(t, lp, zip(a, b)) for t, lp, a, b in
+                                                      zip(beam.ids, beam.logprobs, beam.top_ids, beam.top_logprobs)]
             samples.append(Sample(row.text, row.finish_reason, tokens, beam.score))
         return samples
 
-    def _token_info(self, step: Step, r: int) -> TokenInfo:
-        decode_one = self.tokenizer.decode
-        token = int(step.ids[r])
-        top = []
-        if step.top_ids is not None:
-            top = [(int(a), decode_one([int(a)]), float(b)) for a, b in zip(step.top_ids[r], step.top_logprobs[r])]
-        return TokenInfo(token, decode_one([token]), float(step.logprobs[r]), top)
+    def _info(self, token: int, logprob: float, alternatives: Iterable) -> TokenInfo:
+        """A token's details; `alternatives` are (id, logprob) pairs, as tensors or numbers."""
+        text = self.tokenizer.decode
+        return TokenInfo(token, text([token]), float(logprob), [(int(a), text([int(a)]), float(b)) for a, b in alternatives])
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer.encode(prompt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -56,3 +57,13 @@ def draw_confusion(labels: list[str], matrix: np.ndarray, path: Path) -> None:
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def write_report(labels: list[str], truth: list[str], predicted: list[str], out: Path) -> str:
+    """The table of `truth` against `predicted`, also written to `out` with scores.json and confusion.png."""
+    matrix = confusion(labels, truth, predicted)
+    report = table(labels, matrix)
+    (out / "report.md").write_text(report, encoding="utf-8")
+    (out / "scores.json").write_text(json.dumps(scores(matrix), indent=1) + "\n", encoding="utf-8")
+    draw_confusion(labels, matrix, out / "confusion.png")
+    return report

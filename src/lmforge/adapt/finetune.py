@@ -229,12 +229,17 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, overrides: dic
     return trainer
 
 
-def resume_finetune(run_dir: str | Path, cfg: Config) -> Trainer:
-    """The trainer of a fine-tuning run, continued from its newest checkpoint (its data read again from finetune.json)."""
+def resume_finetune(run_dir: str | Path, overrides: dict[str, Any]) -> Trainer:
+    """The trainer of a fine-tuning run, continued from its newest checkpoint (its data read again from finetune.json)
+    with `overrides` over its config."""
     from lmforge.tokenizers.base import load_tokenizer
-    from lmforge.training.run_dir import TOKENIZER_FILE
+    from lmforge.training.run_dir import CONFIG_FILE, TOKENIZER_FILE
 
     run_dir = Path(run_dir)
+    if not (run_dir / FINETUNE_FILE).is_file():
+        raise LmforgeError(f"'{run_dir}' is not a fine-tuning run (no {FINETUNE_FILE}); resume it with "
+                           f"`lmforge train --resume {run_dir}`")
+    cfg = Config.from_file(run_dir / CONFIG_FILE).updated(overrides)
     info = json.loads((run_dir / FINETUNE_FILE).read_text(encoding="utf-8"))
     val = read_instructions(info["val_data"]) if info["val_data"] else None
     train, val = split_examples(read_instructions(info["data"]), val, cfg.train.seed)

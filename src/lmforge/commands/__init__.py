@@ -1,9 +1,9 @@
 """One module per `lmforge` command: its flags, its `--help` examples and its handler together.
 
-Each module declares `HELP` (the line in `lmforge --help`), `DESCRIPTION`, `EXAMPLES`,
-`SHARED` (the names of the flag groups in `common.py` it takes), `add_arguments(parser)`
-and `run(args, extra) -> exit status`. Heavy imports (torch) stay inside `run`, so
-`lmforge --help` starts at once.
+Each module declares `HELP` (the line in `lmforge --help`), `EXAMPLES` and `run(args, extra) ->
+exit status`, and where it has them `DESCRIPTION`, `SHARED` (the flag groups of `common.py` it
+takes), `add_arguments(parser)` and `ACCEPTS_OVERRIDES` (`--section.key VALUE` arrive in `extra`).
+Heavy imports (torch) stay inside `run`, so `lmforge --help` starts at once.
 """
 
 COMMANDS = ("train", "sample", "eval", "probe", "study", "regress", "report", "prepare", "tokenizer", "compare",

@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from lmforge.commands.common import SHARED as FLAGS
+from lmforge.errors import LmforgeError
+
 HELP = "train a classifier on a run's model (classify train), or label text with one (classify predict)"
 DESCRIPTION = ("`train` puts a linear head on the hidden state of the last token of RUN_DIR's model and trains it on "
                "a JSONL file of {\"text\", \"label\"} (the body frozen, with LoRA adapters, or all of it), then "
                "reports accuracy, per-class precision and recall and a confusion matrix (report.md, confusion.png) "
                "on --test-data or a held-out 10%. `predict` labels each text of a JSONL file or --text.")
-SHARED = ("device",)
 EXAMPLES = """examples:
   lmforge tasks --out tasks/                           # the built-in tasks, century.train.jsonl among them
   lmforge classify train runs/default --data tasks/century.train.jsonl --test-data tasks/century.test.jsonl \\
@@ -22,39 +24,37 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["train", "predict"])
-    p.add_argument("path", metavar="DIR", help="train: the base run directory; predict: the classifier's folder")
-    p.add_argument("--data", metavar="FILE.jsonl", help="train: the labelled examples; predict: texts to label")
-    p.add_argument("--test-data", metavar="FILE.jsonl", help="train: examples to report on (default: a held-out 10%%)")
-    p.add_argument("--text", help="predict: one text to label")
-    p.add_argument("--out", metavar="DIR", help="train: the classifier's folder")
-    p.add_argument("--mode", default="head", choices=["head", "lora", "full"],
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    shared = dict(formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES, parents=[FLAGS["device"]])
+    t = actions.add_parser("train", help="train a classifier on a run's model", description=DESCRIPTION, **shared)
+    t.add_argument("path", metavar="RUN_DIR", help="the base run directory")
+    t.add_argument("--data", required=True, metavar="FILE.jsonl", help="the labelled examples")
+    t.add_argument("--test-data", metavar="FILE.jsonl", help="examples to report on (default: a held-out 10%%)")
+    t.add_argument("--out", required=True, metavar="DIR", help="the classifier's folder")
+    t.add_argument("--mode", default="head", choices=["head", "lora", "full"],
                    help="what trains: head (the body frozen), lora (adapters in the body too) or full (every weight)")
-    p.add_argument("--epochs", type=int, default=3, metavar="N", help="passes over --data (3)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per step (32)")
-    p.add_argument("--lora-rank", type=int, default=8, metavar="R", help="--mode lora: adapter rank (8)")
-    p.add_argument("--lora-alpha", type=float, default=16.0, metavar="A", help="--mode lora: scale alpha (16)")
-    p.add_argument("--seed", type=int, default=0, help="order of the examples and the held-out split (0)")
+    t.add_argument("--epochs", type=int, default=3, metavar="N", help="passes over --data (3)")
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
+    t.add_argument("--batch-size", type=int, default=32, metavar="B", help="examples per step (32)")
+    t.add_argument("--lora-rank", type=int, default=8, metavar="R", help="--mode lora: adapter rank (8)")
+    t.add_argument("--lora-alpha", type=float, default=16.0, metavar="A", help="--mode lora: scale alpha (16)")
+    t.add_argument("--seed", type=int, default=0, help="order of the examples and the held-out split (0)")
+    pr = actions.add_parser("predict", help="label text with a classifier", description=DESCRIPTION, **shared)
+    pr.add_argument("path", metavar="DIR", help="the classifier's folder")
+    inputs = pr.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--data", metavar="FILE.jsonl", help="texts to label")
+    inputs.add_argument("--text", help="one text to label")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from lmforge.errors import LmforgeError
-
-    if args.action == "train":
-        if not args.data or not args.out:
-            raise LmforgeError("classify train needs --data FILE.jsonl and --out DIR")
-        return _train(args)
-    if bool(args.data) == bool(args.text):
-        raise LmforgeError("classify predict needs --data FILE.jsonl or --text TEXT (one of them)")
-    return _predict(args)
+    return _train(args) if args.action == "train" else _predict(args)
 
 
 def _train(args: argparse.Namespace) -> int:
     import random
 
     from lmforge.adapt.classify import ClassifierSpec, predict, read_examples, save_classifier, train_classifier
-    from lmforge.adapt.classify_metrics import confusion, draw_confusion, scores, table
+    from lmforge.adapt.classify_metrics import write_report
 
     examples = read_examples(args.data)
     if args.test_data:
@@ -72,12 +72,7 @@ def _train(args: argparse.Namespace) -> int:
     run, model = train_classifier(spec, examples, args.epochs, args.lr, args.batch_size, args.seed, args.device)
     out = Path(args.out)
     save_classifier(model, spec, out)
-    matrix = confusion(labels, [label for _, label in test], predict(run, model, labels, [t for t, _ in test]))
-    report = table(labels, matrix)
-    (out / "report.md").write_text(report, encoding="utf-8")
-    (out / "scores.json").write_text(json.dumps(scores(matrix), indent=1) + "\n", encoding="utf-8")
-    draw_confusion(labels, matrix, out / "confusion.png")
-    print(report)
+    print(write_report(labels, [label for _, label in test], predict(run, model, labels, [t for t, _ in test]), out))
     print(f"saved {out} (report.md, confusion.png)", file=sys.stderr)
     return 0
 

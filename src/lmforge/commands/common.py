@@ -25,26 +25,24 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, f"{message}; see `{self.prog} --help`")
 
 
-def _group(*flags: tuple[str, dict]) -> argparse.ArgumentParser:
+def _flag(flag: str, **options) -> argparse.ArgumentParser:
+    """A parent parser holding one flag, for the commands that take it (`parents=[...]` in cli.py)."""
     parent = argparse.ArgumentParser(add_help=False)
-    for flag, options in flags:
-        parent.add_argument(flag, **options)
+    parent.add_argument(flag, **options)
     return parent
 
 
 SHARED = {
-    "device": _group(("--device", dict(default="auto", help="auto | cpu | cuda | mps"))),
-    "json": _group(("--json", dict(action="store_true", help="print one JSON object"))),
-    "quantize": _group(("--quantize", dict(default="none", choices=["none", "int8"],
-                                           help="int8: int8 weights on a CPU, about 3x faster decoding at a small "
-                                                "cost in loss"))),
-    "text_field": _group(("--text-field", dict(metavar="FIELD", help="read the inputs as JSONL, text in FIELD "
-                                                                     "(.jsonl files: 'text')"))),
-    "separator": _group(("--separator", dict(metavar="TEXT", help=r"cut plain text files into documents at TEXT, "
-                                             r"e.g. '\n\n' (escapes allowed; default: one file, one document; one "
-                                             "file alone: its last 10%% is val)"))),
-    "stride": _group(("--stride", dict(type=int, default=None, metavar="S",
-                                       help="sliding-window stride for --data (see `lmforge eval --help`)"))),
+    "device": _flag("--device", default="auto", help="auto | cpu | cuda | mps"),
+    "json": _flag("--json", action="store_true", help="print one JSON object"),
+    "quantize": _flag("--quantize", default="none", choices=["none", "int8"],
+                      help="int8: int8 weights on a CPU, about 3x faster decoding at a small cost in loss"),
+    "text_field": _flag("--text-field", metavar="FIELD", help="read the inputs as JSONL, text in FIELD (.jsonl files: "
+                                                               "'text')"),
+    "separator": _flag("--separator", metavar="TEXT", help=r"cut plain text files into documents at TEXT, e.g. '\n\n' "
+                       r"(escapes allowed; default: one file, one document; one file alone: its last 10%% is val)"),
+    "stride": _flag("--stride", type=int, default=None, metavar="S",
+                    help="sliding-window stride for --data (see `lmforge eval --help`)"),
 }
 
 

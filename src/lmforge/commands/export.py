@@ -10,7 +10,6 @@ DESCRIPTION = ("Write RUN_DIR's transformer and tokenizer as a folder that trans
                "AutoTokenizer load: the GPT-2 layout for learned positions + LayerNorm + GELU, the Llama layout for "
                "RoPE + RMSNorm + SwiGLU. Other options, the n-gram and RNN families and the word tokenizer are refused "
                "with the reason.")
-SHARED = ()
 EXAMPLES = """examples:
   lmforge train --model.positions rope --model.norm rmsnorm --model.mlp swiglu --out runs/llama-like
   lmforge export runs/llama-like --format hf --out exported/llama-like

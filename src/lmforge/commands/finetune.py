@@ -16,7 +16,6 @@ DESCRIPTION = ("Continue training BASE (a run directory, or a folder saved by tr
                "answer and to stop. The result is an ordinary run directory (resume, eval, sample, serve with "
                "/v1/chat/completions). With --lora-rank, only small adapters train; `lmforge merge` folds them in. "
                "Training keys can be overridden with --train.key VALUE.")
-SHARED = ()
 ACCEPTS_OVERRIDES = True
 EXAMPLES = """examples:
   lmforge tasks --out tasks/
@@ -53,21 +52,13 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise LmforgeError(f"--{bad[0]} cannot be set when fine-tuning: the model and tokenizer are the base's; "
                            "override --train.* or --sample.* keys")
     if args.resume:
-        from lmforge.config import Config
-        from lmforge.training.run_dir import CONFIG_FILE
-
-        if not (Path(args.resume) / "finetune.json").is_file():
-            raise LmforgeError(f"'{args.resume}' is not a fine-tuning run (no finetune.json); resume it with "
-                               f"`lmforge train --resume {args.resume}`")
-        trainer, out = resume_finetune(args.resume, Config.from_file(Path(args.resume) / CONFIG_FILE).updated(overrides)), Path(args.resume)
+        trainer, out = resume_finetune(args.resume, overrides), Path(args.resume)
+    elif not (args.base and args.data and args.out):
+        raise LmforgeError("finetune needs BASE, --data FILE.jsonl and --out RUN_DIR (or --resume RUN_DIR)")
     else:
-        if not (args.base and args.data and args.out):
-            raise LmforgeError("finetune needs BASE, --data FILE.jsonl and --out RUN_DIR (or --resume RUN_DIR)")
-        if args.lora_rank:
-            overrides |= {"model.lora_rank": args.lora_rank, "model.lora_alpha": args.lora_alpha,
-                          "model.lora_dropout": args.lora_dropout, "model.lora_targets": args.lora_targets}
+        lora = {f"model.lora_{k}": getattr(args, f"lora_{k}") for k in ("rank", "alpha", "dropout", "targets")}
         out = Path(args.out)
-        trainer = finetune(args.base, args.data, out, overrides, args.val_data)
+        trainer = finetune(args.base, args.data, out, overrides | (lora if args.lora_rank else {}), args.val_data)
     model = trainer.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"fine-tuning {model.describe()}: {trainable:,} of {model.num_params():,} parameters train, on "

@@ -7,7 +7,6 @@ import sys
 
 HELP = "fold a LoRA run's adapters into its weights (an ordinary run: faster to decode, exportable)"
 DESCRIPTION = "Write RUN_DIR's model with every adapter folded in (W + alpha/r · B A) as a new run without adapters."
-SHARED = ()
 EXAMPLES = """examples:
   lmforge merge runs/president-lora --out runs/president-merged
   lmforge export runs/president-merged --format hf --out exported/president"""

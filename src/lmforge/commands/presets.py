@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 
 HELP = "list the named presets"
-DESCRIPTION = "List the named presets."
-SHARED = ()
 
 EXAMPLES = """examples:
   lmforge presets"""
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.config_files import preset_names, preset_summary

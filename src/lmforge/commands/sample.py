@@ -11,7 +11,8 @@ from lmforge.errors import LmforgeError
 
 HELP = "write text with a trained model"
 DESCRIPTION = ("Continue a prompt with a trained model. Processors apply in this order: repetition, presence and "
-               "frequency penalties, bans, temperature, top-k, top-p, min-p.")
+               "frequency penalties, bans, temperature, top-k, top-p, min-p. A decoding flag left out takes the value "
+               "of the run's `sample` section, or else DecodeConfig's default.")
 SHARED = ("json", "device", "quantize")
 
 EXAMPLES = """examples:
@@ -23,48 +24,32 @@ EXAMPLES = """examples:
   lmforge sample runs/shakespeare --json --max-new-tokens 20 --top-logprobs 3   # per-token log-probabilities"""
 
 
-# The DecodeConfig fields a user sets from the command line: flag, metavar, help. The flag's type comes from the
-# field; a flag left out means the run's `sample` section, or else DecodeConfig's default. The rest of the fields
-# are set another way (NOT_FLAGS); a test checks that both together name every field, so they cannot drift.
-DECODE_FLAGS = {
-    "max_new_tokens": ("--max-new-tokens", "N", "tokens to generate (default: the run's)"),
-    "greedy": ("--greedy", None, "always take the most likely token"),
-    "temperature": ("--temperature", "T", "below 1 sharpens, above 1 flattens (0: greedy)"),
-    "top_k": ("--top-k", "K", "sample among the K most likely tokens (0: all)"),
-    "top_p": ("--top-p", "P", "sample from the smallest set with probability ≥ P"),
-    "min_p": ("--min-p", "P", "drop tokens less likely than P × the most likely one (0: off)"),
-    "repetition_penalty": ("--repetition-penalty", "R",
-                           "above 1 discourages tokens already in the prompt or output (1: off)"),
-    "presence_penalty": ("--presence-penalty", "X", "subtract X from tokens the output already holds"),
-    "frequency_penalty": ("--frequency-penalty", "X", "subtract X per earlier occurrence in the output"),
-    "num_beams": ("--beams", "N", "beam search with N beams (deterministic)"),
-    "length_penalty": ("--length-penalty", "A",
-                       "beam score = log-probability / length**A; above 0 favours longer outputs"),
-    "stop": ("--stop", "TEXT", "end a sample before TEXT (repeatable; \\n and \\t mean newline and tab)"),
-    "seed": ("--seed", "S", "make sampling reproducible (sample i uses S+i)"),
-    "mode": ("--decode", "MODE",
-             "auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's choice on CUDA"),
-}
+# the DecodeConfig fields that are set another way than by a flag of their own
 NOT_FLAGS = {"banned_ids": "--ban TEXT bans the tokens of a text", "eos_id": "the tokenizer's end of text"}
 SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per DecodeConfig field but NOT_FLAGS, its type and help the field's; a flag left out means the
+    run's `sample` section, or else DecodeConfig's default."""
     from typing import get_args, get_origin
 
     from lmforge.config import DecodeConfig
 
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--prompt", default=None, help="text to continue (default: the run's sample prompt)")
-    for name, (flag, metavar, help) in DECODE_FLAGS.items():
-        kind = DecodeConfig.model_fields[name].annotation  # e.g. bool, float, int | None, tuple[str, ...]
+    for name, field in DecodeConfig.model_fields.items():
+        if name in NOT_FLAGS:
+            continue
+        kind, flag = field.annotation, DecodeConfig.flag((name,))  # e.g. bool, float, int | None, tuple[str, ...]
         if kind is bool:
-            p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help)
+            p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=field.description)
         elif get_origin(kind) is tuple:
-            p.add_argument(flag, dest=name, action="append", default=None, metavar=metavar, help=help)
+            p.add_argument(flag, dest=name, action="append", metavar="TEXT", help=field.description)
         else:
             kind = next((k for k in (int, float) if k in (kind, *get_args(kind))), str)
-            p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar, help=help)
+            p.add_argument(flag, dest=name, type=kind, metavar={int: "N", float: "X"}.get(kind, name.upper()),
+                           help=field.description)
     p.add_argument("--ban", action="append", default=[], metavar="TEXT",
                    help="never produce the token(s) of TEXT (repeatable; \\n and \\t mean newline and tab)")
     p.add_argument("--num-samples", type=int, default=1, metavar="N", help="how many samples (with --beams: best beams)")
@@ -74,7 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def decode_options(args: argparse.Namespace, run) -> dict:
     """The DecodeConfig values the flags give, over the run's `sample` section, for `Run.sample` and `Run.stream`."""
-    given = {name: getattr(args, name) for name in DECODE_FLAGS if getattr(args, name) is not None}
+    from lmforge.config import DecodeConfig
+
+    given = {name: getattr(args, name) for name in DecodeConfig.model_fields.keys() - NOT_FLAGS
+             if getattr(args, name) is not None}
     if given.get("num_beams", 1) > 1 and any(name in given for name in SAMPLING_ONLY):
         raise LmforgeError("--beams searches deterministically; drop --temperature, --top-k, --top-p and --min-p")
     options = run.config.sample.model_dump(exclude={"prompt"})  # the settings it shares with DecodeConfig

@@ -15,7 +15,6 @@ DESCRIPTION = ("Train every combination of the --param values as its own run in 
                "same command after an interruption: finished points are kept, an unfinished one resumes from its "
                "checkpoint. --scaling gives every point the same compute (--flops) and fits a power law of val "
                "loss against model size and against tokens.")
-SHARED = ()
 ACCEPTS_OVERRIDES = True
 EXAMPLES = """examples:
   lmforge sweep --param model.block_size=32,64,128,256 --tokens 2000000 --out sweeps/context
@@ -58,24 +57,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     rows = run_sweep(points, out, args.budget, log=lambda m: print(m, file=sys.stderr))
     print((out / "sweep.md").read_text(encoding="utf-8"))
     if args.scaling:
-        _fit(rows, out)
+        from lmforge.experiments.scaling import fit_sweep
+
+        print(fit_sweep(rows, out))
     print(f"saved {out}/sweep.csv, sweep.md, sweep.png", file=sys.stderr)
     return 0
 
-
-def _fit(rows: list[dict], out: Path) -> None:
-    import json
-
-    from lmforge.experiments.scaling import draw_fits, fit_power_law
-
-    sizes, tokens, losses = ([r[k] for r in rows] for k in ("non_embedding_params", "tokens_seen", "val_loss"))
-    by_size, by_tokens = fit_power_law(sizes, losses), fit_power_law(tokens, losses)
-    draw_fits([("N (non-embedding parameters)", sizes, losses, by_size), ("D (tokens seen)", tokens, losses, by_tokens)],
-              out / "scaling.png")
-    bigger = 2 * max(r["non_embedding_params"] for r in rows)
-    lines = [by_size.describe("N"), by_tokens.describe("D"),
-             f"prediction at this compute: a model of N = {bigger:,} non-embedding parameters reaches val loss "
-             f"{by_size(bigger):.4f}"]
-    (out / "scaling.json").write_text(json.dumps({"N": vars(by_size), "D": vars(by_tokens), "predict_N": bigger,
-                                                  "predicted_loss": float(by_size(bigger))}, indent=1) + "\n")
-    print("\n".join(lines))

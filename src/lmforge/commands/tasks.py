@@ -9,7 +9,6 @@ HELP = "write the built-in fine-tuning and classification tasks (JSONL) made fro
 DESCRIPTION = ("Write president.{train,test}.jsonl (prompt/completion: which president, and which party, delivered "
                "the State of the Union of a year) and century.{train,test}.jsonl (text/label: the century of a "
                "paragraph's address). Years ending in 3 or 7 are test, every other year train.")
-SHARED = ()
 EXAMPLES = """examples:
   lmforge tasks --out tasks/
   lmforge finetune runs/default --data tasks/president.train.jsonl --out runs/president

@@ -11,7 +11,6 @@ from lmforge.errors import LmforgeError
 
 HELP = "train or inspect a tokenizer"
 DESCRIPTION = "Train a tokenizer (char, word or byte-level BPE) or see what one does to a text."
-SHARED = ()
 
 EXAMPLES = """examples:
   lmforge tokenizer train --kind bpe --data speeches/ --vocab-size 8000 --out bpe.json

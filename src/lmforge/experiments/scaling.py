@@ -9,7 +9,9 @@ with the smallest squared error in L wins. The same is done against tokens seen,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +52,20 @@ def _line_fit(x: np.ndarray, y: np.ndarray, E: float) -> PowerLaw:
     law = PowerLaw(float(E), float(np.exp(intercept)), float(-slope), 0.0)
     law.rmse = float(np.sqrt(np.mean((law(x) - y) ** 2)))
     return law
+
+
+def fit_sweep(rows: list[dict], out: Path) -> str:
+    """Fit L(N) and L(D) to a sweep's rows; write scaling.png and scaling.json to `out` and return the summary,
+    which predicts the loss of a model twice the largest one at this compute."""
+    sizes, tokens, losses = ([r[k] for r in rows] for k in ("non_embedding_params", "tokens_seen", "val_loss"))
+    by_size, by_tokens = fit_power_law(sizes, losses), fit_power_law(tokens, losses)
+    draw_fits([("N (non-embedding parameters)", sizes, losses, by_size), ("D (tokens seen)", tokens, losses, by_tokens)],
+              out / "scaling.png")
+    bigger = 2 * max(sizes)
+    (out / "scaling.json").write_text(json.dumps({"N": vars(by_size), "D": vars(by_tokens), "predict_N": bigger,
+                                                  "predicted_loss": float(by_size(bigger))}, indent=1) + "\n")
+    return "\n".join([by_size.describe("N"), by_tokens.describe("D"), f"prediction at this compute: a model of "
+                      f"N = {bigger:,} non-embedding parameters reaches val loss {by_size(bigger):.4f}"])
 
 
 def draw_fits(points: list[tuple[str, list[float], list[float], PowerLaw]], path) -> None:

@@ -1,23 +1,10 @@
-"""The contract every model family keeps.
+"""The contract every model family keeps: ids (B, T) in, next-token logits (B, T, V) out.
 
-Given token ids (B, T), a model returns next-token logits (B, T, V): position t
-scores every possible token t+1 from tokens 0..t. For generation it also offers
-`step`, which continues from a state instead of recomputing everything; the
-default state is simply the ids so far (cropped to the context), which any model
-can use, and a family with a cheaper state (a KV cache, an RNN's hidden vector)
-overrides it. Training, evaluation and sampling depend on nothing else, plus two
-hooks for how a family learns:
-
-- `training_feed(...)` gives the object the trainer asks for each step's batch and
-  that runs the model on it. The default draws independent random windows; an RNN
-  instead reads consecutive windows and carries its hidden state across them
-  (truncated BPTT).
-- `fitted_by_counts`: a count-based family (the n-gram) is not trained by gradient
-  steps at all; the trainer calls `fit_counts(train_ids)` once instead.
-- `recurrent`: the family's state summarizes the whole past (an RNN), and its
-  `forward(ids, state, return_state=True)` continues from a state and returns
-  the new one; evaluation then reads a text as consecutive streams carrying the
-  state, as training does, instead of windows that each start from nothing.
+Position t scores every possible token t+1 from tokens 0..t. Generation continues with
+`step(ids, state)`, whose default state is the ids so far (cropped to the context); a family
+with a cheaper state (a KV cache, an RNN's hidden vector) overrides it. Training, evaluation
+and sampling depend on nothing else, plus the hooks below for how a family learns
+(`training_feed`, `fitted_by_counts`, `recurrent`).
 """
 
 from __future__ import annotations
@@ -35,12 +22,9 @@ from lmforge.data.batches import random_batch
 class RandomWindowFeed:
     """Independent random windows each step, each from an empty context: the default training feed.
 
-    Every feed (this one, the RNN's `TruncatedBPTTFeed`, `DocumentFeed`) has these four methods. The trainer
-    asks for the next global batch, keeps its own rows (one share per process), splits them into micro-batches,
-    and has the feed run the model on each; `rows` says which rows of the global batch a micro-batch is, so a
-    feed that carries state per row keeps each row's own. `state_dict` is this process's data position beyond
-    the generator the trainer already saves; the trainer gathers it from every process and `load_state_dict`
-    receives that list, one entry per saving process.
+    Every feed (this one, the RNN's `TruncatedBPTTFeed`, `DocumentFeed`) has these four methods. `rows`
+    says which rows of the global batch a micro-batch is, so a feed that carries state per row keeps each
+    row's own; `load_state_dict` receives every process's `state_dict`, one entry per saving process.
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
@@ -63,9 +47,11 @@ class RandomWindowFeed:
 
 class LanguageModel(nn.Module):
     family: ClassVar[str]
-    fitted_by_counts: ClassVar[bool] = False  # True: `fit_counts` replaces gradient training
+    fitted_by_counts: ClassVar[bool] = False  # True: not trained by gradient steps; the trainer calls `fit_counts` once
     can_left_pad: ClassVar[bool] = False  # whether `new_state(pad=...)` can make it skip left padding
-    recurrent: ClassVar[bool] = False  # True: forward(ids, state, return_state=True) carries a whole-past state
+    # True: forward(ids, state, return_state=True) carries a whole-past state, so evaluation reads a text as
+    # consecutive streams carrying it, as training does, instead of windows that each start from nothing
+    recurrent: ClassVar[bool] = False
     vocab_size: int  # the tokenizer's, given to the constructor: logits are (..., vocab_size)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
@@ -85,7 +71,7 @@ class LanguageModel(nn.Module):
 
     def training_feed(self, ids: np.ndarray, batch_size: int, block_size: int,
                       generator: torch.Generator) -> RandomWindowFeed:
-        """How the trainer draws batches from the train split `ids` for this family."""
+        """How the trainer draws batches from the train split `ids` (an RNN: consecutive windows, state carried)."""
         return RandomWindowFeed(ids, batch_size, block_size, generator)
 
     def fit_counts(self, ids: np.ndarray) -> None:
@@ -93,22 +79,15 @@ class LanguageModel(nn.Module):
         raise NotImplementedError(f"a {self.family} model is trained by gradient steps, not fitted from counts")
 
     def new_state(self, batch_size: int, capacity: int | None = None, pad: torch.Tensor | None = None) -> Any:
-        """A fresh state for `step` to fill, for `batch_size` rows of up to `capacity` tokens.
-
-        `pad` (B,) counts each row's left-padding tokens; only a family with `can_left_pad` accepts
-        it. The default state is None, which `step` starts from.
-        """
+        """A fresh state for `step` (here None) for `batch_size` rows of up to `capacity` tokens; `pad` (B,)
+        counts each row's left-padding tokens, which only a family with `can_left_pad` accepts."""
         if pad is not None and bool(pad.any()):
             raise ValueError(f"{type(self).__name__} cannot skip left padding; decode its rows one at a time")
         return None
 
     def reorder_state(self, state: Any, rows: torch.Tensor) -> Any:
-        """The state of rows `rows` (R,), in that order (beam search moves beams around and copies them).
-
-        The default handles what most states are made of: tensors with the batch first, tuples and
-        lists of them, and objects with a `reorder(rows)` method (the KV cache). A family that keeps
-        the batch elsewhere (an RNN's (layers, B, H) hidden state) overrides it.
-        """
+        """The state of rows `rows` (R,), in that order, for beam search: tensors with the batch first, tuples
+        and lists of them, and objects with a `reorder(rows)` method (the KV cache)."""
         if state is None:
             return None
         if isinstance(state, torch.Tensor):
@@ -121,11 +100,8 @@ class LanguageModel(nn.Module):
         raise TypeError(f"{type(self).__name__}: cannot reorder a state of type {type(state).__name__}")
 
     def output_head(self) -> nn.Module | None:
-        """The layer that turns features into logits (None: the family has none).
-
-        The optimizer reads it to keep the head, tied or untied, out of the hidden matrices
-        that get weight decay and Muon (`training/optim.py`); a family with a head says so.
-        """
+        """The layer that turns features into logits (None: none), which the optimizer keeps out of the hidden
+        matrices that get weight decay and Muon (`training/optim.py`)."""
         return None
 
     def num_params(self) -> int:

@@ -1,29 +1,19 @@
 """The key/value cache that lets a transformer decode one token per step.
 
-Without a cache, every new token re-runs the whole context through every layer.
-With one, each layer keeps the keys and values it has already computed, so a step
-only computes the new token's and attends to the stored ones.
+Each layer keeps the keys and values it has already computed, so a step computes only the new
+tokens' and attends to the stored ones, instead of re-running the whole context:
 
     cache = model.new_state(batch_size, capacity)     # preallocated, empty
     logits, cache = model.step(prompt_ids, cache)    # prefill: the whole prompt at once
     logits, cache = model.step(next_ids, cache)      # then one token per step
 
-The model drives it explicitly, with no hidden coupling between layers:
-`start` before the layers (positions, attention mask), `write` in each layer,
-`advance` after the last one. `reset` empties it, `prefill` copies another
-cache in (one prompt computed once, then shared by every sample). `select` and
-`stack` take rows out and put caches together, for a server whose requests join
-and leave a running batch (generation/continuous.py).
-
-Rows are left-padded to a common length: slot s of row b holds a real token
-when s >= pad[b]. Position ids count real tokens only, and no real token attends
-to padding, so a padded row computes exactly what it would compute alone.
-
-Static mode keeps every shape fixed while decoding: a step attends over all
-`capacity` slots (the empty ones masked) and the slot to write is a tensor on the
-device. That is what lets `torch.compile` capture a decode step in a CUDA graph
-(generation/fast.py). The eager mode slices to the filled slots, which is the
-cheaper choice on a CPU.
+The model drives it explicitly: `start` before the layers (positions, attention mask), `write`
+in each layer, `advance` after the last one. Rows are left-padded to a common length: slot s of
+row b is a real token when s >= pad[b]; positions count real tokens only and no real token
+attends to padding, so a padded row computes what it would alone. Static mode keeps every shape
+fixed (a step attends over all `capacity` slots, the empty ones masked, and writes at a slot held
+on the device), which lets `torch.compile` capture a step in a CUDA graph (generation/fast.py);
+eager mode slices to the filled slots, the cheaper choice on a CPU.
 """
 
 from __future__ import annotations

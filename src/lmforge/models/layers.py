@@ -1,8 +1,5 @@
-"""Building blocks the transformer chooses between by configuration.
-
-Each is small enough to check by hand: a choice of two normalizations (PyTorch's own), rotary position
-embeddings, and attention written out step by step beside the fused kernel it
-must agree with.
+"""What the transformer chooses between by configuration: the norm, rotary positions, and attention
+written out step by step beside the fused kernel it must agree with.
 
 Shapes: B batch, nh heads, T time (queries), S keys (S = T without a cache), hs head size.
 """

@@ -51,14 +51,9 @@ def kn_discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
     """Discounts (D₁, D₂, D₃₊) for one order, from the counts of counts; each clipped to (0, r] for count r."""
     n1, n2, n3, n4 = (int(np.count_nonzero(counts == r)) for r in (1, 2, 3, 4))
     y = n1 / (n1 + 2 * n2) if n1 > 0 and n2 > 0 else 0.5  # 0.5 when the text is too small to estimate it
-
-    def ratio(a: int, b: int) -> float:
-        return a / b if b > 0 else 0.0
-
-    if modified:
-        d = np.array([1 - 2 * y * ratio(n2, n1), 2 - 3 * y * ratio(n3, n2), 3 - 4 * y * ratio(n4, n3)])
-    else:
-        d = np.full(3, y)
+    ratio = [b / a if a > 0 else 0.0 for a, b in ((n1, n2), (n2, n3), (n3, n4))]  # n₂/n₁, n₃/n₂, n₄/n₃
+    # modified: D_r = r − (r+1) · Y · n_{r+1} / n_r for r = 1, 2, 3+
+    d = np.array([r - (r + 1) * y * q for r, q in enumerate(ratio, 1)]) if modified else np.full(3, y)
     return np.clip(d, MIN_DISCOUNT, [1.0, 2.0, 3.0])
 
 
@@ -180,15 +175,11 @@ class NGram(LanguageModel):
 
     def context_keys(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """For each order k ≥ 2, the key of the k-1 tokens ending at every position of ids (B, T); -1 where the window holds fewer."""
-        keys, prev = [], None
-        for j in range(1, self.order):  # context length j, used by order j + 1
+        keys = [ids.clone()] if self.order > 1 else []
+        for j in range(2, self.order):  # context length j, used by order j + 1: the j-1 before, then this token
             key = torch.full_like(ids, -1)
-            if j == 1:
-                key = ids.clone()
-            else:
-                key[:, j - 1 :] = prev[:, j - 2 : -1] * self.vocab_size + ids[:, j - 1 :]
+            key[:, j - 1 :] = keys[-1][:, j - 2 : -1] * self.vocab_size + ids[:, j - 1 :]
             keys.append(key)
-            prev = key
         return keys
 
     def probs(self, ids: torch.Tensor) -> torch.Tensor:

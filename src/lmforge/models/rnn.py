@@ -56,17 +56,10 @@ def join_rows(states: list[State]) -> State:
 class TruncatedBPTTFeed:
     """Consecutive windows with the hidden state carried across them (truncated BPTT).
 
-    The state is kept per micro-batch, keyed by its first row in the global batch,
-    so gradient accumulation and several processes each carry their own rows'
-    state. It restarts from zeros when a new pass over the streams begins, since
-    row b then no longer continues the text row b read last.
-
-    Each process holds only its own rows' state, so a checkpoint needs them all:
-    the trainer gathers every process's `state_dict` and hands the list back to
-    `load_state_dict`, which joins them into one state of the whole global batch.
-    Each process then takes its rows from it, so a run resumes exactly with the
-    same number of processes and `grad_accum`, and carries on correctly with any
-    other (every row still continues its stream; only float rounding differs).
+    The state is kept per micro-batch, keyed by its first row in the global batch, so gradient
+    accumulation and several processes each carry their own rows' state; it restarts from zeros
+    when a new pass over the streams begins. A checkpoint joins every process's rows into one
+    state of the whole batch, so a run resumes with any number of processes and `grad_accum`.
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
@@ -109,12 +102,9 @@ class TruncatedBPTTFeed:
         self.resumed = join_rows([states[start] for start in sorted(states)])
         n_rows = (self.resumed[0] if isinstance(self.resumed, tuple) else self.resumed).size(1)
         if n_rows != self.windows.batch_size:
-            raise LmforgeError(
-                f"the checkpoint holds the RNN hidden state of {n_rows} rows, not --train.batch_size "
-                f"{self.windows.batch_size}: it was saved with another batch size, or by several processes of an "
-                "older lmforge that kept rank 0's rows only; resume with the batch size it was trained with, or "
-                "start a new run"
-            )
+            raise LmforgeError(f"the checkpoint holds the RNN hidden state of {n_rows} rows, not --train.batch_size "
+                               f"{self.windows.batch_size} (another batch size, or an older lmforge under torchrun); "
+                               "resume with the batch size it was trained with, or start a new run")
 
 
 class RNN(LanguageModel):
@@ -133,38 +123,29 @@ class RNN(LanguageModel):
         self.head = nn.Linear(C, vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         # small embeddings: as the tied head they start every logit near zero (a near-uniform guess)
         nn.init.uniform_(self.tok_emb.weight, -0.1, 0.1)
-        if not self.cfg.tie_weights:
+        if not cfg.tie_weights:
             nn.init.uniform_(self.head.weight, -0.1, 0.1)
-        if self.cfg.rnn_cell == "lstm":  # forget gate open at the start: remember by default (Jozefowicz et al., 2015)
+        if cfg.rnn_cell == "lstm":  # forget gate open at the start: remember by default (Jozefowicz et al., 2015)
             for name, p in self.cell.named_parameters():
                 if name.startswith("bias_ih"):
-                    C = self.cfg.n_embd
                     nn.init.zeros_(p)
                     nn.init.ones_(p[C : 2 * C])  # PyTorch's gate order: input, forget, cell, output
 
     def output_head(self) -> nn.Module:
         return self.head
 
-    def scan(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Logits (B, T, V) for every position of `ids` (B, T), starting from `state` (None: zeros), and the final state."""
-        x = self.drop(self.tok_emb(ids))  # (B, T, C)
-        out, state = self.cell(x, state)  # (B, T, C), state after the last token
-        return self.head(self.drop(out)), state
-
     def forward(self, ids: torch.Tensor, state: State | None = None,
                 return_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, State]:
-        """Logits (B, T, V); with `return_state`, also the state after the last token (training carries it on)."""
-        logits, state = self.scan(ids, state)
+        """Logits (B, T, V) from `state` (None: zeros); with `return_state`, also the state after the last token."""
+        out, state = self.cell(self.drop(self.tok_emb(ids)), state)  # (B, T, C), state after the last token
+        logits = self.head(self.drop(out))
         return (logits, state) if return_state else logits
 
     def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """The hidden state is the whole context: feed only the new tokens."""
-        logits, state = self.scan(ids, state)
+        logits, state = self(ids, state, return_state=True)
         return logits[:, -1, :], state
 
     def reorder_state(self, state: State, rows: torch.Tensor) -> State:

@@ -4,14 +4,10 @@
         ─► n_layer × [ x + Attention(Norm(x)) ; x + MLP(Norm(x)) ]   (pre-norm blocks)
         ─► final Norm ─► output head (tied to the token embedding) ─► logits
 
-That is the default. Options (ModelConfig) swap one part at a time: positions
-`learned | rope | none` (rope rotates queries and keys inside attention instead of
-adding a vector to the input; none leaves order to the causal mask alone), norm
-`layernorm | rmsnorm`, MLP `gelu | swiglu | relu2`, `tie_weights`, `qk_norm`, and
-attention `fused | explicit` (the same maths, written out in models/layers.py).
-
-For generation, `step` prefills the prompt and then feeds one token at a time
-through a KV cache (models/kv_cache.py); `forward` stays the plain training path.
+That is the default; each ModelConfig option swaps one part (rope rotates queries and keys
+inside attention instead of adding a vector to the input; `positions: none` leaves order to the
+causal mask alone). `step` decodes through a KV cache (models/kv_cache.py); `forward` stays the
+plain training path.
 
 Shapes: B batch, T time (tokens), C channels (n_embd), nh heads, hs = C / nh.
 """
