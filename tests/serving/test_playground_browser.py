@@ -4,6 +4,8 @@
 What the page shows is checked against the API it reads: the streamed text is the seeded completion, the bars
 are the distribution endpoint's numbers for the slider's temperature, the attention strip is the endpoint's row.
 Screenshots are saved under tmp/artifacts/playground/ (or $LMFORGE_ARTIFACTS/playground/); the path is printed.
+$LMFORGE_PLAYGROUND_RUN serves another run instead of the tiny one: README's docs/images/playground.png is
+`generate.png` from `-k temperature` over a run of the shakespeare-char-cpu preset.
 Without Chromium or Playwright the tests skip, which `scripts/test.sh --all` (CI) counts as a failure;
 `scripts/setup.sh` installs both.
 """
@@ -39,7 +41,8 @@ TEXT = "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to di
 @pytest.fixture(scope="module")
 def server(tiny_run):
     """A uvicorn server on a free 127.0.0.1 port, in a thread, started with --api-key."""
-    app = create_app({"tiny": lmforge.load(tiny_run, device="cpu")}, api_key=KEY)
+    path = Path(os.environ.get("LMFORGE_PLAYGROUND_RUN", tiny_run))
+    app = create_app({path.name: lmforge.load(path, device="cpu")}, api_key=KEY)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -45,7 +45,8 @@ export function modelChanged(run) {
   tokens = []; selected = null;
 }
 
-function done() {
+function done() {  // after the stream, its shading, a stop or an error
+  $("output").dataset.state = "done";
   $("generate-button").disabled = false;
   $("stop-button").disabled = true;
   controller = null;
@@ -116,7 +117,6 @@ async function generate() {
   // Streamed chunks without per-token log-probabilities: score the text once it is complete
   // (/v1/playground/inspect gives each token's probability under the model, as logprobs does).
   if (!streamedLogprobs && completion) await shadeAfterwards();
-  out.dataset.state = "done";
 }
 
 function addToken(token) {
