@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -39,10 +41,23 @@ TEXT = "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to di
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run):
-    """A uvicorn server on a free 127.0.0.1 port, in a thread, started with --api-key."""
-    path = Path(os.environ.get("LMFORGE_PLAYGROUND_RUN", tiny_run))
-    app = create_app({path.name: lmforge.load(path, device="cpu")}, api_key=KEY)
+def served(tiny_run, family_runs, tmp_path_factory) -> dict[str, Path]:
+    """The runs served: a copy of the tiny transformer given a report.html, and an RNN, which has no attention
+    ($LMFORGE_PLAYGROUND_RUN alone instead, when set)."""
+    if os.environ.get("LMFORGE_PLAYGROUND_RUN"):
+        path = Path(os.environ["LMFORGE_PLAYGROUND_RUN"])
+        return {path.name: path}
+    copy = tmp_path_factory.mktemp("served") / "tiny"
+    shutil.copytree(tiny_run, copy)
+    (copy / "report.html").write_text("<h1>the tiny run's report</h1>", encoding="utf-8")
+    return {"tiny": copy, "rnn": family_runs["rnn"]}
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    """A uvicorn server on a free 127.0.0.1 port, in a thread, started with --api-key; `model`: the first run,
+    which the page picks."""
+    app = create_app({name: lmforge.load(path, device="cpu") for name, path in served.items()}, api_key=KEY)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -52,7 +67,7 @@ def server(tiny_run):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", model=next(iter(served)))
     server.should_exit = True
     thread.join(10)
     sock.close()
@@ -73,7 +88,7 @@ def browser():
 def page(browser, server):
     """The page, opened with the API key entered (as a user of a server with --api-key does)."""
     page = browser.new_page(viewport={"width": 1280, "height": 860})
-    page.goto(server)
+    page.goto(server.url)
     page.fill("#api-key", KEY)
     page.dispatch_event("#api-key", "change")
     page.wait_for_selector("body[data-ready=true]")
@@ -81,8 +96,9 @@ def page(browser, server):
     page.close()
 
 
-def call(server: str, path: str, body: dict) -> dict:
-    request = urllib.request.Request(server + path, data=json.dumps(body).encode(), method="POST",
+def call(server, path: str, body: dict) -> dict:
+    request = urllib.request.Request(server.url + path, data=json.dumps({"model": server.model, **body}).encode(),
+                                     method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
     with urllib.request.urlopen(request, timeout=60) as reply:
         return json.loads(reply.read())
@@ -102,7 +118,7 @@ def bars(page) -> list[float]:
 
 def test_without_the_key_the_page_says_to_enter_it(browser, server):
     page = browser.new_page()
-    page.goto(server)
+    page.goto(server.url)
     page.wait_for_selector("#status:not([hidden])")
     assert "--api-key" in page.text_content("#status")
     page.close()
@@ -165,11 +181,11 @@ def test_inspect_shades_surprisal_and_shows_a_token_s_attention(page, server):
     screenshot(page, "inspect")
 
 
-def test_runs_lists_the_run_with_its_curve_and_config(page, tiny_run):
+def test_runs_lists_the_run_with_its_curve_config_and_report(page, served):
     page.click("nav [data-tab=runs]")
     card = page.locator(".run[data-name=tiny]")
     assert "in use" in card.locator("h2").text_content()
-    assert str(tiny_run) in card.text_content()
+    assert str(served["tiny"]) in card.text_content()
     drawn = page.evaluate("""() => {
         const c = document.querySelector('.run canvas'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n;
@@ -178,6 +194,26 @@ def test_runs_lists_the_run_with_its_curve_and_config(page, tiny_run):
     card.locator("summary").click()
     assert '"n_layer": 1' in card.locator("pre").text_content()
     screenshot(page, "runs")
+    with page.expect_popup() as popup:  # the report is behind the key: fetched with it, shown from a blob
+        card.get_by_text("open the report").click()
+    popup.value.wait_for_load_state()
+    assert "the tiny run's report" in popup.value.text_content("h1")
+
+
+def test_the_model_picker_switches_the_tabs_to_another_run(page, server):
+    page.select_option("#model", "rnn")
+    page.click("nav [data-tab=inspect]")
+    assert page.locator("#attention-controls").is_hidden()  # an RNN has no attention to show
+    page.fill("#inspect-text", TEXT)
+    page.click("#inspect-button")
+    page.wait_for_selector("#inspect-tokens .tok")
+    bits = call(SimpleNamespace(url=server.url, model="rnn"), "/v1/playground/inspect", {"text": TEXT})["bits_per_byte"]
+    assert f"{bits:.3f} bits per byte" in page.text_content("#inspect-summary")
+    page.click("nav [data-tab=runs]")
+    assert "in use" in page.locator(".run[data-name=rnn] h2").text_content()
+    page.locator(".run[data-name=tiny]").get_by_text("use this model").click()
+    assert page.input_value("#model") == "tiny"
+    assert page.get_attribute("#attention-controls", "hidden") is None  # the transformer's layers and heads again
 
 
 def test_streamed_log_probabilities_are_used_as_they_come(page, server):
