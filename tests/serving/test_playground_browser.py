@@ -121,6 +121,9 @@ def test_without_the_key_the_page_says_to_enter_it(browser, server):
     page.goto(server.url)
     page.wait_for_selector("#status:not([hidden])")
     assert "--api-key" in page.text_content("#status")
+    page.click("#generate-button")
+    page.wait_for_function("document.getElementById('status').textContent.includes('no model loaded')")
+    assert page.is_enabled("#generate-button")
     page.close()
 
 

@@ -35,6 +35,12 @@ export function showError(err) {
   box.hidden = false;
 }
 
+// The picked run; before any loaded (a server with --api-key, no key entered yet) a button says why it cannot act.
+export function current() {
+  if (!state.run) throw new Error("no model loaded yet: the server's runs did not load (an API key needed?)");
+  return state.run;
+}
+
 export function clearError() { document.getElementById("status").hidden = true; }
 
 // Run `fn` at most once per `ms` of quiet: a slider dragged fires many input events.

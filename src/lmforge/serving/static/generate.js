@@ -2,7 +2,7 @@
 // probability, and for a clicked token its alternatives and the next-token distribution before and after the
 // settings (/v1/playground/distribution), redrawn as the sliders move.
 import { barChart } from "./charts.js";
-import { api, clearError, debounce, errorText, fmt, headers, probabilityShade, showError, state, tokenSpan } from "./common.js";
+import { api, clearError, current, debounce, errorText, fmt, headers, probabilityShade, showError, state, tokenSpan } from "./common.js";
 
 // name, label, min, max, step, default; the names are /v1/completions fields.
 const SLIDERS = [
@@ -75,6 +75,7 @@ async function* events(res) {
 
 async function generate() {
   clearError();
+  const model = current().name;
   prompt = $("prompt").value;
   const seedText = $("seed").value.trim();
   const seed = seedText === "" ? Math.floor(Math.random() * 2 ** 31) : Number(seedText);
@@ -88,7 +89,7 @@ async function generate() {
   $("generate-button").disabled = true;
   $("stop-button").disabled = false;
   controller = new AbortController();
-  const body = { model: state.run.name, prompt, max_tokens: Number($("max-tokens").value), seed,
+  const body = { model, prompt, max_tokens: Number($("max-tokens").value), seed,
                  stream: true, logprobs: 5, ...settings() };
   const res = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body),
                                                 signal: controller.signal });

@@ -2,7 +2,7 @@
 // `lmforge eval` computes it), and for a transformer one layer and head's attention of a clicked token over the
 // tokens before it (/v1/playground/attention).
 import { heatMap } from "./charts.js";
-import { api, clearError, fmt, ICE, mix, RED, showError, state, tokenSpan } from "./common.js";
+import { api, clearError, current, fmt, ICE, mix, RED, showError, state, tokenSpan } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let text = "", chosen = null;
@@ -28,7 +28,7 @@ export function modelChanged(run) {
 async function inspect() {
   clearError();
   text = $("inspect-text").value;
-  const reply = await api("/v1/playground/inspect", { model: state.run.name, text });
+  const reply = await api("/v1/playground/inspect", { model: current().name, text });
   const scale = Math.log2(state.run.vocab_size);  // a uniform guess: the most a fair model should be surprised
   const box = $("inspect-tokens");
   box.replaceChildren(...reply.tokens.map((t, i) => {
