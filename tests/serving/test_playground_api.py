@@ -168,3 +168,30 @@ def test_a_model_without_attention_says_so(family_runs):
     assert client.post("/v1/playground/inspect", json={"text": TEXT}).json()["attention"] is None
     reply = client.post("/v1/playground/attention", json={"text": TEXT})
     assert reply.status_code == 400 and "no attention" in reply.json()["error"]["message"]
+
+
+def test_the_page_and_every_file_it_loads_are_served_from_the_package(served):
+    """No build step and no CDN: every file the page names is in serving/static and served from this server."""
+    import re
+
+    from lmforge.serving.playground import STATIC
+
+    _, client = served
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    pending, seen = re.findall(r'(?:src|href)="(/playground/[^"]+)"', page.text), set()
+    assert pending
+    while pending:  # the page's files, then the modules each imports
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        reply = client.get(path)
+        assert reply.status_code == 200, path
+        pending += ["/playground/" + name for name in re.findall(r'from "\./([\w.]+)"', reply.text)]
+    assert {p.rsplit("/", 1)[1] for p in seen} == {p.name for p in STATIC.iterdir()} - {"index.html"}
+    for path in STATIC.iterdir():  # offline: no address elsewhere (the SVG namespace is a name, never fetched)
+        urls = re.findall(r'["\'`(]\s*((?:https?:)?//[^"\'`)\s]*)', path.read_text(encoding="utf-8"))
+        assert set(urls) <= {"http://www.w3.org/2000/svg"}, path
+    assert client.get("/playground/..%2Fapp.py").status_code == 404
+    assert client.get("/playground/secrets.txt").status_code == 404
