@@ -78,9 +78,11 @@ def create_app(runs: dict[str, Run], api_key: str | None = None, request_timeout
             message = f"'{param}': {message}"
         return JSONResponse(error_body(message, param=param), status_code=400)
 
-    from lmforge.serving.playground import router as playground  # imports this module: not at the top
+    from lmforge.serving.chat import router as chat  # these import this module: not at the top
+    from lmforge.serving.playground import router as playground
 
     app.include_router(playground(runs))
+    app.include_router(chat(runs, batchers, request_timeout))
 
     @app.get("/health")
     def health() -> dict[str, Any]:
