@@ -88,6 +88,10 @@ def test_a_client_that_leaves_mid_stream_frees_its_row_and_the_next_request_succ
             assert next(lines).startswith("data: ") and batcher.rows_in_use == 1
         # the connection is closed: the row leaves the batch long before its 2,000 tokens
         assert wait_until(lambda: idle(batcher), 5), f"{batcher.rows_in_use} rows still decoding"
+        # a client that gives up on a whole (not streamed) answer frees its rows too
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/completions", json={**body, "stream": False, "n": 3}, timeout=0.5)
+        assert wait_until(lambda: idle(batcher), 5), f"{batcher.rows_in_use} rows still decoding"
         reply = client.post("/v1/completions", json={"prompt": "All:", "max_tokens": 5, "seed": 0})
         assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 5
 

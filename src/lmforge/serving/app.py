@@ -178,7 +178,7 @@ def submit(run: Run, batcher: Batcher, req: Decoding, ids: list[list[int]], max_
            logprobs: int | None) -> Job:
     """Check the request's settings (a 400 before anything decodes), then queue its rows."""
     cfg = decode(run, run.decode_config, max_tokens, **req.decoding())
-    return batcher.submit(ids, cfg, req.n, req.seed, logprobs)
+    return batcher.submit(ids, cfg, req.n, req.seed, logprobs, req.stream)
 
 
 def usage(prompt_tokens: int, job: Job) -> dict[str, int]:

@@ -62,15 +62,32 @@ class _Choice:
     index: int
     text: Continuation
     produced: int = 0  # tokens of the text (EOS not counted), for `usage`
+    held: Event | None = None  # a whole (not streamed) answer's events so far, sent as one when it ends
+
+    def deliver(self, event: Event) -> None:
+        """Send a streamed choice's event now; keep a whole answer's until it ends (one wake-up of the
+        handler per choice instead of one per token)."""
+        if not self.job.streaming:
+            if self.held is not None:
+                self.held.text += event.text
+                self.held.tokens += event.tokens
+                self.held.finish_reason = event.finish_reason
+                event = self.held
+            if event.finish_reason is None:
+                self.held = event
+                return
+        if event.text or event.tokens or event.finish_reason:
+            self.job.put(event)
 
 
 class Job:
     """One request's rows, and the queue their events arrive on, in the event loop of the handler that
     submitted it. Only the batcher thread writes to it; only the handler reads."""
 
-    def __init__(self, choices: int, loop: asyncio.AbstractEventLoop):
+    def __init__(self, choices: int, loop: asyncio.AbstractEventLoop, streaming: bool):
         self.choices = choices
         self.loop = loop
+        self.streaming = streaming
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.rows: list[Row] = []  # the batcher thread's
         self.open = choices  # choices not yet finished (the handler's count)
@@ -107,10 +124,11 @@ class Batcher:
         self._thread.start()
 
     def submit(self, prompts: Sequence[Sequence[int]], cfg: DecodeConfig, n: int, seed: int | None,
-               logprobs: int | None) -> Job:
+               logprobs: int | None, streaming: bool = True) -> Job:
         """Queue `n` choices of every prompt (prompt p's choice i decodes with seed + i); they join the
-        running batch at its next step. Call from a coroutine: events go back to its event loop."""
-        job = Job(len(prompts) * n, asyncio.get_running_loop())
+        running batch at its next step. Call from a coroutine: events go back to its event loop, step by
+        step when `streaming`, else one per choice when it ends."""
+        job = Job(len(prompts) * n, asyncio.get_running_loop(), streaming)
         if seed is None:
             seed = torch.Generator().seed() % 2**62  # fresh entropy, as `Run.sample` draws it
         self._inbox.put(("add", job, [list(p) for p in prompts], cfg, n, seed, logprobs))
@@ -182,9 +200,7 @@ class Batcher:
             self._settle()
             return
         for row, step in steps:
-            event = self._advance(row, step)
-            if event.text or event.tokens or event.finish_reason:
-                row.tag.job.put(event)
+            row.tag.deliver(self._advance(row, step))
         self._settle()
 
     def _advance(self, row: Row, step: Step) -> Event:
