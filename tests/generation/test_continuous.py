@@ -98,3 +98,14 @@ def test_max_new_tokens_zero_gives_a_row_that_has_already_ended():
     batch = ContinuousBatch(model_of("transformer"))
     (row,) = batch.add([1, 2], DecodeConfig(max_new_tokens=0), [None])
     assert row.ended and batch.rows == [] and batch.step() == []
+
+
+def test_drop_ended_lets_go_of_the_caches_of_rows_that_ended_or_left():
+    batch = ContinuousBatch(model_of("transformer"))
+    rows = batch.add(PROMPTS[0], DecodeConfig(max_new_tokens=20, greedy=True), [None, None])
+    batch.step()
+    for row in rows:
+        batch.remove(row)
+    assert batch.rows == [] and batch.groups  # ended, but their cache is held until the next step
+    batch.drop_ended()
+    assert batch.groups == [] and batch.waiting == []

@@ -50,3 +50,9 @@ def test_serve_on_a_folder_without_runs_is_one_line(capsys, tmp_path):
     assert main(["serve", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not a run directory" in err
+
+
+def test_a_request_timeout_that_is_not_positive_is_one_line(capsys, tiny_run):
+    assert main(["serve", str(tiny_run), "--request-timeout", "0"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--request-timeout must be a positive" in err

@@ -8,14 +8,16 @@ from pathlib import Path
 
 from lmforge.errors import LmforgeError
 
-HELP = "serve runs over an OpenAI-compatible HTTP API (/v1/models, /v1/completions)"
+HELP = "serve runs over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions)"
 DESCRIPTION = ("Serve a run directory, or every run in a folder, on 127.0.0.1 (unless --host says otherwise): "
-               "GET /health, GET /v1/models, POST /v1/completions (with \"stream\": true, Server-Sent Events). "
-               "Each run is a model named by its folder.")
+               "GET /health, GET /v1/models, POST /v1/completions and, for runs made by `lmforge finetune`, "
+               "POST /v1/chat/completions (with \"stream\": true, Server-Sent Events). Each run is a model named by "
+               "its folder; concurrent requests are decoded together in one running batch.")
 SHARED = ("device",)
 EXAMPLES = """examples:
   lmforge serve runs/demo                                  # http://127.0.0.1:8000/v1
   lmforge serve runs/ --port 8080 --api-key secret         # every run in runs/, requests need the key
+  lmforge serve runs/demo --request-timeout 60             # a request still decoding after 60 s gets a 504
   curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
        -d '{"prompt": "Fellow-Citizens", "max_tokens": 40, "temperature": 0.8, "seed": 1}'"""
 
@@ -25,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
     p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on every /v1 request")
+    p.add_argument("--request-timeout", type=float, metavar="S",
+                   help="end a request still decoding after S seconds with a 504 (default: no limit)")
 
 
 def find_runs(path: Path) -> list[Path]:
@@ -45,11 +49,13 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     if not 0 < args.port < 65536:
         raise LmforgeError(f"--port must be between 1 and 65535, not {args.port}")
+    if args.request_timeout is not None and not args.request_timeout > 0:
+        raise LmforgeError(f"--request-timeout must be a positive number of seconds, not {args.request_timeout}")
     import uvicorn
 
     from lmforge.serving.app import create_app
 
     runs = {path.name: lmforge.load(path, device=args.device) for path in find_runs(Path(args.path))}
     print(f"serving {', '.join(runs)} on http://{args.host}:{args.port}/v1", file=sys.stderr)
-    uvicorn.run(create_app(runs, args.api_key), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(runs, args.api_key, args.request_timeout), host=args.host, port=args.port, log_level="warning")
     return 0

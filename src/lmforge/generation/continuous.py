@@ -117,10 +117,16 @@ class ContinuousBatch:
         row.ended = True
 
     @torch.inference_mode()
-    def step(self) -> list[tuple[Row, Step]]:
-        """Feed every row its last token, let the waiting rows join, and choose one token for every row."""
+    def drop_ended(self) -> None:
+        """Take the ended rows out now, freeing their share of the cache. `step` does it first; a server calls
+        it when the last rows end or leave, so an idle batch holds no memory until the next request."""
         self.groups = [g for g in (self._without_ended(g) for g in self.groups) if g is not None]
         self.waiting = [g for g in (self._without_ended(g) for g in self.waiting) if g is not None]
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Row, Step]]:
+        """Feed every row its last token, let the waiting rows join, and choose one token for every row."""
+        self.drop_ended()
         self._move_full_rows()
         for g in self.groups:
             tokens = torch.tensor([[row.token] for row in g.rows], dtype=torch.long, device=self.device)  # (B, 1)
