@@ -13,6 +13,11 @@ import yaml
 
 from lmforge.errors import LmforgeError, did_you_mean
 
+
+def _preset_text(name: str) -> str:
+    return (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+
+
 def preset_names() -> list[str]:
     folder = resources.files("lmforge") / "presets"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -20,9 +25,8 @@ def preset_names() -> list[str]:
 
 def preset_summary(name: str) -> str:
     """The first sentence of a preset file's opening comment: what the preset is for."""
-    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
     lines = []
-    for line in text.splitlines():
+    for line in _preset_text(name).splitlines():
         if not line.startswith("#") or not line.strip("# "):
             break
         lines.append(line.lstrip("# ").strip())
@@ -35,8 +39,7 @@ def load_preset(name: str) -> dict[str, Any]:
     names = preset_names()
     if name not in names:
         raise LmforgeError(f"unknown preset '{name}'{did_you_mean(name, names)}; presets are {', '.join(names)}")
-    text = (resources.files("lmforge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text) or {}
+    return yaml.safe_load(_preset_text(name)) or {}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from lmforge.commands.common import load_run, unescape
 from lmforge.errors import LmforgeError
 
 HELP = "write text with a trained model"
+SHARED = ("json", "device", "quantize")
 DESCRIPTION = ("Continue a prompt with a trained model. Processors apply in this order: repetition, presence and "
                "frequency penalties, bans, temperature, top-k, top-p, min-p. A decoding flag left out takes the value "
                "of the run's `sample` section, or else DecodeConfig's default.")
-SHARED = ("json", "device", "quantize")
 
 EXAMPLES = """examples:
   lmforge sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
@@ -98,24 +98,21 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if unknown:
         print(f"warning: {unknown} character(s) of the prompt are not in the vocabulary and were replaced",
               file=sys.stderr)
-    many = args.num_samples > 1
-    if args.stream:  # one after another; sample i still uses seed S+i, so it matches the batched output
-        for i in range(args.num_samples):
-            if many:
-                print(f"--- sample {i + 1} ---")
-            sys.stdout.write(prompt)
-            for piece in run.stream(prompt, n, seed=None if seed is None else seed + i, **options):
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-        return 0
-    samples = run.sample(prompt, n, args.num_samples, top_logprobs=args.top_logprobs if args.json else None,
-                         seed=seed, **options)
     if args.json:
+        samples = run.sample(prompt, n, args.num_samples, top_logprobs=args.top_logprobs, seed=seed, **options)
         print(json.dumps({"prompt": prompt, "samples": [sample_to_dict(x) for x in samples]}, ensure_ascii=False))
         return 0
-    for i, sample in enumerate(samples):
-        if many:
+    if args.stream:  # one after another; sample i still uses seed S+i, so it matches the batched output
+        texts = (run.stream(prompt, n, seed=None if seed is None else seed + i, **options)
+                 for i in range(args.num_samples))
+    else:
+        texts = ([sample.text] for sample in run.sample(prompt, n, args.num_samples, seed=seed, **options))
+    for i, pieces in enumerate(texts):
+        if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
-        print(prompt + sample.text)
+        sys.stdout.write(prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
     return 0

@@ -105,12 +105,8 @@ class KVCache:
         if other.pos > self.capacity or other.batch_size not in (1, self.batch_size):
             raise ValueError(f"cannot prefill a cache of batch {self.batch_size} and capacity {self.capacity} "
                              f"from one of batch {other.batch_size} holding {other.pos} tokens")
-        n = other.pos
-        self.k[:, :, :, :n] = other.k[:, :, :, :n]
-        self.v[:, :, :, :n] = other.v[:, :, :, :n]
-        self.ids[:, :n] = other.ids[:, :n]
-        self.reset(other.pad.expand(self.batch_size).clone())
-        self.advance(n)
+        self._put(slice(None), slice(0, other.pos), other, slice(None), slice(0, other.pos))
+        self._filled(other.pad.expand(self.batch_size).clone(), other.pos)
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep rows `rows` (B',) in that order: beam search moves each beam's history to its new place."""
@@ -125,9 +121,7 @@ class KVCache:
         cut = int(self.pad.index_select(0, rows).min()) if rows.numel() else self.pos
         n = self.pos - cut
         out = self._empty(rows.numel())
-        out.k[:, :, :, :n] = self.k[:, rows, :, cut : self.pos]
-        out.v[:, :, :, :n] = self.v[:, rows, :, cut : self.pos]
-        out.ids[:, :n] = self.ids[rows, cut : self.pos]
+        out._put(slice(None), slice(0, n), self, rows, slice(cut, self.pos))
         out._filled(self.pad.index_select(0, rows) - cut, n)
         return out
 
@@ -141,13 +135,17 @@ class KVCache:
         pads, row = [], 0
         for c in caches:
             shift, rows = pos - c.pos, slice(row, row + c.batch_size)
-            out.k[:, rows, :, shift:pos] = c.k[:, :, :, : c.pos]
-            out.v[:, rows, :, shift:pos] = c.v[:, :, :, : c.pos]
-            out.ids[rows, shift:pos] = c.ids[:, : c.pos]
+            out._put(rows, slice(shift, pos), c, slice(None), slice(0, c.pos))
             pads.append(c.pad + shift)
             row += c.batch_size
         out._filled(torch.cat(pads), pos)
         return out
+
+    def _put(self, rows, slots: slice, src: KVCache, src_rows, src_slots: slice) -> None:
+        """Copy `src`'s keys, values and ids at (src_rows, src_slots) to (rows, slots) of this cache."""
+        self.k[:, rows, :, slots] = src.k[:, src_rows, :, src_slots]
+        self.v[:, rows, :, slots] = src.v[:, src_rows, :, src_slots]
+        self.ids[rows, slots] = src.ids[src_rows, src_slots]
 
     def _empty(self, batch_size: int) -> KVCache:
         L, _, nh, capacity, hs = self.k.shape
