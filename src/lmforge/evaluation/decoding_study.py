@@ -82,13 +82,9 @@ def parse_strategies(spec: str) -> list[Strategy]:
 def read_prompts(spec: str | Path) -> list[str]:
     """Prompts from a text file (one per line, blank lines skipped, a literal \\n stands for a newline), or from
     JSONL: a probe suite, or any lines with a "prompt" (or "prompts") key; a shipped suite's name (sotu) works too."""
-    from lmforge.evaluation.probes import jsonl_values, shipped_suites
+    from lmforge.evaluation.probes import jsonl_values, resolve_suite
 
-    path = Path(spec)
-    if not path.is_file() and str(spec) in shipped_suites():
-        path = shipped_suites()[str(spec)]
-    if not path.is_file():
-        raise LmforgeError(f"--prompts '{spec}' does not exist; pass a text file with one prompt per line")
+    path = resolve_suite(spec, "--prompts", "a text file with one prompt per line")
     if path.suffix == ".jsonl":
         found = [p for number, data in jsonl_values(path, "--prompts") for p in _prompts_of(data, f"{path}:{number}")]
     else:

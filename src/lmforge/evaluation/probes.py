@@ -268,12 +268,12 @@ def shipped_suites() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".jsonl")}
 
 
-def resolve_suite(spec: str | Path) -> Path:
-    """A suite file's path, or the path of a shipped suite named `spec` (e.g. 'sotu')."""
+def resolve_suite(spec: str | Path, flag: str = "--suite", what: str = "a JSONL file of probes") -> Path:
+    """A file's path, or the path of a shipped suite named `spec` (e.g. 'sotu')."""
     path, shipped = Path(spec), shipped_suites()
     if path.is_file() or str(spec) in shipped:
         return path if path.is_file() else shipped[str(spec)]
-    raise LmforgeError(f"--suite '{spec}' does not exist; pass a JSONL file of probes or a shipped suite "
+    raise LmforgeError(f"{flag} '{spec}' does not exist; pass {what} or a shipped suite "
                        f"({', '.join(sorted(shipped)) or 'none'}){did_you_mean(str(spec), shipped)}")
 
 
