@@ -1,18 +1,12 @@
-"""Set model families (or any runs) side by side on the same val text.
+"""Set model families (or any runs) side by side on the same val text (`run_comparison`).
 
-Two ways in:
-
-- `train_families`: train each family on the same text for the same wall-clock
-  budget, each from its `compare-FAMILY` preset. A budget in seconds, not steps, is
-  the fair currency between a model that is counted in a second and one that
-  takes thousands of gradient steps. Since the learning-rate schedule is a function
-  of the step, a few probe steps are timed first and `max_steps` is set so that
-  warmup and decay fit inside the budget; `max_seconds` still stops the run there.
-- `compare_runs`: load run directories, score every one on the same val text
-  (bits per byte, so different tokenizers compare), and sample from each.
-
-`write_comparison` writes `comparison.md` (the table and the samples) and
-`comparison.png` (val bits per byte against training seconds, and the final scores).
+- `train_families`: train each family on the same text for the same wall-clock budget, each
+  from its `compare-FAMILY` preset. Seconds, not steps, are the fair currency between a model
+  counted in a second and one that takes thousands of gradient steps. The learning-rate
+  schedule is a function of the step, so a few steps are timed first and `max_steps` is set
+  for warmup and decay to fit the budget; `max_seconds` still stops the run there.
+- `compare_runs`: score every run on the same val text (bits per byte, so different
+  tokenizers compare) and sample from each; `write_comparison` writes the table, samples and plot.
 """
 
 from __future__ import annotations
@@ -41,8 +35,6 @@ BUDGET_MARGIN = 0.9  # plan steps for 90% of the budget; max_seconds stops the r
 
 @dataclass
 class Row:
-    """One run's line in the comparison."""
-
     name: str  # the run directory's name (its whole path where two runs share a name)
     run_dir: Path
     family: str
@@ -86,19 +78,19 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Conf
             return cfg, {}
         for _ in range(PROBE_WARMUP_STEPS):
             trainer.train_step()
-        times = []
-        for _ in range(PROBE_STEPS):
-            start = time.perf_counter()
-            trainer.train_step()
-            times.append(time.perf_counter() - start)
-        step_s = statistics.median(times)  # a burst of load from other programs moves the median least
-        start = time.perf_counter()
-        trainer.evaluate()
-        eval_s = time.perf_counter() - start
+        # the median: a burst of load from other programs moves it least
+        step_s = statistics.median(_seconds(trainer.train_step) for _ in range(PROBE_STEPS))
+        eval_s = _seconds(trainer.evaluate)
     steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
     schedule = {"max_steps": steps, "eval_interval": max(1, math.ceil(steps / EVALS_PER_RUN)),
                 "warmup_steps": min(cfg.train.warmup_steps, max(1, steps // 10)), "decay_steps": 0}
     return cfg.updated({"train": schedule}), {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
+
+
+def _seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 def train_families(families: list[str], data: str | None, seconds: float, out_dir: Path, device: str = "auto",

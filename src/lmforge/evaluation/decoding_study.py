@@ -49,46 +49,38 @@ class Strategy:
 
 def parse_strategies(spec: str) -> list[Strategy]:
     """Strategies from "greedy,temperature=0.7,top_k=40,top_p=0.9,t=0.8+p=0.95" ('+' combines settings)."""
-    strategies = []
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        if item == "greedy":
-            strategies.append(Strategy("greedy", greedy=True))
-            continue
-        settings: dict[str, Any] = {}
-        for part in item.split("+"):
-            key, eq, value = part.partition("=")
-            key = KEY_ALIASES.get(key.strip())
-            if not eq or key is None:
-                raise LmforgeError(f"--strategies: cannot read {part!r}; write e.g. "
-                                   "greedy,temperature=0.8,top_k=40,top_p=0.9 (join settings with '+': t=0.8+p=0.95)")
-            try:
-                settings[key] = int(value) if key == "top_k" else float(value)
-            except ValueError:
-                raise LmforgeError(f"--strategies: {part!r} needs a number after '='") from None
-        s = Strategy(item, **settings)
+    strategies: dict[str, Strategy] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        s = Strategy(item, **({"greedy": True} if item == "greedy" else dict(map(_setting, item.split("+")))))
         if s.temperature <= 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
             raise LmforgeError(f"--strategies: {item!r} needs temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 "
                                "(use 'greedy' for temperature 0)")
-        strategies.append(s)
+        if item in strategies:
+            raise LmforgeError("--strategies names a strategy twice; list each once")
+        strategies[item] = s
     if not strategies:
         raise LmforgeError("--strategies is empty; e.g. --strategies greedy,temperature=0.8,top_p=0.9")
-    if len({s.name for s in strategies}) != len(strategies):
-        raise LmforgeError("--strategies names a strategy twice; list each once")
-    return strategies
+    return list(strategies.values())
+
+
+def _setting(part: str) -> tuple[str, float]:
+    key, eq, value = part.partition("=")
+    key = KEY_ALIASES.get(key.strip())
+    if not eq or key is None:
+        raise LmforgeError(f"--strategies: cannot read {part!r}; write e.g. "
+                           "greedy,temperature=0.8,top_k=40,top_p=0.9 (join settings with '+': t=0.8+p=0.95)")
+    try:
+        return key, int(value) if key == "top_k" else float(value)
+    except ValueError:
+        raise LmforgeError(f"--strategies: {part!r} needs a number after '='") from None
 
 
 def read_prompts(spec: str | Path) -> list[str]:
     """Prompts from a text file (one per line, blank lines skipped, a literal \\n stands for a newline), or from
     JSONL: a probe suite, or any lines with a "prompt" (or "prompts") key; a shipped suite's name (sotu) works too."""
-    from lmforge.evaluation.probes import jsonl_values, shipped_suites
+    from lmforge.evaluation.probes import jsonl_values, resolve_suite
 
-    path = Path(spec)
-    if not path.is_file() and str(spec) in shipped_suites():
-        path = shipped_suites()[str(spec)]
-    if not path.is_file():
-        raise LmforgeError(f"--prompts '{spec}' does not exist; pass a text file with one prompt per line")
+    path = resolve_suite(spec, "--prompts", "a text file with one prompt per line")
     if path.suffix == ".jsonl":
         found = [p for number, data in jsonl_values(path, "--prompts") for p in _prompts_of(data, f"{path}:{number}")]
     else:

@@ -98,7 +98,6 @@ class _Probe(BaseModel):
     """The keys every kind takes: its name, a note for the reader of the suite, and how to write a continuation."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    KIND: ClassVar[str]  # the kind's name in errors
 
     id: str  # "lineN" when the line leaves it out
     note: str | None = None
@@ -117,16 +116,28 @@ class _Probe(BaseModel):
     def check(self, type: str, passed: bool, detail: str, **outputs: Any) -> CheckResult:
         return CheckResult(self.id, type, passed, detail, outputs)
 
+
+class _Ranks(_Probe):
+    """The keys of a probe that ranks `choices` by their `log_likelihood`."""
+
+    choices: Choices = []
+    answer: Union[StrictInt, str] | None = None  # the right choice, as its text or its index
+    length_normalize: StrictBool = False
+
+    @model_validator(mode="after")
+    def _answer_is_a_choice(self) -> _Ranks:
+        if self.answer is not None:
+            _right(self.choices, self.answer) if self.choices else _fail("'answer' needs 'choices' to pick from")
+        return self
+
     @property
-    def right(self) -> str:
-        """The right choice's text, from `answer` given as its text or its index (checked by `_right`)."""
-        return _right(self.choices, self.answer)
+    def right(self) -> str | None:
+        return None if self.answer is None else _right(self.choices, self.answer)
 
 
 class ContinuationProbe(_Probe):
     """Checks on the text the model writes after one prompt."""
 
-    KIND = "continuation"
     prompt: Prompt
     contains: Strings = []  # any one of these
     not_contains: Strings = []  # none of these
@@ -154,20 +165,13 @@ class ContinuationProbe(_Probe):
         return [self.check(t, *outcomes[t], continuation=text) for t in self.check_types]
 
 
-class ChoiceProbe(_Probe):
+class ChoiceProbe(_Ranks):
     """Multiple choice after one prompt: the answer must have the highest log-likelihood."""
 
-    KIND = "multiple-choice"
     check_types: ClassVar[list[str]] = ["choices"]
     prompt: Prompt
     choices: Choices
-    answer: Union[StrictInt, str]  # the right choice, as its text or its index
-    length_normalize: StrictBool = False
-
-    @model_validator(mode="after")
-    def _answer_is_a_choice(self) -> ChoiceProbe:
-        _right(self.choices, self.answer)
-        return self
+    answer: Union[StrictInt, str]
 
     def run(self, run: Run) -> list[CheckResult]:
         (best, scores), right = ranked_first(run, self.prompt, self.choices, self.length_normalize), self.right
@@ -185,22 +189,12 @@ def agreement_key(text: str, agree_on: str) -> str:
     return re.sub(r"^\W+|\W+$", "", words[0]).lower() if words else ""
 
 
-class ConsistencyProbe(_Probe):
+class ConsistencyProbe(_Ranks):
     """Paraphrased prompts that must agree: on the choice ranked first, or on their continuations."""
 
-    KIND = "consistency"
     check_types: ClassVar[list[str]] = ["consistency"]
     prompts: Annotated[Strings, AfterValidator(lambda v: v if len(v) > 1 else _fail("needs at least two paraphrases"))]
-    choices: Choices = []
-    answer: Union[StrictInt, str] | None = None
-    length_normalize: StrictBool = False
     agree_on: Literal["first_word", "first_line", "all"] = "first_word"
-
-    @model_validator(mode="after")
-    def _answer_is_a_choice(self) -> ConsistencyProbe:
-        if self.answer is not None:
-            _right(self.choices, self.answer) if self.choices else _fail("'answer' needs 'choices' to pick from")
-        return self
 
     def run(self, run: Run) -> list[CheckResult]:
         if not self.choices:
@@ -211,7 +205,7 @@ class ConsistencyProbe(_Probe):
                       else f"{self.agree_on} differs: " + ", ".join(repr(k) for k in keys))
             return [self.check("consistency", agree, detail, continuations=texts, keys=keys)]
         picks = [ranked_first(run, p, self.choices, self.length_normalize)[0] for p in self.prompts]
-        right = None if self.answer is None else self.right
+        right = self.right
         agree, is_right = len(set(picks)) == 1, right in (None, picks[0])
         wrong = "" if is_right else f", not the answer {right!r}"
         detail = (f"all {len(picks)} prompts ranked {picks[0]!r} first{wrong}" if agree else
@@ -224,10 +218,10 @@ def _kind(data: Any) -> str | None:
         return "continuation"  # refused as "not an object"
     if ("prompt" in data) == ("prompts" in data):
         return None
-    return "consistency" if "prompts" in data else "choice" if "choices" in data else "continuation"
+    return "consistency" if "prompts" in data else "multiple-choice" if "choices" in data else "continuation"
 
 
-KINDS = {"continuation": ContinuationProbe, "choice": ChoiceProbe, "consistency": ConsistencyProbe}
+KINDS = {"continuation": ContinuationProbe, "multiple-choice": ChoiceProbe, "consistency": ConsistencyProbe}
 Probe = Union[ContinuationProbe, ChoiceProbe, ConsistencyProbe]
 PROBE = TypeAdapter(Annotated[Union[tuple(Annotated[kind, Tag(tag)] for tag, kind in KINDS.items())], Discriminator(
     _kind, custom_error_type="probe_kind",
@@ -238,17 +232,16 @@ KEYS = sorted({key for cls in KINDS.values() for key in cls.model_fields})
 def _one_line(exc: ValidationError, where: str) -> LmforgeError:
     """pydantic's first complaint as one line that names the key and the rule."""
     error = exc.errors()[0]
-    kind = KINDS[error["loc"][0]] if error["loc"] else None  # loc: (kind, key, union member)
-    key = str(error["loc"][1]) if len(error["loc"]) > 1 else ""
+    kind, key = (list(map(str, error["loc"][:2])) + ["", ""])[:2]  # loc: (kind, key, union member)
     message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
     if error["type"] == "extra_forbidden" and key in KEYS:
-        takes = " or ".join(c.KIND for c in KINDS.values() if key in c.model_fields)
-        return LmforgeError(f"{where}: '{key}' does not go in a {kind.KIND} probe (it is for a {takes} probe); "
+        takes = " or ".join(name for name, cls in KINDS.items() if key in cls.model_fields)
+        return LmforgeError(f"{where}: '{key}' does not go in a {kind} probe (it is for a {takes} probe); "
                             "write that check as a probe of its own")
     if error["type"] == "extra_forbidden":
         return LmforgeError(f"{where}: unknown probe key '{key}'{did_you_mean(key, KEYS)}; keys are {', '.join(KEYS)}")
     if error["type"] == "missing":
-        return LmforgeError(f"{where}: a {kind.KIND} probe needs '{key}'")
+        return LmforgeError(f"{where}: a {kind} probe needs '{key}'")
     if error["type"] == "model_type":
         return LmforgeError(f"{where}: a probe is a JSON object like {{\"prompt\": \"...\", \"contains\": \"...\"}}")
     if error["type"].startswith(("greater_than", "less_than")):
@@ -275,12 +268,12 @@ def shipped_suites() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".jsonl")}
 
 
-def resolve_suite(spec: str | Path) -> Path:
-    """A suite file's path, or the path of a shipped suite named `spec` (e.g. 'sotu')."""
+def resolve_suite(spec: str | Path, flag: str = "--suite", what: str = "a JSONL file of probes") -> Path:
+    """A file's path, or the path of a shipped suite named `spec` (e.g. 'sotu')."""
     path, shipped = Path(spec), shipped_suites()
     if path.is_file() or str(spec) in shipped:
         return path if path.is_file() else shipped[str(spec)]
-    raise LmforgeError(f"--suite '{spec}' does not exist; pass a JSONL file of probes or a shipped suite "
+    raise LmforgeError(f"{flag} '{spec}' does not exist; pass {what} or a shipped suite "
                        f"({', '.join(sorted(shipped)) or 'none'}){did_you_mean(str(spec), shipped)}")
 
 
