@@ -49,11 +49,6 @@ _BYTE_OF = {chr(b): b for b in _PRINTABLE} | {
     chr(256 + i): b for i, b in enumerate(b for b in range(256) if b not in _PRINTABLE)}
 
 
-def unicode_to_bytes(token: str) -> bytes:
-    """The bytes a vocabulary entry spells."""
-    return bytes(map(_BYTE_OF.__getitem__, token))
-
-
 def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[bytes, int]:
     """tiktoken's mergeable ranks for a Hugging Face byte-level BPE pipeline: each token's bytes → its id.
 
@@ -71,7 +66,7 @@ def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[by
             or sum(len(token) == 1 for token in vocab) != 256 or 256 + len(merged) != len(vocab)):
         raise LmforgeError("this BPE tokenizer is not byte-level BPE with merges in id order, which lmforge encodes "
                            "with tiktoken; retrain it with `lmforge tokenizer train --kind bpe`")
-    return {unicode_to_bytes(token): i for token, i in vocab.items()}
+    return {bytes(map(_BYTE_OF.__getitem__, token)): i for token, i in vocab.items()}
 
 
 def byte_level(model: Any) -> Any:
