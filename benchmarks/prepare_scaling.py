@@ -68,8 +68,8 @@ def main() -> None:
         print(json.dumps(run_once(Path(data), args.tokenizer, int(workers), Path(out))))
         return
 
-    work = Path(tempfile.mkdtemp(prefix="lmforge-prepare-scaling-", dir=args.tmp))
-    try:
+    with tempfile.TemporaryDirectory(prefix="lmforge-prepare-scaling-", dir=args.tmp) as tmp:
+        work = Path(tmp)
         corpus = work / "corpus.jsonl"
         docs = generate(corpus, int(args.mb * 1e6))
         best: dict[int, dict] = {}
@@ -94,8 +94,6 @@ def main() -> None:
             bound = one_cpu / max((main_cpu + worker_cpu) / min(cores, w + 1), main_cpu, worker_cpu / w) if w > 1 else 1.0
             print(f"{w:7d} {mbs:7.2f} {mbs / (one['mb'] / one['seconds']):10.2f} {main_cpu:14.4f} {worker_cpu:17.4f} "
                   f"{min(bound, w):13.2f}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

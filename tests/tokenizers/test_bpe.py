@@ -1,4 +1,5 @@
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -71,6 +72,17 @@ def test_ids_equal_hugging_face_for_any_trained_vocabulary(training_text, vocab_
 def test_ids_equal_hugging_face_on_the_whole_text(bpe):
     text = TRAIN_TEXT + " Zebra-crossings  and\t\ttabs \n\n\n  trailing   " + "".join(TRICKY)
     assert bpe.encode(text) == hf_ids(bpe, text)
+
+
+def test_ids_equal_hugging_face_reading_the_saved_json_itself(bpe, tmp_path):
+    """Hugging Face loads the pipeline from the tokenizer file, not from lmforge's objects."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    bpe.save(tmp_path / "bpe.json")
+    hf = HFTokenizer.from_str(json.dumps(json.loads((tmp_path / "bpe.json").read_text())["hf_tokenizer"]))
+    hf.encode_special_tokens = True
+    text = TRAIN_TEXT + "".join(TRICKY) + " <|endoftext|> tail"
+    assert load_tokenizer(tmp_path / "bpe.json").encode(text) == hf.encode(text, add_special_tokens=False).ids
 
 
 @pytest.mark.slow

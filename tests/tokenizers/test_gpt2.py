@@ -1,5 +1,6 @@
 """GPT-2's vocabulary loaded from encoder.json + vocab.bpe gives tiktoken's ids, built offline from the same files."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,12 @@ def gpt2():
 def reference():
     pytest.importorskip("tiktoken")
     return gpt2_tiktoken(GPT2)
+
+
+def test_the_files_are_openais_release():
+    """So `reference`, tiktoken's loader and pattern on them, is tiktoken's GPT-2 encoding (it checks these hashes)."""
+    assert [hashlib.sha256((GPT2 / name).read_bytes()).hexdigest()[:16] for name in ("vocab.bpe", "encoder.json")] == [
+        "1ce1664773c50f3e", "196139668be63f3b"]
 
 
 def test_vocabulary_and_eos(gpt2):

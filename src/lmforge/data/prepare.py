@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -70,7 +70,6 @@ class PrepareResult:
     input_bytes: int
     seconds: float
     workers: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mb_per_s(self) -> float:

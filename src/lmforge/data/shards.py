@@ -151,8 +151,6 @@ class ShardedTokens:
 
 
 class PreparedData:
-    """A directory written by `lmforge prepare`, opened for reading."""
-
     def __init__(self, path: str | Path):
         self.path = Path(path)
         index_path = self.path / INDEX_FILE

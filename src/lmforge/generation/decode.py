@@ -66,7 +66,6 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """The model in eval mode (no dropout) inside, and back to the mode it was in after."""
     was_training = model.training
     model.eval()
     try:

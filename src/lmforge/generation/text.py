@@ -17,7 +17,6 @@ REPLACEMENT = "\ufffd"  # what a partial UTF-8 sequence decodes to
 
 
 def find_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Where the earliest stop string begins in `text`, or None."""
     found = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(found) if found else None
 

@@ -17,7 +17,7 @@ time much faster than Python can; tests check the Elman layer against the
 equation above. There is no context limit: the state is the context.
 
 Training uses truncated backpropagation through time: consecutive windows
-(data/consecutive.py) with the hidden state carried from one window to the next,
+(`ConsecutiveWindows`, data/batches.py) with the hidden state carried from one window to the next,
 but detached, so gradients stop at the window edge while information does not.
 """
 

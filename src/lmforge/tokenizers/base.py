@@ -92,8 +92,6 @@ UNKNOWN_BITS_PER_BYTE = 8.0  # a byte spelled under the uniform distribution ove
 
 
 class Tokenizer(ABC):
-    """Text to token ids and back."""
-
     kind: ClassVar[str]
     registry: ClassVar[dict[str, type[Tokenizer]]] = {}
 

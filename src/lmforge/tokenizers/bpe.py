@@ -49,11 +49,6 @@ _BYTE_OF = {chr(b): b for b in _PRINTABLE} | {
     chr(256 + i): b for i, b in enumerate(b for b in range(256) if b not in _PRINTABLE)}
 
 
-def unicode_to_bytes(token: str) -> bytes:
-    """The bytes a vocabulary entry spells."""
-    return bytes(map(_BYTE_OF.__getitem__, token))
-
-
 def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[bytes, int]:
     """tiktoken's mergeable ranks for a Hugging Face byte-level BPE pipeline: each token's bytes → its id.
 
@@ -71,7 +66,7 @@ def tiktoken_ranks(pipeline: dict[str, Any], specials: Iterable[str]) -> dict[by
             or sum(len(token) == 1 for token in vocab) != 256 or 256 + len(merged) != len(vocab)):
         raise LmforgeError("this BPE tokenizer is not byte-level BPE with merges in id order, which lmforge encodes "
                            "with tiktoken; retrain it with `lmforge tokenizer train --kind bpe`")
-    return {unicode_to_bytes(token): i for token, i in vocab.items()}
+    return {bytes(map(_BYTE_OF.__getitem__, token)): i for token, i in vocab.items()}
 
 
 def byte_level(model: Any) -> Any:
@@ -190,10 +185,12 @@ def load_gpt2(folder: str | Path) -> BpeTokenizer:
 
 
 def gpt2_tiktoken(folder: str | Path):
-    """tiktoken's GPT-2 encoding built offline from the same two files (the reference for tests and benchmarks)."""
+    """tiktoken's own GPT-2 encoding, as `tiktoken.get_encoding("gpt2")` builds it (its file parser, its pattern), but
+    offline from these files: the reference that tests and benchmarks hold `load_gpt2` to."""
     import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
-    vocab, _ = read_gpt2_files(folder)
-    ranks = {unicode_to_bytes(token): i for token, i in vocab.items() if token != GPT2_EOS}
-    return tiktoken.Encoding("gpt2-local", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
-                             special_tokens={GPT2_EOS: vocab[GPT2_EOS]})
+    read_gpt2_files(folder)  # the checks and errors of load_gpt2
+    ranks = data_gym_to_mergeable_bpe_ranks(str(Path(folder) / "vocab.bpe"), str(Path(folder) / "encoder.json"))
+    return tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={ENDOFTEXT: 50256})
