@@ -12,7 +12,7 @@ from lmforge.config import Config, DecodeConfig
 from lmforge.device import resolve_device
 from lmforge.errors import LmforgeError
 from lmforge.generation.beam import beam_search
-from lmforge.generation.decode import decode
+from lmforge.generation.decode import Step, decode
 from lmforge.generation.quantize import quantize_model
 from lmforge.generation.text import Continuation
 from lmforge.models import LanguageModel, build_model
@@ -105,8 +105,7 @@ class Run:
                     continue
                 yield row.finish("eos") if token == cfg.eos_id else row.add(token)
                 if infos is not None and token != cfg.eos_id:
-                    alternatives = () if step.top_ids is None else zip(step.top_ids[r], step.top_logprobs[r])
-                    infos[r].append(self._info(token, step.logprobs[r], alternatives))
+                    infos[r].append(self.token_info(step, r))
             if all(row.finish_reason is not None for row in rows):
                 return
         for row in rows:
@@ -126,6 +125,11 @@ class Run:
                                                       zip(beam.ids, beam.logprobs, beam.top_ids, beam.top_logprobs)]
             samples.append(Sample(row.text, row.finish_reason, tokens, beam.score))
         return samples
+
+    def token_info(self, step: Step, r: int) -> TokenInfo:
+        """Row `r`'s token of a decoding step, with its log-probability and top alternatives (the server's too)."""
+        alternatives = () if step.top_ids is None else zip(step.top_ids[r], step.top_logprobs[r])
+        return self._info(int(step.ids[r]), step.logprobs[r], alternatives)
 
     def _info(self, token: int, logprob: float, alternatives: Iterable) -> TokenInfo:
         """A token's details; `alternatives` are (id, logprob) pairs, as tensors or numbers."""

@@ -191,7 +191,8 @@ class Batcher:
 
     def _step(self) -> None:
         try:
-            steps = self.batch.step()
+            for row, step in self.batch.step():
+                row.tag.deliver(self._advance(row, step))
         except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
             for row in self.batch.rows:
                 row.ended = True
@@ -199,8 +200,6 @@ class Batcher:
             self.batch = ContinuousBatch(self.run.model)
             self._settle()
             return
-        for row, step in steps:
-            row.tag.deliver(self._advance(row, step))
         self._settle()
 
     def _advance(self, row: Row, step: Step) -> Event:
@@ -214,7 +213,7 @@ class Batcher:
             event.text = choice.text.add(token)
             choice.produced += 1
             if row.logprobs is not None:
-                event.tokens.append(self.run._token_info(step, 0))
+                event.tokens.append(self.run.token_info(step, 0))
         if choice.text.finish_reason is None and row.ended:
             event.text += choice.text.finish("length")
         if choice.text.finish_reason is not None:
