@@ -9,8 +9,8 @@
     `GPT2LMHeadModel` holding the same weights (benchmarks/gpt2_twin.py), eager and
     compiled, in the same loop. The loop is lmforge's own step (`Trainer.train_step` with
     one micro-batch): schedule, autocast, `next_token_loss`, backward, gradient clipping,
-    the optimizers of `build_optimizers`, and the loss and gradient norm read back every
-    step. Random token ids (data loading is not part of the figure). ms/step is the median
+    the optimizers of `build_optimizers` (the trainer reads the loss back only at log
+    steps; here it is read after each timed step). Random token ids (data loading is not part of the figure). ms/step is the median
     of --steps timed steps after --warmup steps (the first of which compiles), each timed
     between CUDA synchronizations; MFU = tokens/s × `flops_per_token` / the device's peak
     from lmforge's table (`training/flops.py`).
@@ -136,12 +136,11 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], params: list[tor
     with autocast(device, dtype):
         loss = next_token_loss(forward(x), y)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+    torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
     for optimizer in optimizers:
         optimizer.step()
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
-    float(grad_norm)  # the trainer reads the norm (and the loss) back every step: one host sync, as there
     return float(loss.detach())
 
 

@@ -146,13 +146,10 @@ def seed_everything(seed: int) -> None:
 def rng_state(device: torch.device | None = None) -> dict[str, Any]:
     """Every global RNG of this process, as tensors and plain values (loadable with weights_only=True). On CUDA,
     this process's GPU's only: asking for all would open a context on each GPU from every rank."""
-    np_state = np.random.get_state(legacy=False)
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": int(np_state["state"]["pos"]),
-                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
-        "torch": torch.get_rng_state(),
-    }
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "gauss": float(gauss)}}
     if device is not None and device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -162,8 +159,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> 
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     n = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and device is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)

@@ -205,8 +205,10 @@ def full_state(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> tup
 
 def load_full_state(model: nn.Module, optimizers: list[torch.optim.Optimizer], model_state: dict[str, Any],
                     optimizer_state: dict[str, Any], info: DistInfo) -> None:
-    """Load what `full_state` gave, which rank 0 holds (the others pass {}): rank 0 broadcasts it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+    """Load what `full_state` gave, which rank 0 holds (the others pass {}): rank 0 broadcasts it. Two calls, not
+    `set_state_dict`: given an empty model state (the other ranks') that one skips the model, and rank 0 waits."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
-    set_state_dict(model, optimizers, model_state_dict=model_state, optim_state_dict=optimizer_state,
-                   options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled))
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
+    set_model_state_dict(model, model_state, options=options)
+    set_optimizer_state_dict(model, optimizers, optimizer_state, options=options)
