@@ -1,0 +1,114 @@
+"""The guide's figures and tables, drawn from what lmforge commands wrote (run by docs/make_figures.py).
+
+Each figure carries a footer with the command that made its numbers and the machine, so a
+figure read alone says where it came from. PNGs are kept under 150 KB (small dpi, a palette).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FIGURES = Path(__file__).resolve().parent / "figures"
+
+
+def lmforge(*args: str) -> str:
+    """Run an lmforge command in this process (no start-up cost) and return what it printed."""
+    from lmforge.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main([str(a) for a in args])
+    if rc != 0:
+        raise SystemExit(f"lmforge {' '.join(map(str, args))} exited {rc}")
+    return out.getvalue()
+
+
+def save(fig, name: str, command: str, machine: str) -> None:
+    """Stamp the footer (command, machine) and write figures/NAME.png as a small palette PNG."""
+    from PIL import Image
+
+    fig.text(0.01, 0.005, f"made by: {command}\non: {machine}", fontsize=6.5, color="#555", va="bottom",
+             family="monospace")
+    fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.2))
+    path = FIGURES / f"{name}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
+
+
+def restamp(src: Path, name: str, command: str, machine: str, width: float = 9.0) -> None:
+    """A PNG lmforge drew (curves, study, comparison...), redrawn with the footer."""
+    image = plt.imread(src)
+    h, w = image.shape[:2]
+    fig = plt.figure(figsize=(width, width * h / w + 0.5))
+    ax = fig.add_axes((0, 0.5 / (width * h / w + 0.5), 1, 1 - 0.5 / (width * h / w + 0.5)))
+    ax.imshow(image)
+    ax.axis("off")
+    save(fig, name, command, machine)
+
+
+def table(name: str, header: list[str], rows: list[list[object]], note: str = "") -> None:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    (FIGURES / f"{name}.md").write_text("\n".join(lines) + ("\n\n" + note if note else "") + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- chapter 1
+
+
+def tokens_vocab(work: Path, machine: str) -> None:
+    """Tokens per byte and embedding parameters against vocabulary size, for each tokenizer kind."""
+    out = work / "figs" / "tokenizers"
+    out.mkdir(parents=True, exist_ok=True)
+    text = work / "tinyshakespeare.txt"
+    grid = {"char": [None], "word": [1024, 2048, 4096, 8192], "bpe": [512, 1024, 2048, 4096, 8192]}
+    results = {}
+    for kind, sizes in grid.items():
+        for size in sizes:
+            path = out / f"{kind}-{size}.json"
+            lmforge("tokenizer", "train", "--kind", kind, "--data", text, "--out", path,
+                    *(["--vocab-size", size] if size else []))
+            results.setdefault(kind, []).append(json.loads(lmforge("tokenizer", "inspect", path, "--data", text,
+                                                                   "--json")))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for kind, rows in results.items():
+        v = [r["vocab_size"] for r in rows]
+        a.plot(v, [r["tokens_per_byte"] for r in rows], "o-", label=kind)
+        b.plot(v, [r["embedding_params"]["384"] for r in rows], "o-", label=kind)
+    for ax, title in ((a, "tokens per byte of text"), (b, "embedding parameters at n_embd 384")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("vocabulary size")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    b.set_yscale("log")
+    a.legend()
+    save(fig, "tokens-vocab", "lmforge tokenizer train --kind K --vocab-size V; lmforge tokenizer inspect --json "
+         "(Tiny Shakespeare)", machine)
+    table("tokens-vocab", ["kind", "vocabulary", "tokens per byte", "characters per token", "unknown tokens",
+                           "embedding parameters (n_embd 384)"],
+          [[kind, f"{r['vocab_size']:,}", f"{r['tokens_per_byte']:.3f}", f"{r['chars'] / r['tokens']:.2f}",
+            f"{r['unknown_rate']:.1%}", f"{r['embedding_params']['384']:,}"] for kind, rows in results.items()
+           for r in rows])
+
+
+DRAW = {1: [tokens_vocab]}
+
+
+def draw_all(work: Path, numbers: set[int], machine: str) -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for chapter, functions in sorted(DRAW.items()):
+        if numbers and chapter not in numbers:
+            continue
+        for function in functions:
+            print(f"drawing {function.__name__}", flush=True)
+            function(work, machine)
+
+
