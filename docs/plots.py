@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -99,7 +100,40 @@ def tokens_vocab(work: Path, machine: str) -> None:
            for r in rows])
 
 
-DRAW = {1: [tokens_vocab]}
+# ---------------------------------------------------------------- chapter 2
+
+
+def last_eval(run: Path) -> dict:
+    """The last eval record of a run's metrics.jsonl."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in records if r["event"] == "eval"][-1]
+
+
+def ngram_orders(work: Path, machine: str) -> None:
+    """Train and val bits per byte of character n-grams of order 1 to 10 (Tiny Shakespeare is ASCII: a character
+    is a byte, so bits per byte is the loss over ln 2)."""
+    rows = []
+    for n in range(1, 11):
+        out = work / "figs" / "ngrams" / f"order-{n}"
+        if not (out / "metrics.jsonl").is_file():
+            lmforge("train", "--preset", "compare-ngram", "--data", work / "tinyshakespeare.txt",
+                    "--model.ngram_order", n, "--out", out)
+        r = last_eval(out)
+        rows.append((n, r["train_loss"] / math.log(2), r["val_bpb"]))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-", label="train text")
+    ax.plot([r[0] for r in rows], [r[2] for r in rows], "o-", label="val text")
+    ax.set_xlabel("order n (the context is n - 1 characters)")
+    ax.set_ylabel("bits per byte")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, "ngram-orders", "lmforge train --preset compare-ngram --data tinyshakespeare.txt --model.ngram_order N",
+         machine)
+    table("ngram-orders", ["order", "train bits/byte", "val bits/byte"],
+          [[n, f"{t:.3f}", f"{v:.3f}"] for n, t, v in rows])
+
+
+DRAW = {1: [tokens_vocab], 2: [ngram_orders]}
 
 
 def draw_all(work: Path, numbers: set[int], machine: str) -> None:
