@@ -99,7 +99,8 @@ def clean(text: str) -> str:
         line = line.split("\r")[-1]
         if re.search(r"\d+%\|", line) or re.search(r"\d+/\d+ \[\d", line):
             continue
-        out.append(line.rstrip())
+        if line.strip() or not out or out[-1]:  # a finished bar leaves an empty line: keep one at most
+            out.append(line.rstrip())
     return "\n".join(out).strip() + "\n"
 
 
@@ -138,7 +139,7 @@ def fill(path: Path) -> None:
                 out.append(lines[i])
                 i += 1
             out.append(lines[i] if i < len(lines) else "```")
-        elif mark:
+        elif mark and (OUTPUT / f"{path.stem}-{k}.txt").is_file():
             text = (OUTPUT / f"{path.stem}-{k}.txt").read_text(encoding="utf-8").strip("\n").splitlines()
             if mark.group(1):
                 text = text[: int(mark.group(1))] + ["..."]
@@ -186,13 +187,20 @@ def run_guide(work: Path, numbers: set[int] | None, src: Path | None) -> list[tu
 
 
 def write_timings(timings: list[tuple[str, int, float, float]]) -> None:
+    """Merge these chapters' times into figures/timings.json (a run of some chapters keeps the others') and write
+    the table the index includes."""
+    saved = FIGURES / "timings.json"
+    merged = {t[0]: t for t in json.loads(saved.read_text()) } if saved.is_file() else {}
+    merged.update({t[0]: t for t in timings})
+    timings = [merged[k] for k in sorted(merged)]
+    saved.write_text(json.dumps(timings, indent=1) + "\n", encoding="utf-8")
     rows = [f"| {name} | {n} | {wall / 60:.1f} | {cpu / 60:.1f} |" for name, n, wall, cpu in timings]
     total, cpu = sum(t[2] for t in timings), sum(t[3] for t in timings)
     text = ("| chapter | command blocks | minutes (wall clock) | CPU minutes |\n| --- | --- | --- | --- |\n"
             + "\n".join(rows)
             + f"\n| **all** | {sum(t[1] for t in timings)} | **{total / 60:.1f}** | {cpu / 60:.1f} |\n\n"
-            f"Measured by `python docs/make_figures.py` on {time.strftime('%Y-%m-%d')}: {machine()} "
-            "(a machine shared with other jobs, so an idle laptop is faster).\n")
+            f"Measured by `python docs/make_figures.py` on {time.strftime('%Y-%m-%d')}: {machine()}, "
+            "a machine shared with other jobs (load average about 8 on 2 cores), so an idle laptop is faster.\n")
     (FIGURES / "timings.md").write_text(text, encoding="utf-8")
 
 
@@ -211,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     src = DOCS.parent / "src"
     if not args.figures_only:
         timings = run_guide(work, numbers, src if src.is_dir() else None)
-        if not numbers:
-            write_timings(timings)
+        write_timings(timings)
         print(json.dumps(timings))
     sys.path.insert(0, str(DOCS))
     from plots import draw_all  # docs/plots.py: the figures, kept apart from the runner

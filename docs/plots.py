@@ -133,7 +133,80 @@ def ngram_orders(work: Path, machine: str) -> None:
           [[n, f"{t:.3f}", f"{v:.3f}"] for n, t, v in rows])
 
 
-DRAW = {1: [tokens_vocab], 2: [ngram_orders]}
+# ---------------------------------------------------------------- chapters 3 and 4
+
+
+def embeddings(work: Path, machine: str) -> None:
+    """The LSTM's character embeddings on their two main directions (PCA)."""
+    import lmforge
+    import torch
+
+    run = lmforge.load(work / "runs" / "lstm")
+    E = run.model.tok_emb.weight.detach().float()
+    E = E - E.mean(0)
+    _, _, v = torch.linalg.svd(E, full_matrices=False)
+    xy = (E @ v[:2].T).numpy()
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for i, (x, y) in enumerate(xy):
+        ch = run.tokenizer.decode([i])
+        kind = "C0" if ch.isupper() else "C1" if ch in "aeiou" else "C2" if ch.islower() else "C3"
+        ax.text(x, y, repr(ch)[1:-1] or "?", color=kind, fontsize=9, ha="center", va="center")
+    ax.set_xlim(xy[:, 0].min() - 0.3, xy[:, 0].max() + 0.3)
+    ax.set_ylim(xy[:, 1].min() - 0.3, xy[:, 1].max() + 0.3)
+    ax.set_title("character embeddings (first two principal components): capitals blue, vowels orange, "
+                 "other lower case green, the rest red", fontsize=8)
+    save(fig, "embeddings", "lmforge train --preset compare-rnn --data tinyshakespeare.txt --train.max_steps 300 "
+         "--out runs/lstm; SVD of run.model.tok_emb.weight", machine)
+
+
+def attention(work: Path, machine: str) -> None:
+    """Every head's attention in every layer of runs/shakespeare over one line of a play."""
+    import lmforge
+    from lmforge.serving.inspection import attention_shape, attention_weights
+
+    run = lmforge.load(work / "runs" / "shakespeare")
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?"
+    shape = attention_shape(run)
+    fig, axes = plt.subplots(shape["layers"], shape["heads"], figsize=(2.6 * shape["heads"], 2.7 * shape["layers"]))
+    for layer in range(shape["layers"]):
+        for head in range(shape["heads"]):
+            got = attention_weights(run, text, layer, head, None)
+            ax = axes[layer][head]
+            ax.imshow(got["weights"], cmap="Blues", vmin=0, vmax=1)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
+            ticks = range(len(got["tokens"]))
+            labels = [t.replace("\n", "⏎") for t in got["tokens"]]
+            ax.set_xticks(ticks[::3], labels[::3], fontsize=5)
+            ax.set_yticks(ticks[::3], labels[::3], fontsize=5)
+    fig.suptitle("attention weights: row = the position predicting, column = the position attended to", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    save(fig, "attention", "lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out "
+         "runs/shakespeare; lmforge.serving.inspection.attention_weights", machine)
+
+
+# ---------------------------------------------------------------- chapters 5 to 8: what lmforge drew
+
+
+def copies(*items: tuple[str, str, str]):
+    """A figure function that redraws PNGs lmforge wrote in the guide's runs, with the footer."""
+    def draw(work: Path, machine: str) -> None:
+        for src, name, command in items:
+            restamp(work / src, name, command, machine)
+    draw.__name__ = "copies of " + ", ".join(i[1] for i in items)
+    return draw
+
+
+DRAW = {1: [tokens_vocab], 2: [ngram_orders], 3: [embeddings], 4: [attention],
+        5: [copies(("runs/shakespeare/curves.png", "curves-shakespeare",
+                    "lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare"),
+                   ("runs/overfit/curves.png", "curves-overfit",
+                    "lmforge train --preset shakespeare-char-cpu --data small.txt (30 KB) --train.max_steps 400"))],
+        6: [copies(("runs/shakespeare/evals/study.png", "study",
+                    "lmforge study runs/shakespeare --prompts prompts.txt --samples 4 --max-new-tokens 100"))],
+        8: [copies(("sweeps/width/sweep.png", "sweep-width",
+                    "lmforge sweep --preset tiny --param model.n_embd=16,32,64 --tokens 40000"),
+                   ("runs/century/confusion.png", "confusion-century",
+                    "lmforge classify train runs/sotu --data tasks/century.train.jsonl --epochs 1"))]}
 
 
 def draw_all(work: Path, numbers: set[int], machine: str) -> None:

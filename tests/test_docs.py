@@ -86,7 +86,10 @@ def logical_lines(code: str) -> list[str]:
 def lmforge_invocations(code: str) -> list[list[str]]:
     """The arguments after every `lmforge` (or `-m lmforge`) in the block, up to the next shell operator."""
     found = []
+    loops = {m.group(1): m.group(2).split()[0] for m in re.finditer(r"\bfor (\w+) in ([^;\n]+); do", code)}
     for line in logical_lines(code):
+        for name, first in loops.items():  # a loop's variable stands for its first value
+            line = re.sub(rf"\$\{{?{name}\b\}}?", first, line)
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.commenters = "#"
         lexer.whitespace_split = True
@@ -129,8 +132,7 @@ def test_command_parses(block, args):
         assert getattr(module, "ACCEPTS_OVERRIDES", False), f"{block.name}: unrecognized {extra}"
         overrides = parse_overrides(extra)
         if parsed.command == "train" and not parsed.resume and not parsed.init_from:
-            known = [(k, v) for k, v in overrides if "$" not in v]  # a shell variable's value is the shell's
-            build_config(parsed, known)  # raises on a key or value the config refuses
+            build_config(parsed, overrides)  # raises on a key or value the config refuses
 
 
 def test_skips_say_why():
