@@ -141,10 +141,9 @@ def fill(path: Path) -> None:
             out.append(lines[i] if i < len(lines) else "```")
         elif mark and (OUTPUT / f"{path.stem}-{k}.txt").is_file():
             text = (OUTPUT / f"{path.stem}-{k}.txt").read_text(encoding="utf-8").strip("\n").splitlines()
-            if mark.group(1):
-                text = text[: int(mark.group(1))] + ["..."]
-            if mark.group(2):
-                text = ["..."] + text[-int(mark.group(2)):]
+            head, tail = int(mark.group(1) or 0), int(mark.group(2) or 0)
+            if (head or tail) and head + tail < len(text):
+                text = text[:head] + ["..."] + (text[-tail:] if tail else [])
             i += 1
             while i < len(lines) and not lines[i].startswith("```"):
                 i += 1
@@ -199,8 +198,8 @@ def write_timings(timings: list[tuple[str, int, float, float]]) -> None:
     text = ("| chapter | command blocks | minutes (wall clock) | CPU minutes |\n| --- | --- | --- | --- |\n"
             + "\n".join(rows)
             + f"\n| **all** | {sum(t[1] for t in timings)} | **{total / 60:.1f}** | {cpu / 60:.1f} |\n\n"
-            f"Measured by `python docs/make_figures.py` on {time.strftime('%Y-%m-%d')}: {machine()}, "
-            "a machine shared with other jobs (load average about 8 on 2 cores), so an idle laptop is faster.\n")
+            f"Measured by `python docs/make_figures.py` on {time.strftime('%Y-%m-%d')}: {machine()} "
+            "(load average 8 to 12 on 2 cores), so an idle laptop is faster.\n")
     (FIGURES / "timings.md").write_text(text, encoding="utf-8")
 
 
@@ -228,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in chapters():
         if not numbers or int(path.name[:2]) in numbers:
             fill(path)
+    fill(DOCS / "README.md")  # the timings table
     return 0
 
 
