@@ -44,7 +44,13 @@ HEREDOC = re.compile(r"<<-?\s*'?\"?(\w+)'?\"?")
 
 
 def markdown_files() -> list[Path]:
-    return sorted(DOCS.glob("*.md"))
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def anchors(path: Path) -> set[str]:
+    """The #fragments a code host gives `path`'s headings (lower case, punctuation dropped, spaces to -)."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
 def test_every_chapter_exists_and_the_index_links_it():
@@ -61,7 +67,16 @@ def test_relative_links_resolve(path):
     for target in LINK.findall(text):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             continue
-        assert (path.parent / target.split("#")[0]).exists(), f"{path.name}: broken link {target}"
+        file, _, fragment = target.partition("#")
+        assert (path.parent / file).exists(), f"{path.name}: broken link {target}"
+        if fragment and file.endswith(".md"):
+            assert fragment in anchors(path.parent / file), f"{path.name}: {target} names no heading of {file}"
+
+
+def test_the_readme_is_a_landing_page_under_8000_characters():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text) < 8000, f"README.md is {len(text):,} characters; move detail to docs/reference.md"
+    assert "(docs/README.md)" in text and "(docs/reference.md" in text
 
 
 def test_figures_are_small():
