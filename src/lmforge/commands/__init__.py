@@ -7,4 +7,4 @@ and `run(args, extra) -> exit status`. Heavy imports (torch) stay inside `run`, 
 """
 
 COMMANDS = ("train", "sample", "eval", "probe", "study", "regress", "report", "prepare", "tokenizer", "compare",
-            "serve", "finetune", "merge", "export", "classify", "tasks", "sweep", "presets")
+            "serve", "finetune", "merge", "export", "classify", "tasks", "sweep", "size", "presets")
