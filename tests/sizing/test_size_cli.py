@@ -91,3 +91,13 @@ def test_a_folder_that_is_not_a_run_gets_one_line(capsys, tmp_path):
     one_line_error(code, err, "not a run directory")
     code, _, err = run(capsys, "size", tmp_path, "--preset", "tiny")
     one_line_error(code, err, "drop --preset")
+
+
+def test_the_readme_shows_what_size_prints(capsys):
+    """The README's `lmforge size` block is this code's output for the default preset (all but the free memory)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("$ lmforge size\n", 1)[1].split("```", 1)[0].splitlines()
+    code, out, _ = run(capsys, "size", "--free-mib", 100000)
+    assert code == 0 and out.splitlines()[:-1] == shown[:-1]
