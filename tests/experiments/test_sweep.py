@@ -107,3 +107,19 @@ def test_bad_sweeps_are_refused(small_text_file, tmp_path, capsys):
     assert main(["sweep", "--param", "model.n_embd=16,32", "--tokens", "100", "--flops", "1e9",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--flops is the budget of --scaling" in capsys.readouterr().err
+
+
+def test_a_row_reports_the_whole_val_split_when_evals_scored_a_sample(tmp_path):
+    """With train.eval_tokens, the best eval's loss is a sample's; the row's loss and bpb are both the whole split's."""
+    from lmforge.experiments.sweep import Point, collect
+
+    run = tmp_path / "point"
+    run.mkdir()
+    records = [{"event": "start", "params": 10, "elapsed_s": 0.1},
+               {"event": "train", "step": 5, "tokens_seen": 640, "elapsed_s": 1.0},
+               {"event": "eval", "step": 5, "val_loss": 1.5, "val_bpb": 2.2, "best": True},
+               {"event": "end", "step": 5, "best_val_loss": 1.5,
+                "whole_val": {"step": 5, "val_loss": 1.7, "val_bpb": 2.5}}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    row = collect(Point({"model.n_embd": "8"}, run, None))
+    assert (row["val_loss"], row["val_bpb"]) == (1.7, 2.5)

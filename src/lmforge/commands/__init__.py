@@ -7,4 +7,4 @@ Heavy imports (torch) stay inside `run`, so `lmforge --help` starts at once.
 """
 
 COMMANDS = ("train", "sample", "eval", "probe", "study", "regress", "report", "prepare", "tokenizer", "compare",
-            "serve", "finetune", "merge", "export", "classify", "tasks", "sweep", "presets")
+            "serve", "finetune", "merge", "export", "classify", "tasks", "sweep", "size", "presets")

@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   lmforge train --data plays.txt --separator '\\n\\n' --out runs/plays   # documents cut at blank lines
   lmforge train --data data/speeches --out runs/speeches2     # a directory from `lmforge prepare`
   lmforge train --config my_config.yaml --train.lr 3e-4
+  lmforge train --preset shakespeare-char-cpu --model.n_embd 256 --dry-run   # its size and memory; trains nothing
   lmforge train --resume runs/shakespeare          # continue from the newest checkpoint
   lmforge train --resume runs/shakespeare --train.max_steps 4000
   lmforge train --init-from hf-models/gpt2-small --data my.txt --out runs/gpt2-on-my-text  # a local HF folder
@@ -49,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "brings its own)")
     p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
                    "default 8192)")
+    p.add_argument("--dry-run", action="store_true", help="print what `lmforge size` prints for this run (parameters, "
+                   "FLOPs, memory, eval cost) and exit without training or writing anything")
 
 def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
     """`--section.key VALUE` or `--section.key=VALUE` pairs from the unparsed arguments."""
@@ -122,6 +125,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         cfg, preset = build_config(args, parse_overrides(extra))
         out = Path(args.out) if args.out else Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.dry_run:
+        return dry_run(args, cfg, out)
 
     from lmforge.training import Trainer
 
@@ -154,4 +159,17 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
           f"val perplexity {result.best_val_ppl:.3f}, {result.best_val_bpb:.4f} bits/byte")
     print("--- sample ---")
     print(result.sample)
+    return 0
+
+
+def dry_run(args: argparse.Namespace, cfg, out: Path) -> int:
+    """`--dry-run`: the sizing table of the run this command would train, and nothing written."""
+    from lmforge.commands.size import report
+    from lmforge.sizing.data_facts import for_config, for_run
+
+    if args.init_from:
+        raise LmforgeError("--dry-run sizes a config, and --init-from takes its model from a folder; size that "
+                           "folder's run with `lmforge size RUN_DIR`, or drop --dry-run")
+    facts = for_run(out)[1] if args.resume else for_config(cfg)
+    print(report(cfg, facts))
     return 0

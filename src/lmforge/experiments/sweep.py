@@ -145,7 +145,8 @@ def collect(point: Point) -> dict[str, Any]:
     trains = [r for r in records if r["event"] == "train"]
     return {**point.values, "params": start.get("params"), "tokens_seen": trains[-1]["tokens_seen"] if trains else 0,
             "seconds": round(trains[-1]["elapsed_s"], 1) if trains else 0, "steps": end.get("step"),
-            "val_loss": end.get("best_val_loss"), "val_bpb": best.get("val_bpb"),
+            # the best model's loss on the whole val split when evals scored a sample (`whole_val`), as its bpb is
+            "val_loss": best.get("val_loss", end.get("best_val_loss")), "val_bpb": best.get("val_bpb"),
             "peak_rss_mb": round(_read_json(point.run_dir / "peak_rss.json").get("peak_rss_mb", 0), 1)}
 
 

@@ -1,0 +1,83 @@
+"""The training memory estimate: its activation counts against autograd's, its total against measured peak RSS,
+and the warning with the setting that would fit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge.config import Config, ModelConfig
+from lmforge.models import build_model
+from lmforge.models.base import next_token_loss
+from lmforge.sizing import memory_of
+from lmforge.sizing.memory import activation_values
+
+HERE = Path(__file__).parent
+
+
+def saved_values_per_token(cfg: Config, vocab: int, rows: int = 2) -> float:
+    """What autograd keeps for backward, per token, in values (4-byte floats), shared storages once, weights not."""
+    model = build_model(cfg.model, vocab)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    T = cfg.model.block_size
+    x, y = torch.randint(0, vocab, (rows, T)), torch.randint(0, vocab, (rows, T))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        next_token_loss(model(x), y)
+    return sum(n for ptr, n in kept.items() if ptr not in weights) / 4 / (rows * T)
+
+
+LAYER_OPTIONS = [{}, {"mlp": "swiglu"}, {"mlp": "relu2"}, {"positions": "rope"}, {"norm": "rmsnorm"},
+                 {"qk_norm": True}, {"attention": "explicit"}, {"positions": "rope", "mlp": "swiglu", "norm": "rmsnorm"},
+                 {"family": "rnn", "rnn_cell": "lstm"}, {"family": "rnn", "rnn_cell": "gru"},
+                 {"family": "rnn", "rnn_cell": "elman"}]
+
+
+@pytest.mark.parametrize("options", LAYER_OPTIONS, ids=lambda o: "-".join(map(str, o.values())) or "default")
+def test_activation_counts_match_what_autograd_saves(options, one_thread):
+    """The layers' saved values per token (one layer more minus one layer less) within 12% of the count."""
+    def config(layers):
+        return Config(model=ModelConfig(n_layer=layers, n_head=4, n_embd=64, block_size=32, **options))
+
+    measured = saved_values_per_token(config(2), 50) - saved_values_per_token(config(1), 50)
+    counted = activation_values(config(2), 50)[0] - activation_values(config(1), 50)[0]
+    assert counted == pytest.approx(measured, rel=0.12)
+
+
+# activations dominate: 4,096 tokens through two layers of 128; weights dominate: 6 M parameters, 16 tokens a step
+SHAPES = {"activations": ({"model.n_layer": 2, "model.n_embd": 128, "model.block_size": 128,
+                           "train.batch_size": 32}, 64),
+          "weights": ({"model.n_layer": 2, "model.n_embd": 512, "model.n_head": 8, "model.block_size": 8,
+                       "train.batch_size": 2}, 64),
+          "muon-rope-relu2": ({"model.n_layer": 2, "model.n_embd": 128, "model.block_size": 128, "train.batch_size": 32,
+                               "model.positions": "rope", "model.mlp": "relu2", "train.optimizer": "muon",
+                               "train.lr": 0.006}, 64)}
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS is reset through Linux's /proc")
+@pytest.mark.parametrize("shape", SHAPES)
+def test_estimate_is_within_25_percent_of_measured_peak_rss(shape):
+    """Issue 17's bar: estimate / measured peak RSS above the baseline in [0.75, 1.25]. Measured 0.95-1.03 on these
+    shapes (2-core CPU, glibc, torch 2.x); the band leaves room for another glibc or PyTorch. What it catches: the
+    weights shape without its gradients or optimizer state; the ReLU² shape without the MLP's backward
+    temporaries and the logits' gradients (each seen failing)."""
+    values, vocab = SHAPES[shape]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, str(HERE / "peak_rss.py"), json.dumps(values), str(vocab)],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert child.returncode == 0, child.stderr[-2000:]
+    measured = json.loads(child.stdout)
+    cfg = Config.from_dict({}).updated({"train.device": "cpu", **values})
+    estimate = memory_of(cfg, measured["vocab_size"]).total
+    assert 0.75 <= estimate / measured["peak_above_baseline"] <= 1.25, (estimate, measured)
