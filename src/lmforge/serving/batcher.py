@@ -82,7 +82,8 @@ class _Choice:
 
 class Job:
     """One request's rows, and the queue their events arrive on, in the event loop of the handler that
-    submitted it. Only the batcher thread writes to it; only the handler reads."""
+    submitted it. `rows` and `tokens` are written by the batcher thread (a choice's count before its last
+    event is sent); `open` is the handler's."""
 
     def __init__(self, choices: int, loop: asyncio.AbstractEventLoop, streaming: bool):
         self.choices = choices
