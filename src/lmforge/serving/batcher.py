@@ -82,7 +82,8 @@ class _Choice:
 
 class Job:
     """One request's rows, and the queue their events arrive on, in the event loop of the handler that
-    submitted it. Only the batcher thread writes to it; only the handler reads."""
+    submitted it. `rows` and `tokens` are written by the batcher thread (a choice's count before its last
+    event is sent); `open` is the handler's."""
 
     def __init__(self, choices: int, loop: asyncio.AbstractEventLoop, streaming: bool):
         self.choices = choices
@@ -147,12 +148,23 @@ class Batcher:
 
     def _loop(self) -> None:
         while not self._closed:
-            idle = not self.rows_in_use
-            if not self._take(block=idle) and idle and self._freed:
-                _trim_heap()  # idle for a while after a burst: now is a good time
-                self._freed = False
-            if self.rows_in_use:
-                self._step()
+            try:
+                idle = not self.rows_in_use
+                if not self._take(block=idle) and idle and self._freed:
+                    _trim_heap()  # idle for a while after a burst: now is a good time
+                    self._freed = False
+                if self.rows_in_use:
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the thread must live on
+                self._fail_all(exc)
+
+    def _fail_all(self, exc: Exception) -> None:
+        """End every row in flight with an error event and start a fresh batch; later requests are served."""
+        for row in self.batch.rows:
+            row.ended = True
+            row.tag.job.put(Event(row.tag.index, error=f"decoding failed: {exc}"))
+        self.batch = ContinuousBatch(self.run.model)
+        self._settle()
 
     def _take(self, block: bool) -> bool:
         """Handle every message waiting (after waiting a little for one when the batch is idle); whether
@@ -190,16 +202,8 @@ class Batcher:
                     job.put(Event(row.tag.index, finish_reason="length"))
 
     def _step(self) -> None:
-        try:
-            for row, step in self.batch.step():
-                row.tag.deliver(self._advance(row, step))
-        except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
-            for row in self.batch.rows:
-                row.ended = True
-                row.tag.job.put(Event(row.tag.index, error=f"decoding failed: {exc}"))
-            self.batch = ContinuousBatch(self.run.model)
-            self._settle()
-            return
+        for row, step in self.batch.step():  # a failure here fails the rows in flight (`_loop`)
+            row.tag.deliver(self._advance(row, step))
         self._settle()
 
     def _advance(self, row: Row, step: Step) -> Event:
