@@ -98,6 +98,9 @@ def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp
     evals = [r for r in evals if r["event"] == "eval"]
     assert evals[-1]["val_loss"] < 0.7 * evals[0]["val_loss"]
     assert (out / "chat_template.json").is_file() and json.loads((out / "finetune.json").read_text())["val_examples"] == 3
+    # a run trained on pairs renders a one-question chat (the server's /v1/chat/completions) as its prompts were
+    question = PAIRS[0]["prompt"]
+    assert ChatTemplate.load(out).prompt([{"role": "user", "content": question}]) == question
     capsys.readouterr()
     assert main(["sample", str(out), "--prompt", "Q: 1 plus 2?\nA: ", "--max-new-tokens", "5", "--temperature", "0"]) == 0
     assert main(["finetune", "--resume", str(out), "--train.max_steps", "70"]) == 0

@@ -206,7 +206,7 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, overrides: dic
     config, tokenizer, state = read_base(base)
     tokenizer, state = with_eos(tokenizer, state)
     examples = read_instructions(data)
-    template = ChatTemplate()
+    template = ChatTemplate.for_examples(examples)
     train, val = split_examples(examples, read_instructions(val_data) if val_data else None, config.train.seed)
     first_prompt = "".join(text for text, trained in (template.segments(val[0]) if isinstance(val[0][0], dict)
                                                       else val[0]) if not trained)

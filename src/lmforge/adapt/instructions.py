@@ -37,6 +37,14 @@ class ChatTemplate:
         """The text a model continues to answer `messages` (which end with a user turn)."""
         return "".join(text for text, _ in self.segments(messages))
 
+    @classmethod
+    def for_examples(cls, examples: list) -> ChatTemplate:
+        """The default template when any example is a conversation; for prompt/completion pairs only, the
+        template that renders a one-question chat exactly as the pairs were trained (the prompt as written)."""
+        if any(isinstance(example[0], dict) for example in examples):
+            return cls()
+        return cls(system="{content}\n", user="{content}", assistant="{content}")
+
     def save(self, run_dir: Path) -> None:
         (run_dir / TEMPLATE_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
 
