@@ -67,3 +67,16 @@ def test_unknown_part_is_one_line_error():
     done = subprocess.run([sys.executable, str(BENCHMARKS / "cpu_suite.py"), "--parts", "t,x"], capture_output=True,
                           text=True, check=False)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "choose from t, d" in done.stderr
+
+
+def test_the_suite_presets_score_the_whole_val_split_at_every_eval():
+    """cpu_suite's crossing is the first eval ≤ 1.88, which the protocol states over the whole val split: a preset
+    that scored a sample at its evals (`train.eval_tokens`) would cross on the sample, not on the split."""
+    from lmforge.config import Config
+
+    spec = importlib.util.spec_from_file_location("cpu_suite", BENCHMARKS / "cpu_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    for name in (suite.PRESET, suite.BUDGET_PRESET):
+        assert Config.from_preset(name).train.eval_tokens == 0, name
+    assert suite.REFERENCE[suite.REFERENCE.index("--train.eval_tokens") + 1] == "0"
