@@ -83,10 +83,13 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def summarize(records: list[dict[str, Any]], target: float, within_s: float | None = None) -> dict[str, Any]:
-    """The evals of a metrics.jsonl, the first to reach `target`, the best, and the best by `within_s`."""
+    """The evals of a metrics.jsonl, the first to reach `target`, the best, and the best by `within_s`.
+
+    Times count from process start (`elapsed_s`); `loop_to_target_s` from the run's `start` record."""
     keys = ("step", "elapsed_s", "train_loss", "val_loss", "val_bpb")
     evals = [{k: r.get(k) for k in keys} for r in records if r.get("event") == "eval"]
     end = next((r for r in reversed(records) if r.get("event") == "end"), {})
+    start = next((r for r in records if r.get("event") == "start"), {})
     hit = next((r for r in evals if r["val_loss"] <= target), None)
     best = min(evals, key=lambda r: r["val_loss"], default=None)
     early = [r for r in evals if within_s is not None and r["elapsed_s"] <= within_s]
@@ -95,6 +98,8 @@ def summarize(records: list[dict[str, Any]], target: float, within_s: float | No
         "evals": evals, "stop_reason": end.get("reason"), "reached": hit is not None,
         "time_to_target_s": hit and hit["elapsed_s"], "step_at_target": hit and hit["step"],
         "val_at_target": hit and hit["val_loss"],
+        # the same from the loop's start (its evals included, start-up, data loading and model building not)
+        "loop_to_target_s": hit["elapsed_s"] - start["elapsed_s"] if hit and "elapsed_s" in start else None,
         "best_val_loss": best and best["val_loss"], "best_step": best and best["step"],
         "best_elapsed_s": best and best["elapsed_s"],
         "best_within_val_loss": best_within and best_within["val_loss"],
@@ -122,8 +127,10 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"best val loss within {result['within_s']:g} s: {result['best_within_val_loss']:.4f} at step "
                   f"{result['best_within_step']} ({result['best_within_elapsed_s']:.1f} s)")
     if result["reached"]:
+        loop = result.get("loop_to_target_s")
         print(f"first val loss <= {target:.4g}: {result['val_at_target']:.4f} at step {result['step_at_target']}, "
-              f"{result['time_to_target_s']:.1f} s after process start")
+              f"{result['time_to_target_s']:.1f} s after process start"
+              + (f" ({loop:.1f} s after the training loop's start)" if loop else ""))
     else:
         print(f"val loss never reached {target:.4g}")
 

@@ -52,11 +52,13 @@ def test_time_to_quality_summary_finds_the_first_hit_and_the_best_in_time():
     records.append({"event": "end", "reason": "max_seconds"})
     summary = ttq.summarize(records, target=1.47, within_s=60)
     assert (summary["time_to_target_s"], summary["step_at_target"], summary["val_at_target"]) == (19.0, 500, 1.46)
+    assert summary["loop_to_target_s"] == 18.0  # from the start record, which came 1 s after the process started
     assert (summary["best_val_loss"], summary["best_step"]) == (1.39, 1000)
     assert (summary["best_within_val_loss"], summary["best_within_step"]) == (1.41, 750)
     assert summary["stop_reason"] == "max_seconds" and len(summary["evals"]) == 4
     missed = ttq.summarize(records, target=1.0)
     assert not missed["reached"] and missed["time_to_target_s"] is None and missed["best_within_val_loss"] is None
+    assert missed["loop_to_target_s"] is None
 
 
 @pytest.mark.slow
