@@ -214,7 +214,8 @@ def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):
     assert "--stride must be between 1 and the context size 32" in capsys.readouterr().err
 
 
-def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown_token(tmp_path, small_text_file):
+def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown_token(tmp_path, small_text_file,
+                                                                                      capsys):
     """bits per byte is per byte of the text: an unknown word costs its own bytes, not those of `<|unk|>`."""
     from lmforge.cli import main
     from lmforge.evaluation.perplexity import evaluate_file
@@ -226,6 +227,9 @@ def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown
     (tmp_path / "eval.txt").write_text(text, encoding="utf-8")
     result = evaluate_file(run, tmp_path / "eval.txt")
     assert result["unknown_chars"] > 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(tmp_path / "eval.txt")]) == 0
+    assert f"warning: {result['unknown_chars']} word(s) of" in capsys.readouterr().err  # words, not characters
     assert result["bytes"] == len(text.encode("utf-8")) - len("First")  # every byte but the first token's
 
 

@@ -35,10 +35,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.perplexity import evaluate_run, format_eval
     from lmforge.evaluation.report import result_path
 
-    result = evaluate_run(load_run(args), args.data, stride=args.stride, batch_size=args.batch_size)
+    run = load_run(args)
+    result = evaluate_run(run, args.data, stride=args.stride, batch_size=args.batch_size)
     if result["unknown_chars"]:
-        print(f"warning: {result['unknown_chars']:,} character(s) of {args.data} are not in the vocabulary and were "
-              "replaced", file=sys.stderr)
+        print(f"warning: {result['unknown_chars']:,} {run.tokenizer.unknown_unit}(s) of {args.data} are not in the "
+              "vocabulary and were replaced", file=sys.stderr)
     if args.save:
         write_json(result_path(args.run_dir, "eval", Path(args.data).stem), result)
     print(json.dumps(result) if args.json else format_eval(result))

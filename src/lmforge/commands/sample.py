@@ -96,7 +96,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise LmforgeError(f"--num-samples must be at least 1, not {args.num_samples}")
     unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(prompt)
     if unknown:
-        print(f"warning: {unknown} character(s) of the prompt are not in the vocabulary and were replaced",
+        print(f"warning: {unknown} {run.tokenizer.unknown_unit}(s) of the prompt are not in the vocabulary and were replaced",
               file=sys.stderr)
     if args.json:
         samples = run.sample(prompt, n, args.num_samples, top_logprobs=args.top_logprobs, seed=seed, **options)

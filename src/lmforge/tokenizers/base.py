@@ -93,6 +93,7 @@ UNKNOWN_BITS_PER_BYTE = 8.0  # a byte spelled under the uniform distribution ove
 
 class Tokenizer(ABC):
     kind: ClassVar[str]
+    unknown_unit: ClassVar[str] = "character"  # what `unknown_count` counts, for warnings
     registry: ClassVar[dict[str, type[Tokenizer]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -39,6 +39,7 @@ def pieces(text: str) -> list[str]:
 
 class WordTokenizer(Tokenizer):
     kind = "word"
+    unknown_unit = "word"
 
     def __init__(self, words: list[str], specials: dict[str, str] | None = None):
         self.words = list(words)
