@@ -35,7 +35,7 @@ def measure(preset: str, data: str, repeats: int, folder: Path) -> dict:
     cfg = Config.from_preset(preset).updated({"data.path": data, "train.progress": False})
     trainer = Trainer(cfg, folder / preset)
     trainer.train_step()  # warm up: lazy allocations, optimizer state
-    step_ms = median_ms(trainer.train_step, repeats)
+    step_ms = median_ms(lambda: trainer.train_step().loss, repeats)  # .loss waits for the device
     save_ms = median_ms(trainer.save_checkpoint, repeats)
     meta = checkpoint.latest(folder / preset)
     restore_ms = median_ms(lambda: trainer.restore(meta), repeats)

@@ -78,8 +78,9 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Conf
             return cfg, {}
         for _ in range(PROBE_WARMUP_STEPS):
             trainer.train_step()
-        # the median: a burst of load from other programs moves it least
-        step_s = statistics.median(_seconds(trainer.train_step) for _ in range(PROBE_STEPS))
+        # the median: a burst of load from other programs moves it least; reading the loss waits for the device
+        # (the step itself only queues work on a GPU)
+        step_s = statistics.median(_seconds(lambda: trainer.train_step().loss) for _ in range(PROBE_STEPS))
         eval_s = _seconds(trainer.evaluate)
     steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
     schedule = {"max_steps": steps, "eval_interval": max(1, math.ceil(steps / EVALS_PER_RUN)),
