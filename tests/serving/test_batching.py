@@ -120,10 +120,13 @@ def test_a_request_over_the_time_limit_gets_a_504_and_frees_its_rows(run):
 def test_a_failure_while_making_a_token_into_text_fails_that_request_and_the_server_keeps_serving(run, monkeypatch):
     """A fault after the model step (turning a token into text and log-probabilities) must end the request
     with an error, not kill the decoding thread and leave every later request waiting forever."""
+    def boom(*_):
+        raise RuntimeError("boom")
+
     app = create_app({"tiny": run})
     with live(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         with monkeypatch.context() as patch:
-            patch.setattr(type(run), "token_info", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+            patch.setattr(type(run), "token_info", boom)
             reply = client.post("/v1/completions", json={"prompt": "All:", "max_tokens": 5, "logprobs": 1})
         assert reply.status_code == 500 and "boom" in reply.json()["error"]["message"]
         again = client.post("/v1/completions", json={"prompt": "All:", "max_tokens": 5, "logprobs": 1})
