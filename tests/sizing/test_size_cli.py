@@ -101,3 +101,10 @@ def test_the_readme_shows_what_size_prints(capsys):
     shown = readme.split("$ lmforge size\n", 1)[1].split("```", 1)[0].splitlines()
     code, out, _ = run(capsys, "size", "--free-mib", 100000)
     assert code == 0 and out.splitlines()[:-1] == shown[:-1]
+
+
+def test_size_takes_trains_data_flags(capsys):
+    """`lmforge size` takes the flags `lmforge train` takes for the data (here --tokenizer and --vocab-size)."""
+    code, out, err = run(capsys, "size", "--tokenizer", "bpe", "--vocab-size", 4096, "--free-mib", 100000)
+    assert code == 0, err
+    assert "vocabulary 4,096" in out

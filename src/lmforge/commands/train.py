@@ -33,25 +33,31 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node=4 -m lmforge train --out runs/ddp   # 4 processes (GPUs, or CPUs with gloo)"""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that choose a config (preset, file, data and its tokenizer): `train` and `size` take the same."""
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config applied on top of the preset")
     p.add_argument("--preset", metavar="NAME", help="a named preset (default: 'default'); see `lmforge presets`")
     p.add_argument("--data", metavar="PATH",
                    help="a text file, a folder, a glob ('data/*.txt') or a JSONL file, prepared on the way into "
                    "RUN_DIR/data as `lmforge prepare` would; or a directory from `lmforge prepare` "
                    "(default: the built-in corpus)")
+    p.add_argument("--tokenizer", metavar="KIND", help="char | word | bpe (= --data.tokenizer; a prepared --data "
+                   "brings its own)")
+    p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
+                   "default 8192)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_flags(p)
     p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/PRESET-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR exactly where its newest checkpoint left off, with its config.yaml "
                    "(--train.* and --sample.* overrides allowed, e.g. a larger --train.max_steps)")
     p.add_argument("--init-from", metavar="DIR", help="start from the model, tokenizer and weights of a run directory or "
                    "a local Hugging Face GPT-2/Llama folder (its model settings replace --model.*)")
-    p.add_argument("--tokenizer", metavar="KIND", help="char | word | bpe (= --data.tokenizer; a prepared --data "
-                   "brings its own)")
-    p.add_argument("--vocab-size", type=int, metavar="N", help="word or bpe vocabulary size (= --data.vocab_size; "
-                   "default 8192)")
     p.add_argument("--dry-run", action="store_true", help="print what `lmforge size` prints for this run (parameters, "
                    "FLOPs, memory, eval cost) and exit without training or writing anything")
+
 
 def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
     """`--section.key VALUE` or `--section.key=VALUE` pairs from the unparsed arguments."""

@@ -212,3 +212,10 @@ def load_full_state(model: nn.Module, optimizers: list[torch.optim.Optimizer], m
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=info.enabled)
     set_model_state_dict(model, model_state, options=options)
     set_optimizer_state_dict(model, optimizers, optimizer_state, options=options)
+
+
+def check_batch_split(train, processes: int) -> None:
+    """Each process takes an equal share of the batch, cut into `grad_accum` equal micro-batches."""
+    if train.batch_size % (train.grad_accum * processes):
+        raise LmforgeError(f"--train.batch_size ({train.batch_size}) must be divisible by --train.grad_accum "
+                           f"({train.grad_accum}) × the number of processes ({processes})")

@@ -67,9 +67,7 @@ class Trainer:
         self.cfg, self.out_dir, self.resuming = cfg, Path(out_dir), resume  # cfg: validated, never changed
         t = cfg.train
         self.dist = distributed.from_env()
-        if t.batch_size % (t.grad_accum * self.dist.world_size):
-            raise LmforgeError(f"--train.batch_size ({t.batch_size}) must be divisible by --train.grad_accum "
-                               f"({t.grad_accum}) × the number of processes ({self.dist.world_size})")
+        distributed.check_batch_split(t, self.dist.world_size)
         if resume:  # its own tokenizer, not one retrained
             tokenizer = tokenizer or load_tokenizer(self.out_dir / TOKENIZER_FILE)
         else:
