@@ -1,12 +1,6 @@
-"""Set model families (or any runs) side by side on the same val text (`run_comparison`).
-
-- `train_families`: train each family on the same text for the same wall-clock budget, each
-  from its `compare-FAMILY` preset. Seconds, not steps, are the fair currency between a model
-  counted in a second and one that takes thousands of gradient steps. The learning-rate
-  schedule is a function of the step, so a few steps are timed first and `max_steps` is set
-  for warmup and decay to fit the budget; `max_seconds` still stops the run there.
-- `compare_runs`: score every run on the same val text (bits per byte, so different
-  tokenizers compare) and sample from each; `write_comparison` writes the table, samples and plot.
+"""Set model families (or any runs) side by side on the same val text, in bits per byte so that different
+tokenizers compare (`run_comparison`). `train_families` gives each family the same wall-clock budget: seconds, not
+steps, are the fair currency between a model counted in a second and one that takes thousands of gradient steps.
 """
 
 from __future__ import annotations
@@ -69,7 +63,7 @@ def family_config(family: str, data: str | None, seconds: float, device: str = "
 
 def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Config, dict[str, float]]:
     """Time a few steps and one eval of a throwaway run: `cfg` with `max_steps` and `eval_interval` that fit
-    `seconds`, and the timings."""
+    `seconds` (the schedule is a function of the step: warmup and decay must fit too), and the timings."""
     from lmforge.training import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
