@@ -9,6 +9,7 @@ import math
 import statistics
 import tempfile
 import time
+import timeit
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,18 +75,13 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Conf
             trainer.train_step()
         # the median: a burst of load from other programs moves it least; reading the loss waits for the device
         # (the step itself only queues work on a GPU)
-        step_s = statistics.median(_seconds(lambda: trainer.train_step().loss) for _ in range(PROBE_STEPS))
-        eval_s = _seconds(trainer.evaluate)
+        timings = [timeit.timeit(lambda: trainer.train_step().loss, number=1) for _ in range(PROBE_STEPS)]
+        step_s = statistics.median(timings)
+        eval_s = timeit.timeit(trainer.evaluate, number=1)
     steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
     schedule = {"max_steps": steps, "eval_interval": max(1, math.ceil(steps / EVALS_PER_RUN)),
                 "warmup_steps": min(cfg.train.warmup_steps, max(1, steps // 10)), "decay_steps": 0}
     return cfg.updated({"train": schedule}), {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
-
-
-def _seconds(work) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
 
 
 def train_families(families: list[str], data: str | None, seconds: float, out_dir: Path, device: str = "auto",
