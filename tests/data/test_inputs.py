@@ -92,8 +92,9 @@ def test_one_file_is_cut_where_the_text_in_memory_is_whatever_the_part_size(corp
 
 def test_word_val_bits_per_byte_charge_unknown_words_as_eval_does(capsys, corpus, tmp_path):
     """A word run's val bits per byte in metrics.jsonl: unknown words cost 8 bits a byte, as in `lmforge eval`."""
+    import lmforge
     from lmforge.evaluation.compare import compare_runs, val_of
-    from lmforge.evaluation.perplexity import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_run
 
     text = TEXT + "".join(f"Zyzzyva{i} quux{i} xanadu{i}!\n" for i in range(60))  # unknown words, all in val
     (tmp_path / "words.txt").write_text(text, encoding="utf-8")
@@ -110,7 +111,7 @@ def test_word_val_bits_per_byte_charge_unknown_words_as_eval_does(capsys, corpus
         val = val_of(str(data), 0.1)
         if isinstance(val, str):  # one text: `lmforge eval` of its val part
             (tmp_path / "val.txt").write_text(val, encoding="utf-8")
-            expected = evaluate_file(run, tmp_path / "val.txt")["bits_per_byte"]
+            expected = evaluate_run(lmforge.load(run), tmp_path / "val.txt")["bits_per_byte"]
         else:  # documents: scored as prepared data lays them out
             expected = compare_runs([run], val, max_new_tokens=0)[0].result.bits_per_byte
         assert record["val_bpb"] == pytest.approx(expected, abs=1e-4)

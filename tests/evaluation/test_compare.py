@@ -113,7 +113,8 @@ def test_compare_and_eval_give_the_same_numbers_for_the_same_model_and_text(tmp_
     """One function scores both: same loss, bytes and bits per byte, for a word run (unknown words) and an RNN."""
     from lmforge.cli import main
     from lmforge.evaluation.compare import compare_runs, val_text_of
-    from lmforge.evaluation.perplexity import evaluate_file
+    import lmforge
+    from lmforge.evaluation.perplexity import evaluate_run
 
     word = tmp_path / "word"
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(word), "--data.tokenizer",
@@ -122,6 +123,6 @@ def test_compare_and_eval_give_the_same_numbers_for_the_same_model_and_text(tmp_
     (tmp_path / "val.txt").write_text(text, encoding="utf-8")
     for run_dir in (word, family_runs["rnn"]):
         [row] = compare_runs([run_dir], text, max_new_tokens=0)
-        evaluated = evaluate_file(run_dir, tmp_path / "val.txt")
+        evaluated = evaluate_run(lmforge.load(run_dir), tmp_path / "val.txt")
         for key in ("loss", "tokens", "bytes", "bits_per_byte"):
             assert getattr(row.result, key) == evaluated[key], (run_dir.name, key)

@@ -217,15 +217,16 @@ def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):
 def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown_token(tmp_path, small_text_file,
                                                                                       capsys):
     """bits per byte is per byte of the text: an unknown word costs its own bytes, not those of `<|unk|>`."""
+    import lmforge
     from lmforge.cli import main
-    from lmforge.evaluation.perplexity import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_run
 
     run = tmp_path / "word"
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run), "--data.tokenizer",
                  "word", "--train.max_steps", "2", "--train.eval_interval", "2", "--sample.max_new_tokens", "0"]) == 0
     text = "First Zyzzyvas hear Quokkas of Xanadu, rather"  # known words and words the tokenizer never saw
     (tmp_path / "eval.txt").write_text(text, encoding="utf-8")
-    result = evaluate_file(run, tmp_path / "eval.txt")
+    result = evaluate_run(lmforge.load(run), tmp_path / "eval.txt")
     assert result["unknown_chars"] > 0
     capsys.readouterr()
     assert main(["eval", str(run), "--data", str(tmp_path / "eval.txt")]) == 0
@@ -301,7 +302,7 @@ def test_a_word_runs_bits_per_byte_charges_8_bits_for_each_byte_of_an_unknown_wo
     """An `<|unk|>` prediction says a word comes, not which one: its bytes are spelled at 8 bits each, not free."""
     import lmforge
     from lmforge.cli import main
-    from lmforge.evaluation.perplexity import evaluate_file
+    from lmforge.evaluation.perplexity import evaluate_run
 
     run_dir = tmp_path / "word"
     assert main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(run_dir), "--data.tokenizer",
@@ -309,8 +310,8 @@ def test_a_word_runs_bits_per_byte_charges_8_bits_for_each_byte_of_an_unknown_wo
     unknown_words = ["Zyzzyvas", "Quokkas", "Xanadu"]
     text = "First Zyzzyvas hear Quokkas speak Xanadu, rather"
     (tmp_path / "eval.txt").write_text(text, encoding="utf-8")
-    result = evaluate_file(run_dir, tmp_path / "eval.txt")
     run = lmforge.load(run_dir)
+    result = evaluate_run(run, tmp_path / "eval.txt")
     tok = run.tokenizer
     assert tok.unknown_count(text) == 3 and int(tok.encode_array(text)[0]) != tok.unk_id
     spelled = sum(len(w) for w in unknown_words) + (0 if tok.space_id is not None else len(unknown_words))

@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=300, metavar="N", help="tokens per sample (default 300)")
 
 
-
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.compare import comparison_table, run_comparison
 

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", action="store_true", help="also write RUN_DIR/evals/eval-NAME.json for `lmforge report`")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="windows per forward pass")
 
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 

@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-tokens", type=int, default=100_000_000, metavar="N", help="tokens per shard (100,000,000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.data.inputs import Inputs
     from lmforge.data.prepare import PrepareOptions, prepare_inputs

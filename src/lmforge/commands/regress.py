@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allowed absolute worsening in the metric's units (default 0)")
     p.add_argument("--data", metavar="PATH", help="evaluate every run directory on this file instead of its val split")
 
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.regression import format_result, regress
 

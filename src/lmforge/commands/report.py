@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", action="append", default=[], metavar="FILE.jsonl",
                    help="also run this probe suite (repeatable); saved in RUN_DIR/evals/")
 
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.report import build_report, fresh_results
 

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     run.decode_config(n, **options)  # check every value before anything is printed
     if args.num_samples < 1:
         raise LmforgeError(f"--num-samples must be at least 1, not {args.num_samples}")
-    unknown = getattr(run.tokenizer, "unknown_count", lambda _: 0)(prompt)
+    unknown = run.tokenizer.unknown_count(prompt)
     if unknown:
         print(f"warning: {unknown} {run.tokenizer.unknown_unit}(s) of the prompt are not in the vocabulary and were replaced",
               file=sys.stderr)

@@ -34,7 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="where to write the results (default RUN_DIR/evals)")
 
 
-
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.decoding_study import format_table, parse_strategies, read_prompts, study
 

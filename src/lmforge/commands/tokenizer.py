@@ -39,7 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--top", type=int, default=10, metavar="N", help="how many longest and most frequent tokens (10)")
 
 
-
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.data.sources import find_files, iter_texts
     from lmforge.tokenizers import tokenizer_from_spec

@@ -61,18 +61,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_overrides(extra: list[str]) -> list[tuple[str, str]]:
     """`--section.key VALUE` or `--section.key=VALUE` pairs from the unparsed arguments."""
-    pairs, i = [], 0
-    while i < len(extra):
-        arg = extra[i]
+    pairs, args = [], iter(extra)
+    for arg in args:
         if not arg.startswith("--") or "." not in arg:
             raise LmforgeError(f"unrecognized argument '{arg}'; config overrides look like --train.max_steps 2000")
         key, eq, value = arg[2:].partition("=")
         if not eq:
-            if i + 1 >= len(extra):
+            value = next(args, None)  # the flag's value is the next argument
+            if value is None:
                 raise LmforgeError(f"'{arg}' needs a value, e.g. {arg} 2000")
-            value, i = extra[i + 1], i + 1
         pairs.append((key, value))
-        i += 1
     return pairs
 
 
@@ -126,10 +124,11 @@ def build_resume_config(args: argparse.Namespace, overrides: list[tuple[str, str
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
+    overrides = parse_overrides(extra)
     if args.resume:
-        cfg, out = build_resume_config(args, parse_overrides(extra)), Path(args.resume)
+        cfg, out = build_resume_config(args, overrides), Path(args.resume)
     else:
-        cfg, preset = build_config(args, parse_overrides(extra))
+        cfg, preset = build_config(args, overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.dry_run:
         return dry_run(args, cfg, out)
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.init_from:
         from lmforge.adapt.finetune import init_from
 
-        if args.resume or args.tokenizer or args.vocab_size or any(k.startswith("model.") for k, _ in parse_overrides(extra)):
+        if args.resume or args.tokenizer or args.vocab_size or any(k.startswith("model.") for k, _ in overrides):
             raise LmforgeError("--init-from brings its own model and tokenizer; drop --resume, --tokenizer, "
                                "--vocab-size and --model.* overrides")
         trainer = init_from(args.init_from, cfg, out)

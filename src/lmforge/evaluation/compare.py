@@ -1,12 +1,6 @@
-"""Set model families (or any runs) side by side on the same val text (`run_comparison`).
-
-- `train_families`: train each family on the same text for the same wall-clock budget, each
-  from its `compare-FAMILY` preset. Seconds, not steps, are the fair currency between a model
-  counted in a second and one that takes thousands of gradient steps. The learning-rate
-  schedule is a function of the step, so a few steps are timed first and `max_steps` is set
-  for warmup and decay to fit the budget; `max_seconds` still stops the run there.
-- `compare_runs`: score every run on the same val text (bits per byte, so different
-  tokenizers compare) and sample from each; `write_comparison` writes the table, samples and plot.
+"""Set model families (or any runs) side by side on the same val text, in bits per byte so that different
+tokenizers compare (`run_comparison`). `train_families` gives each family the same wall-clock budget: seconds, not
+steps, are the fair currency between a model counted in a second and one that takes thousands of gradient steps.
 """
 
 from __future__ import annotations
@@ -15,6 +9,7 @@ import math
 import statistics
 import tempfile
 import time
+import timeit
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +64,7 @@ def family_config(family: str, data: str | None, seconds: float, device: str = "
 
 def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Config, dict[str, float]]:
     """Time a few steps and one eval of a throwaway run: `cfg` with `max_steps` and `eval_interval` that fit
-    `seconds`, and the timings."""
+    `seconds` (the schedule is a function of the step: warmup and decay must fit too), and the timings."""
     from lmforge.training import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,18 +75,13 @@ def fit_schedule_to_budget(cfg: Config, text: str, seconds: float) -> tuple[Conf
             trainer.train_step()
         # the median: a burst of load from other programs moves it least; reading the loss waits for the device
         # (the step itself only queues work on a GPU)
-        step_s = statistics.median(_seconds(lambda: trainer.train_step().loss) for _ in range(PROBE_STEPS))
-        eval_s = _seconds(trainer.evaluate)
+        timings = [timeit.timeit(lambda: trainer.train_step().loss, number=1) for _ in range(PROBE_STEPS)]
+        step_s = statistics.median(timings)
+        eval_s = timeit.timeit(trainer.evaluate, number=1)
     steps = max(1, int((seconds * BUDGET_MARGIN - EVALS_PER_RUN * eval_s) / step_s))
     schedule = {"max_steps": steps, "eval_interval": max(1, math.ceil(steps / EVALS_PER_RUN)),
                 "warmup_steps": min(cfg.train.warmup_steps, max(1, steps // 10)), "decay_steps": 0}
     return cfg.updated({"train": schedule}), {"step_s": step_s, "eval_s": eval_s, "max_steps": steps}
-
-
-def _seconds(work) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
 
 
 def train_families(families: list[str], data: str | None, seconds: float, out_dir: Path, device: str = "auto",

@@ -1,20 +1,6 @@
-"""The decoding study: the same model and prompts under several decoding strategies.
-
-A model's text depends on how it is decoded as much as on the model: greedy decoding loops,
-high temperatures ramble. The study holds the model and prompts fixed and varies only the
-strategy. Over `samples` continuations of every prompt, each strategy gets:
-
-- distinct-1 / distinct-2: unique words (word pairs) over all words (pairs) of all its
-  continuations together (Li et al., 2016); greedy repeats itself and scores low.
-- rep-4: within one continuation, the share of word 4-grams that repeat an earlier one,
-  averaged (Welleck et al., 2019's seq-rep-4). High means loops.
-- mean log-prob: nats per generated token under the model at temperature 1, unfiltered,
-  each token seen with at least 3/4 of the context (windows every block_size/4 tokens;
-  exact context costs a forward pass per token). Greedy is highest, high temperatures low.
-- length: characters and words per continuation.
-
-Words are whitespace-separated pieces of the decoded text, so the numbers mean the same for
-character, word and BPE tokenizers.
+"""The decoding study: the same model and prompts under several decoding strategies, each scored on diversity,
+repetition, likelihood and length (docs/06-decoding.md). Words are whitespace-separated pieces of the decoded text,
+so the numbers mean the same for character, word and BPE tokenizers.
 """
 
 from __future__ import annotations
@@ -131,9 +117,6 @@ class StrategyResult:
     continuations: int
     example: str  # the first prompt's first continuation
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 COLUMNS = {"distinct_1": "distinct-1", "distinct_2": "distinct-2", "rep_4": "rep-4", "mean_logprob": "mean log-prob",
            "length_chars": "chars", "length_words": "words"}
@@ -176,6 +159,7 @@ def run_study(run: Run, prompts: list[str], strategies: list[Strategy], max_new_
             scored: dict[tuple[int, ...], float] = {}  # greedy repeats one row: score it once
             for row in map(tuple, rows):
                 if row not in scored:
+                    # windows every block/4 tokens: each token sees 3/4 of the context (exact costs a pass per token)
                     scored[row] = float(continuation_logprobs(run.model, ids, list(row), block, run.device,
                                                               stride=max(1, block // 4)).mean())
                 logprobs.append(scored[row])
@@ -201,7 +185,7 @@ def table_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
 def format_table(results: list[StrategyResult], markdown: bool = False) -> str:
     from lmforge.evaluation.report import markdown_table
 
-    header, rows = table_rows([r.to_dict() for r in results])
+    header, rows = table_rows([asdict(r) for r in results])
     if markdown:
         return markdown_table(header, rows)
     width = max(len(header[0]), *(len(r[0]) for r in rows)) + 2
@@ -235,7 +219,7 @@ def study(run: Run, run_dir: str | Path, prompts: list[str], strategies: list[St
     out_dir = Path(out) if out else Path(run_dir) / "evals"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "study.json", "markdown": out_dir / "study.md", "plot": out_dir / "study.png"}
-    saved = {"settings": settings, "strategies": [r.to_dict() for r in results]}
+    saved = {"settings": settings, "strategies": [asdict(r) for r in results]}
     paths["json"].write_text(json.dumps(saved, indent=1), encoding="utf-8")
     paths["markdown"].write_text(format_table(results, markdown=True) + "\n", encoding="utf-8")
     plot_study(results, paths["plot"])

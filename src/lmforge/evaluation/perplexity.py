@@ -1,32 +1,8 @@
-"""Loss, perplexity and bits per byte over a whole text, with sliding windows.
+"""Loss, perplexity and bits per byte of a whole text, scored in sliding windows (docs/07-evaluation.md).
 
-- loss: mean cross-entropy in nats per token, -(1/N) Σ log p(token | context).
-- perplexity: exp(loss), the effective number of equally likely choices per token.
-- bits per byte: total bits over the UTF-8 bytes those tokens spell,
-  Σ -log2 p / bytes. Unlike loss per token, it does not depend on how text is
-  cut into tokens, so character, word and BPE models can be compared.
-
-Sliding windows. A model sees at most `block_size` tokens, so a long text is scored
-window by window. Windows of `block_size` tokens start every `stride` tokens; each scores
-only the targets no earlier window scored. With `stride == block_size` the windows do not
-overlap and a token near a window's start is predicted from little context; a smaller
-stride gives every token at least `block_size - stride + 1` tokens of context, so the loss
-falls towards the model's full-context loss, at `block_size / stride` times the cost.
-Every token after the first is scored exactly once whatever the stride.
-
-Recurrent models (`model.recurrent`: an RNN, whose state summarizes the whole past) are not
-scored in windows that each start from nothing: that is not how they train, and it throws
-their memory away. The text is read as `batch_size` consecutive streams, as training cuts
-it, each from a zero state, carrying its state from one window of `block_size` tokens to
-the next; the last stream also takes the tokens left over. With one stream the loss is that
-of one pass over the whole text. `stride` does not apply and is refused.
-
-What bits per byte counts: the text's bytes. So the loss of EOS targets (a prepared
-document's end) is left out of its numerator, since no byte of the text stands for them
-(a prepared directory of one document and the same text as a file then agree); and an
-unknown token (a word tokenizer's `<|unk|>`) says that some word comes, not which, so the
-word's real bytes are charged 8 bits each (a uniform byte model, `ScoredBytes`): a word
-model gets no bytes for free. Loss and perplexity per token count every target.
+Bits per byte count the text's bytes: the loss of EOS targets is left out of their numerator (no byte stands for
+them), and an unknown word's real bytes are charged 8 bits each (`ScoredBytes`), so a word model gets no bytes for
+free. A recurrent model is read as consecutive streams that carry their state, not in windows: that is how it trains.
 """
 
 from __future__ import annotations
@@ -66,9 +42,6 @@ class EvalResult:
     unknown_bytes: int = 0  # bytes of unknown words, charged 8 bits each in bits per byte
     streams: int | None = None  # a recurrent model: how many streams the text was read as (1: one pass)
 
-    def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Window:
@@ -81,8 +54,6 @@ class Window:
 
 def sliding_windows(n_ids: int, block_size: int, stride: int) -> list[Window]:
     """The windows that score tokens 1..n_ids-1 exactly once, each with as much context as the stride allows."""
-    if block_size < 1:
-        raise LmforgeError(f"the window (context) must be at least 1 token, not {block_size}")
     if not 1 <= stride <= block_size:
         raise LmforgeError(f"--stride must be between 1 and the context size {block_size}, not {stride}")
     windows, scored_to, begin = [], 0, 0  # scored_to: the last target position scored so far
@@ -123,25 +94,18 @@ def iter_token_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batc
 
 def _window_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
                  autocast: Amp, stride: int | None) -> Iterator[torch.Tensor]:
-    """Sliding windows, each from an empty context."""
     windows = sliding_windows(len(ids), block_size, block_size if stride is None else stride)
     same_length = [list(same) for _, same in itertools.groupby(windows, key=lambda w: w.length)]  # the last is shorter
     for group in (same[i : i + batch_size] for same in same_length for i in range(0, len(same), batch_size)):
         length = group[0].length
         nats, _ = _nats_after(model, ids, [w.begin for w in group], length, device, autocast)
-        if all(w.n_scored == length for w in group):
-            yield nats.reshape(-1)
-        else:
-            yield torch.cat([nats[i, length - w.n_scored :] for i, w in enumerate(group)])
+        yield torch.cat([nats[i, length - w.n_scored :] for i, w in enumerate(group)])
 
 
 def _stream_nats(model: LanguageModel, ids: np.ndarray, block_size: int, batch_size: int, device: torch.device,
                  autocast: Amp) -> Iterator[torch.Tensor]:
-    """Consecutive streams, each carrying the model's state across its windows; yields in text order at the end.
-
-    Stream b scores targets b*L+1 .. (b+1)*L (L = targets per stream); the last stream then goes on, alone, over
-    the targets left over, from its own state.
-    """
+    """Consecutive streams (`recurrent_streams`), each from a zero state carrying its state across its windows:
+    stream b scores targets b*L+1 .. (b+1)*L; the last then goes on alone over the targets left over."""
     n_targets = len(ids) - 1
     if n_targets < 1:
         return
@@ -255,21 +219,12 @@ def evaluate_run(run: Run, data: str | Path, stride: int | None = None, batch_si
     from lmforge.corpus import read_text
     from lmforge.device import autocast, resolve_dtype
 
-    if batch_size < 1:
-        raise LmforgeError(f"--batch-size must be at least 1, not {batch_size}")
     text = read_text(data)
     amp = autocast(run.device, resolve_dtype(run.config.train.dtype, run.device))
     result = evaluate_text(run.model, run.tokenizer, text, run.config.model.block_size, batch_size, run.device, amp,
                            stride=stride)
-    return {"run": str(run.path), "data": str(data), "tokenizer": run.tokenizer.kind, **result.to_dict(),
-            "unknown_chars": getattr(run.tokenizer, "unknown_count", lambda _: 0)(text)}
-
-
-def evaluate_file(run_dir: str | Path, data: str | Path, stride: int | None = None, batch_size: int = 64,
-                  device: str = "auto") -> dict[str, Any]:
-    import lmforge
-
-    return evaluate_run(lmforge.load(run_dir, device=device), data, stride, batch_size)
+    return {"run": str(run.path), "data": str(data), "tokenizer": run.tokenizer.kind, **asdict(result),
+            "unknown_chars": run.tokenizer.unknown_count(text)}
 
 
 def format_eval(result: dict[str, Any]) -> str:

@@ -1,11 +1,7 @@
-"""Prompt probes: small, named checks of what a model does with a prompt.
+"""Prompt probes: small, named checks of what a model does with a prompt, from a JSONL suite (docs/07-evaluation.md).
 
-A suite is a JSONL file, one probe per line (blank lines and `#` lines skipped). A line is one of
-three kinds, told apart by its keys; each kind is a pydantic model that declares its keys and
-rules and has its own `run`: `ContinuationProbe` (`prompt` with `contains`, `not_contains`,
-`regex`), `ChoiceProbe` (`prompt` with `choices` and `answer`) and `ConsistencyProbe` (`prompts`,
-paraphrases). pydantic's first complaint about a line becomes one error that names the file,
-the line and the key. Every check counts once in the summary under its type (`CHECK_TYPES`).
+A line is one of three kinds, told apart by its keys; each kind is a pydantic model that declares its keys and rules,
+and pydantic's first complaint about a line becomes one error that names the file, the line and the key.
 """
 
 from __future__ import annotations

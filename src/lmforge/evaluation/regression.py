@@ -1,13 +1,8 @@
-"""Regression checks: is a run worse than a baseline, beyond what noise allows?
+"""Regression checks: is a run (a run directory or a saved eval JSON) worse than a baseline beyond a tolerance?
 
-Both sides are a run directory or a saved eval JSON (`lmforge eval --json > base.json`). The
-metrics are lower-is-better, `loss` (nats/token) and `bits_per_byte`; one regresses when
-candidate > baseline + max(tolerance × |baseline|, abs_tolerance). Numbers only compare when
-they measure the same text, so each side's numbers are chosen to match: with `data`, every
-run directory is evaluated on that file; else a run directory compared with an eval JSON is
-evaluated on the file (and with the stride) that JSON names; else (two run directories) each
-side's best eval in metrics.jsonl, on its val split. Loss per token only compares across
-runs with the same tokenizer; bits per byte compares any two.
+Numbers compare only on the same text: with `data`, every run directory is evaluated on that file; a run directory set
+against an eval JSON is evaluated on the file (and with the stride) the JSON names; two run directories compare their
+best evals on their val splits. Loss per token compares only across runs with the same tokenizer.
 """
 
 from __future__ import annotations
@@ -54,8 +49,7 @@ class RegressionResult:
         return any(c.regressed for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"regressed": self.regressed, "baseline": asdict(self.baseline), "candidate": asdict(self.candidate),
-                "checks": [asdict(c) for c in self.checks], "notes": self.notes}
+        return {"regressed": self.regressed, **asdict(self)}
 
 
 def side_from_json(path: Path, label: str) -> Side:
@@ -96,9 +90,10 @@ def side_from_metrics(run_dir: Path, label: str) -> Side:
 
 
 def side_from_eval(run_dir: Path, label: str, data: str, stride: int | None, device: str) -> Side:
-    from lmforge.evaluation.perplexity import evaluate_file
+    import lmforge
+    from lmforge.evaluation.perplexity import evaluate_run
 
-    result = evaluate_file(run_dir, data, stride=stride, device=device)
+    result = evaluate_run(lmforge.load(run_dir, device=device), data, stride=stride)
     return Side(label, {k: result[k] for k in METRICS}, f"eval of {data} (stride {result['stride']})", data,
                 result.get("tokenizer"), result["stride"])
 

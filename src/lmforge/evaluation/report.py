@@ -1,11 +1,6 @@
-"""`lmforge report`: one page that says how a run went and what its model does.
-
-The page is built from the run directory alone: the curves and the verdict from
-metrics.jsonl, samples from samples.txt, and whatever `lmforge eval --save`,
-`lmforge probe --save` and `lmforge study` left in RUN_DIR/evals/. It is
-written twice: report.html, self-contained (images inlined as base64, styles
-inline, no scripts, no links out), to open or mail anywhere; and report.md,
-whose images are files beside it.
+"""`lmforge report`: one page, from the run directory alone, that says how a run went and what its model does;
+written as report.html, self-contained (images inlined, no scripts, no links out) to open or mail anywhere, and as
+report.md, whose images are files beside it.
 """
 
 from __future__ import annotations
@@ -65,8 +60,7 @@ def fresh_results(load: Callable[[], Run], run_dir: str | Path, data: list[str],
 def saved_results(run_dir: Path) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
     """The JSON results in RUN_DIR/evals/, by kind: eval, probe, study."""
     found: dict[str, list[tuple[Path, dict[str, Any]]]] = {"eval": [], "probe": [], "study": []}
-    folder = run_dir / EVALS_DIR
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for path in sorted((run_dir / EVALS_DIR).glob("*.json")):
         kind = path.stem.split("-", 1)[0]
         if kind in found:
             try:

@@ -1,21 +1,6 @@
-"""Under- or overfitting? A verdict from the eval records of a run, with its evidence.
-
-The rules read the val curve first, then the gap between train and val:
-
-- overfitting: val loss rose after its best eval by more than `tolerance` (relative) while
-  the train/val gap widened: the model kept fitting its training text and generalised worse.
-- diverging: val loss rose but the gap did not widen: train loss rose too, which is
-  instability (learning rate), not overfitting.
-- underfitting: val loss was still falling by more than `tolerance` over the last quarter of
-  the run: training stopped before the model fit the data.
-- good fit: val loss has flattened near its best and is not rising.
-- with a single eval there is no val trend; the batch train loss logged between evals stands
-  in for it: still falling by more than twice `tolerance` (batch losses are noisier) reads as
-  underfitting, else inconclusive.
-
-`tolerance` (1% by default) keeps a flat curve with tiny wiggles from reading as a trend; val
-loss is measured over the whole val split, or a sample of it that is the same at every eval
-(`train.eval_tokens`), so it is not noisy.
+"""Under- or overfitting? A verdict from the eval records of a run, with its evidence (the rules:
+docs/05-training.md). `tolerance` keeps a flat curve's wiggles from reading as a trend; val loss is measured on the
+same text at every eval (the whole val split, or a fixed sample of it: `train.eval_tokens`), so it is not noisy.
 """
 
 from __future__ import annotations
