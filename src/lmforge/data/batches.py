@@ -1,32 +1,19 @@
-"""Batches from a flat array of token ids: random windows, consecutive windows, padded documents.
+"""Batches from a flat array of token ids: inputs, and targets the same ids shifted by one (docs/05-training.md).
 
-Inputs are ids and targets the same ids shifted by one, so position t learns to
-predict token t+1 from tokens up to t. Three ways to cut them from a split:
+Three ways to cut them from a split, each a training feed with the same four methods:
 
-- random windows (`random_batch`, the default): `ids[i : i+T]` at random i, every
-  window a fresh start. Evaluation instead tiles the split with non-overlapping
-  windows (`evaluation/perplexity.py`), so every token after the first is scored once.
-- consecutive windows (`ConsecutiveWindows`, for an RNN): the split is cut into
-  `batch_size` equal streams, row b always reads stream b and step k reads the
-  k-th window of every stream, so a hidden state can be carried from one batch to
-  the next (truncated backpropagation through time):
-
-      stream 0: [ window 0 ][ window 1 ][ window 2 ] ...   → row 0 of batches 0, 1, 2 ...
-      stream 1: [ window 0 ][ window 1 ][ window 2 ] ...   → row 1 of batches 0, 1, 2 ...
-
-  When the streams run out, a new pass starts from a random offset below the
-  window length, so window edges fall in new places each pass.
-- documents (`DocumentFeed`, `--data.batches documents`): each row is one document
-  (or a piece of a long one), right-padded to the longest row, so a model never
-  sees two documents in one context. No attention mask reaches the model: with
-  right padding and causal attention no real position attends to a later padded
-  one. Targets are `IGNORE_INDEX` at padded positions, so they add nothing to the
-  cross-entropy (`models.base.next_token_loss`) or to any gradient.
+- `RandomWindowFeed` (the default): `ids[i : i+T]` at random i, every window a fresh start.
+- `ConsecutiveWindows` (the RNN's feed): the split cut into `batch_size` streams; row b always reads
+  stream b, so a hidden state can be carried from one batch to the next. A new pass starts at a random
+  offset below the window length, so window edges fall in new places each pass.
+- `DocumentFeed` (`--data.batches documents`): one document per row, right-padded; targets are
+  `IGNORE_INDEX` there. Causal attention never looks right, so no mask is needed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +46,31 @@ def random_batch(
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
+
+
+class RandomWindowFeed:
+    """Independent random windows each step, each from an empty context: the default training feed.
+
+    `rows` says which rows of the global batch a micro-batch is, so a feed that carries state per row keeps
+    each row's own; `load_state_dict` receives every process's `state_dict`, one entry per saving process.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
+        self.ids, self.batch_size, self.block_size, self.generator = ids, batch_size, block_size, generator
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, T) and targets shifted by one (B, T), on the CPU."""
+        return random_batch(self.ids, self.batch_size, self.block_size, self.generator, torch.device("cpu"))
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Logits (b, T, V) for the micro-batch `x`, rows `rows` of this process's share."""
+        return model(x)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # the generator, which the trainer saves, is the whole position
+
+    def load_state_dict(self, parts: list[dict[str, Any]]) -> None:
+        pass
 
 
 class ConsecutiveWindows:
@@ -112,8 +124,7 @@ def pieces_of(doc: np.ndarray, max_len: int) -> Iterator[np.ndarray]:
         yield doc[start : start + max_len + 1]
 
 
-def pad_batch(docs: list[np.ndarray], pad_id: int = 0,
-              ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(docs: list[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows `doc[:-1]` → targets `doc[1:]`, right-padded to the longest row: inputs (B, T), targets (B, T)."""
     if not docs:
         raise LmforgeError("a document batch needs at least one document")
@@ -121,20 +132,17 @@ def pad_batch(docs: list[np.ndarray], pad_id: int = 0,
         raise LmforgeError("every document in a batch needs at least 2 tokens (an input and its target)")
     T = max(len(d) for d in docs) - 1
     inputs = torch.full((len(docs), T), pad_id, dtype=torch.int64)
-    targets = torch.full((len(docs), T), ignore_index, dtype=torch.int64)
+    targets = torch.full((len(docs), T), IGNORE_INDEX, dtype=torch.int64)
     for row, doc in enumerate(docs):
         t = torch.from_numpy(np.asarray(doc, dtype=np.int64))
         inputs[row, : len(doc) - 1], targets[row, : len(doc) - 1] = t[:-1], t[1:]
     return inputs, targets
 
 
-class DocumentFeed:
-    """The trainer's feed for `--data.batches documents`: each step, `batch_size` rows drawn at random from the
-    split's documents (a long one cut into rows of at most `block_size` + 1 tokens), right-padded.
-
-    Drawn with the trainer's generator, like random windows, so that generator is the whole data position and
-    a resumed run draws what an uninterrupted one would.
-    """
+class DocumentFeed(RandomWindowFeed):
+    """Each step, `batch_size` rows drawn at random from the split's documents (a long one cut into rows of at
+    most `block_size` + 1 tokens), right-padded. Drawn with the trainer's generator, like random windows, so a
+    resumed run draws what an uninterrupted one would."""
 
     def __init__(self, ids: np.ndarray, eos_id: int, batch_size: int, block_size: int, generator: torch.Generator):
         self.rows = [p for doc in split_documents(ids, eos_id) for p in pieces_of(doc, block_size) if len(p) >= 2]
@@ -146,12 +154,3 @@ class DocumentFeed:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         picks = torch.randint(len(self.rows), (self.batch_size,), generator=self.generator).tolist()
         return pad_batch([self.rows[i] for i in picks])
-
-    def forward(self, model: torch.nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
-        return model(x)
-
-    def state_dict(self) -> dict:
-        return {}  # the generator, which the trainer saves, is the whole position
-
-    def load_state_dict(self, parts: list[dict]) -> None:
-        pass

@@ -1,20 +1,13 @@
 """One rule for what `--data` names, shared by `train` and `prepare`: documents, each in train or val.
 
-`--data` is a text file, a folder, a glob or JSONL (`sources.py` reads them).
-Which document goes where:
+- One plain text file without `--separator` is one text, not documents (no EOS): its first (1 - val_fraction)
+  of characters train and the rest is val, cut at a safe point (`sources.safe_cut`) up to CUT_LOOKBACK
+  characters before that mark. A text in memory (the built-in corpus) is cut by the same rule (`text_cut`),
+  so both give the same ids.
+- Anything else holds documents; each goes to val with chance val_fraction, by a hash of (seed, its number).
 
-- One plain text file without `--separator` is one long text, so it is split
-  by position: the first (1 - val_fraction) of its characters train, the rest
-  is val, cut at a safe point (`sources.safe_cut`) within CUT_LOOKBACK characters
-  before that mark, so no word or BPE piece is cut in two. It is one text, not
-  documents: no EOS marks its parts. The built-in corpus and a text given in
-  memory are cut by the same rule (`text_cut`), so all give the same ids.
-- Anything else holds several documents; each goes to val by a hash of
-  (seed, its number) with chance val_fraction, as `lmforge prepare` always did.
-
-A tokenizer trained for these inputs learns characters from all of the text
-(the Tiny Shakespeare protocol: val characters are not unknown) and words or
-BPE merges from the train documents only, so val words stay unseen.
+A tokenizer trained for these inputs learns characters from all of the text (the Tiny Shakespeare protocol:
+val characters are not unknown) and words or BPE merges from the train documents only.
 """
 
 from __future__ import annotations
@@ -45,15 +38,10 @@ def cut_window(n_chars: int, val_fraction: float) -> tuple[int, int]:
     return max(mark - CUT_LOOKBACK, 0), mark
 
 
-def cut_in(window: str, lo: int, mark: int) -> int:
-    """The cut, given `window` = text[lo : mark + 1] (the character after the mark shows whether it is safe)."""
-    return lo + safe_cut(window, 0, mark - lo)
-
-
 def text_cut(text: str, val_fraction: float) -> int:
     """Where a text in memory splits: text[:cut] trains, text[cut:] is val."""
     lo, mark = cut_window(len(text), val_fraction)
-    return cut_in(text[lo : mark + 1], lo, mark)
+    return lo + safe_cut(text[lo : mark + 1], 0, mark - lo)  # the character after the mark: is the cut safe
 
 
 @dataclass
@@ -149,7 +137,7 @@ class Inputs:
                         at_lo = chunk.end - len(text[lo - offset :].encode())  # the byte offset of character lo
                     window += text[max(lo - offset, 0) : mark + 1 - offset]
                 offset += n
-            cut = cut_in(window, lo, mark)
+            cut = lo + safe_cut(window, 0, mark - lo)  # window = text[lo : mark + 1], as in `text_cut`
             if not 0 < cut < n_chars:
                 raise LmforgeError(f"{self.flag} '{self.files[0]}' is too short to keep {self.val_fraction:g} of it "
                                    f"for val ({n_chars:,} characters); use more text or a larger val fraction")

@@ -2,15 +2,10 @@
 
     files ─► chunks: byte ranges (main) ─► read, decode, parse, encode (workers) ─► shards, in order (main)
 
-- Train or val by the rule of `inputs.py`; every document ends with EOS, except
-  one text split by position, whose ids are exactly those `train` makes in memory.
-- The workers read their chunks themselves: when the main process read,
-  parsed and sent the text, it spent 10-12 ms of CPU per MB against 45 for
-  the whole job, which kept 2 cores under 1.7x one (benchmarks/RESULTS.md).
-- Memory is bounded by the chunks in flight (2 per worker, about `chunk_bytes`
-  each, or one JSONL line when longer), never by the corpus.
-- Chunks end where `sources.py` says and are written in order, so the ids do
-  not depend on how many workers there are.
+- The workers read their chunks themselves: when the main process read, parsed and sent the text, it spent
+  10-12 ms of CPU per MB against 45 for the whole job, which kept 2 cores under 1.7x one (benchmarks/RESULTS.md).
+- Memory is bounded by the chunks in flight (2 per worker), never by the corpus; chunks are written in order,
+  so the ids do not depend on how many workers there are.
 """
 
 from __future__ import annotations

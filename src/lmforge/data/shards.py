@@ -1,19 +1,14 @@
 """Token shards on disk: flat arrays of ids, one file per shard, and a JSON index.
 
-A prepared directory:
-
     DIR/
       index.json          what is where: splits, shards, token and document counts, dtype
       tokenizer.json      the tokenizer that made the ids
       train-00000.bin     raw little-endian uint16 (or uint32) ids, np.memmap-able, no header
       val-00000.bin
 
-Every document ends with the EOS id, and a shard holds whole documents only
-(one text split by position is not documents: its train and val parts carry
-no EOS, and index.json says "split": "position").
-Shards are written under a `.tmp` name and renamed when complete, and the
-index is written last, so an interrupted run leaves no half shard that looks
-whole and no index that points at one.
+Every document ends with EOS and a shard holds whole documents (one text split by position has no EOS:
+"split": "position"). Shards are renamed from `.tmp` when complete and the index is written last, so an
+interrupted run leaves no half shard that looks whole and no index that points at one.
 """
 
 from __future__ import annotations
@@ -115,11 +110,8 @@ class ShardWriter:
 
 
 class ShardedTokens:
-    """Several memmapped shards read as one flat, read-only array of ids.
-
-    Supports what the loaders use: `len`, integer-array indexing of any shape
-    (random windows may straddle two shards) and slices.
-    """
+    """Several memmapped shards read as one flat, read-only array of ids: `len`, slices, and integer-array
+    indexing of any shape (random windows may straddle two shards)."""
 
     def __init__(self, shards: list[np.ndarray]):
         self.shards = [s for s in shards if len(s)]

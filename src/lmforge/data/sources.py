@@ -1,24 +1,13 @@
-"""Reading a corpus in chunks: a file, a folder, a glob, or JSONL.
+"""Reading a corpus in chunks: a file, a folder (hidden files skipped), a glob, or JSONL.
 
-`--data` names one file, a folder (every file under it, hidden ones skipped),
-or a glob such as `'books/*.txt'`. A plain text file is one document, unless a
-`separator` cuts it into several. A JSONL file (`.jsonl`/`.ndjson`, or any
-file when `text_field` is given) holds one document per line, in the field
-`text_field` (default "text").
+A plain text file is one document unless a `separator` cuts it; a JSONL file (`.jsonl`/`.ndjson`, or any file
+when `text_field` is given) holds one document per line, in `text_field` (default "text"). Files are cut into
+`Chunk`s of about `chunk_bytes`, so a 10 GB file never sits in memory and `prepare`'s workers each read their
+own; a JSONL chunk ends after a line, a text chunk at a safe point that no separator straddles.
 
-Files are cut into `Chunk`s, byte ranges of about `chunk_bytes`, so a 10 GB file
-never sits in memory and `prepare`'s workers can each read, decode and parse
-their own (the main process only finds where chunks end). A JSONL chunk ends
-after a line; a text chunk at a safe point that no separator straddles, so
-encoding the pieces gives the tokens of the whole document, and splitting each
-chunk on the separator finds the documents that splitting the whole file would.
-
-A safe point: every tokenizer first splits text into pieces with a regular
-expression. For the byte-level BPE pattern a piece never spans a point where a
-non-space character is followed by a space or a newline, and nothing before
-that point looks past it; the word pattern and single characters respect such
-a point too. So cutting there and encoding the parts separately (in parallel,
-or as a file streams in) gives exactly the ids of encoding the whole.
+A safe point: every tokenizer first cuts text into pieces with a regular expression, and none (GPT-2's BPE
+pattern, the word pattern, single characters) lets a piece span, or look past, a non-space character followed
+by a space or a newline. So encoding the parts cut there gives exactly the ids of encoding the whole.
 """
 
 from __future__ import annotations

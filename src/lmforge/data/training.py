@@ -1,14 +1,8 @@
 """What training reads: a tokenizer and the train and val ids, from any `--data`, a prepared directory, or a text.
 
-- A prepared directory (`lmforge prepare`) brings its own tokenizer and split.
-- Any other `--data` is prepared on the way into RUN_DIR/data by `prepare`'s code
-  and split rule (`inputs.py`), and read from there as memory-mapped shards, so
-  memory does not grow with the corpus. A resumed run reads the RUN_DIR/data it made.
-- A text in memory (the built-in corpus, or `Trainer(text=...)`) is cut by the
-  rule of one text file, so it gives the ids that file would.
-
-Val bits per byte count the val text's bytes and charge unknown words as
-`lmforge eval` does (`Tokenizer.count_scored_bytes`).
+A prepared directory brings its own tokenizer and split. Any other `--data` is prepared into RUN_DIR/data by
+`prepare`'s code and split rule, and read from there as memory-mapped shards, so memory does not grow with the
+corpus. A text in memory is cut by the rule of one text file, so it gives the ids that file would.
 """
 
 from __future__ import annotations

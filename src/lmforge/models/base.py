@@ -16,33 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmforge.data.batches import random_batch
-
-
-class RandomWindowFeed:
-    """Independent random windows each step, each from an empty context: the default training feed.
-
-    Every feed (this one, the RNN's `TruncatedBPTTFeed`, `DocumentFeed`) has these four methods. `rows`
-    says which rows of the global batch a micro-batch is, so a feed that carries state per row keeps each
-    row's own; `load_state_dict` receives every process's `state_dict`, one entry per saving process.
-    """
-
-    def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
-        self.ids, self.batch_size, self.block_size, self.generator = ids, batch_size, block_size, generator
-
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (B, T) and targets shifted by one (B, T), on the CPU."""
-        return random_batch(self.ids, self.batch_size, self.block_size, self.generator, torch.device("cpu"))
-
-    def forward(self, model: nn.Module, x: torch.Tensor, rows: slice) -> torch.Tensor:
-        """Logits (b, T, V) for the micro-batch `x`, rows `rows` of this process's share."""
-        return model(x)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}  # the generator, which the trainer saves, is the whole position
-
-    def load_state_dict(self, parts: list[dict[str, Any]]) -> None:
-        pass
+from lmforge.data.batches import IGNORE_INDEX, RandomWindowFeed
 
 
 class LanguageModel(nn.Module):
@@ -86,14 +60,12 @@ class LanguageModel(nn.Module):
         return None
 
     def reorder_state(self, state: Any, rows: torch.Tensor) -> Any:
-        """The state of rows `rows` (R,), in that order, for beam search: tensors with the batch first, tuples
-        and lists of them, and objects with a `reorder(rows)` method (the KV cache)."""
+        """The state of rows `rows` (R,), in that order, for beam search: the default state (ids, batch first),
+        or an object with a `reorder(rows)` method (the KV cache)."""
         if state is None:
             return None
         if isinstance(state, torch.Tensor):
             return state.index_select(0, rows)
-        if isinstance(state, (tuple, list)):
-            return type(state)(self.reorder_state(s, rows) for s in state)
         if hasattr(state, "reorder"):
             state.reorder(rows)
             return state
@@ -113,13 +85,12 @@ class LanguageModel(nn.Module):
         return self.family
 
 
-def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
-                    reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy in nats, -log p(target | context), over the targets that are not `ignore_index`.
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats, -log p(target | context), over the targets that are not `IGNORE_INDEX` (padding).
 
     `reduction="mean"`: nats per real target. `"sum"`: their total, for a caller that divides by a count
     it knows better, such as the trainer, whose micro-batches of padded documents hold different numbers of
     real targets: the mean of their means would weigh a short document's tokens more than a long one's.
     """
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=ignore_index,
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX,
                            reduction=reduction)

@@ -20,17 +20,9 @@ def make_norm(kind: str, dim: int, bias: bool) -> nn.Module:
     return nn.LayerNorm(dim, bias=bias)
 
 
-# ------------------------------------------------------------------ rotary positions
-
-
 class RotaryEmbedding(nn.Module):
-    """Rotary position embedding (RoPE; Su et al., 2021) as cos/sin tables.
-
-    Channel i of a head is paired with channel i + hs/2, and the pair is rotated by
-    the angle pos · base^(-2i/hs). Rotating queries and keys by their own positions
-    makes q·k depend on the positions only through their difference. The tables are
-    not weights: they are rebuilt from the config, never saved.
-    """
+    """Rotary position embedding (RoPE; Su et al., 2021): channels i and i + hs/2 of a head rotate together by the
+    angle pos · base^(-2i/hs). The cos/sin tables are not weights: rebuilt from the config, never saved."""
 
     def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
         super().__init__()
@@ -50,9 +42,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     x1, x2 = x[..., :half], x[..., half:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
-# ------------------------------------------------------------------ attention
 
 
 def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:

@@ -1,28 +1,8 @@
-"""A count-based n-gram model with interpolated Kneser-Ney smoothing.
+"""A count-based n-gram model with interpolated Kneser-Ney smoothing (the formulas: docs/02-counting.md).
 
-An n-gram model predicts a token from the n-1 tokens before it by counting how
-often each continuation followed that context in the training text. Raw counts
-give zero probability to anything unseen, so Kneser-Ney smoothing takes a small
-discount D off every count and hands the freed mass to the next shorter context,
-recursively down to a uniform guess over the vocabulary:
-
-    P_k(w | h) = max(c(h w) − D(c), 0) / c(h)  +  γ(h) · P_{k−1}(w | h without its first token)
-    γ(h)       = Σ_w D(c(h w)) / c(h)             (exactly the mass the discounts freed)
-    P_0(w)     = 1 / V
-
-Because the discounts are never larger than the counts they come from, each
-level sums to one, so every context, seen or not, gets a proper distribution
-over the whole vocabulary with every token above zero. An unseen context simply
-passes the shorter context's distribution through (P_k = P_{k−1}).
-
-Two Kneser-Ney ideas beyond plain discounting:
-- The highest order counts occurrences; lower orders count *continuations*,
-  N₁₊(• w) = how many distinct tokens precede w. "Francisco" is frequent but only
-  after "San", so as a fallback it should be rare.
-- Modified KN (Chen & Goodman, 1998; the default) uses three discounts per order,
-  for counts of 1, 2 and 3+, estimated from the counts of counts n₁..n₄:
-  Y = n₁/(n₁ + 2n₂), D₁ = 1 − 2Y n₂/n₁, D₂ = 2 − 3Y n₃/n₂, D₃₊ = 3 − 4Y n₄/n₃.
-  Plain KN (`--model.ngram_smoothing kn`) uses D = Y for every count.
+Each order's discounted counts are interpolated with the next shorter context's distribution, down to a
+uniform guess, so every context gets a distribution with every token above zero. The top order counts
+occurrences, the lower orders continuations; modified KN (the default) uses three discounts per order.
 
 Storage is NumPy arrays, not dictionaries: a k-gram of token ids is one int64
 key (its ids as digits in base V), the keys are sorted, and a context is found
@@ -58,12 +38,8 @@ def kn_discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
 
 
 def count_ngrams(ids: np.ndarray, order: int, vocab_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For k = 1..order, sorted unique k-gram keys and their counts.
-
-    The top order gets raw counts. Each lower order k gets continuation counts,
-    read off the distinct (k+1)-grams: dropping their first token and counting
-    how often each k-gram remains is N₁₊(• w) for every k-gram w at once.
-    """
+    """For k = 1..order, sorted unique k-gram keys and their counts: raw counts at the top order; below it,
+    continuation counts N₁₊(• w), read off the distinct (k+1)-grams by dropping their first token."""
     ids = np.asarray(ids, dtype=np.int64)
     n = len(ids) - order + 1
     keys = ids[:n].copy()
@@ -152,8 +128,6 @@ class NGram(LanguageModel):
     def context_size(self) -> int:
         return self.order - 1
 
-    # ------------------------------------------------------------------ fitting
-
     def fit_counts(self, ids: np.ndarray) -> None:
         if len(ids) < self.order:
             raise LmforgeError(f"the train split has {len(ids)} tokens, fewer than --model.ngram_order {self.order}")
@@ -170,8 +144,6 @@ class NGram(LanguageModel):
         self.unigram = torch.from_numpy(unigram).to(self.unigram.device)
         for level, (keys, counts), dk in zip(self.levels, tables[1:], discounts[1:]):
             level.fill(keys, counts, dk, V)
-
-    # ------------------------------------------------------------------ scoring
 
     def context_keys(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """For each order k ≥ 2, the key of the k-1 tokens ending at every position of ids (B, T); -1 where the window holds fewer."""

@@ -1,24 +1,11 @@
-"""Recurrent language models: Elman (tanh), LSTM and GRU cells.
+"""Recurrent language models: Elman (tanh), LSTM and GRU cells (docs/03-embeddings-and-rnns.md).
 
     ids ─► embedding ─► dropout ─► n_layer recurrent layers ─► dropout ─► output head (tied) ─► logits
 
-A recurrent layer reads one token at a time and keeps a fixed-size summary of
-everything before it, its hidden state h (and for the LSTM a cell state c):
-
-    elman:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
-    lstm:   input, forget and output gates and a candidate decide what c_t keeps
-            and adds; h_t = o_t ⊙ tanh(c_t). Gradients flow through c_t's sum,
-            so they survive many more steps than through Elman's repeated tanh.
-    gru:    an update gate mixes h_{t-1} with a candidate; a reset gate decides how
-            much of h_{t-1} the candidate sees. Two gates and no cell state.
-
-The cells are PyTorch's (`nn.RNN`, `nn.LSTM`, `nn.GRU`), whose kernels loop over
-time much faster than Python can; tests check the Elman layer against the
-equation above. There is no context limit: the state is the context.
-
-Training uses truncated backpropagation through time: consecutive windows
-(`ConsecutiveWindows`, data/batches.py) with the hidden state carried from one window to the next,
-but detached, so gradients stop at the window edge while information does not.
+The cells are PyTorch's (`nn.RNN`, `nn.LSTM`, `nn.GRU`), whose kernels loop over time much faster than
+Python can; tests check the Elman layer against its equation. The state is the context: no limit.
+Training is truncated BPTT: consecutive windows (`ConsecutiveWindows`, data/batches.py), the hidden state
+carried across them detached, so gradients stop at the window edge while information does not.
 """
 
 from __future__ import annotations
@@ -54,13 +41,11 @@ def join_rows(states: list[State]) -> State:
 
 
 class TruncatedBPTTFeed:
-    """Consecutive windows with the hidden state carried across them (truncated BPTT).
+    """Consecutive windows with the hidden state carried across them (truncated BPTT), from zeros each pass.
 
-    The state is kept per micro-batch, keyed by its first row in the global batch, so gradient
-    accumulation and several processes each carry their own rows' state; it restarts from zeros
-    when a new pass over the streams begins. A checkpoint joins every process's rows into one
-    state of the whole batch, so a run resumes with any number of processes and `grad_accum`.
-    """
+    The state is kept per micro-batch, keyed by its first row in the global batch, so gradient accumulation and
+    several processes each carry their own rows'. A checkpoint joins every process's rows into one state of the
+    whole batch, so a run resumes with any number of processes and `grad_accum`."""
 
     def __init__(self, ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator):
         self.windows = ConsecutiveWindows(ids, batch_size, block_size, generator)

@@ -4,10 +4,8 @@
         ─► n_layer × [ x + Attention(Norm(x)) ; x + MLP(Norm(x)) ]   (pre-norm blocks)
         ─► final Norm ─► output head (tied to the token embedding) ─► logits
 
-That is the default; each ModelConfig option swaps one part (rope rotates queries and keys
-inside attention instead of adding a vector to the input; `positions: none` leaves order to the
-causal mask alone). `step` decodes through a KV cache (models/kv_cache.py); `forward` stays the
-plain training path.
+That is the default; each ModelConfig option swaps one part (docs/04-attention-and-transformers.md).
+`step` decodes through a KV cache (models/kv_cache.py); `forward` stays the plain training path.
 
 Shapes: B batch, T time (tokens), C channels (n_embd), nh heads, hs = C / nh.
 """
@@ -62,12 +60,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward network: widen, apply a nonlinearity, project back.
+    """Position-wise: widen, apply a nonlinearity (GELU, squared ReLU, or SwiGLU's gate times a value), project back.
 
-    gelu: GELU(x W₁) W₂ with 4C hidden units. relu2: ReLU(x W₁)² W₂ (squared ReLU,
-    sparse and cheap). swiglu: (SiLU(x W₁) ⊙ x W₃) W₂, a gate times a value; its
-    hidden size is 2/3 of 4C (rounded up to a multiple of 8) so that the three
-    matrices hold about as many weights as the other two MLPs' two.
+    SwiGLU's hidden size is 2/3 of 4C (rounded up to a multiple of 8), so its three matrices hold about as
+    many weights as the other MLPs' two.
     """
 
     def __init__(self, cfg: ModelConfig):

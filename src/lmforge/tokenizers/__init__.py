@@ -1,11 +1,5 @@
-"""Tokenizers: text to token ids and back, behind one interface.
-
-Three kinds: `char` (one token per character), `word` (frequency-capped words
-and punctuation, with an unknown token) and `bpe` (byte-level BPE; GPT-2's
-vocabulary loads as one). `tokenizer_from_spec` turns what a user types after
-`--tokenizer` (a kind, a tokenizer JSON, a run or prepared directory, or a
-folder with GPT-2's files) into a tokenizer.
-"""
+"""Tokenizers behind one interface: `char`, `word` (with an unknown token) and `bpe` (byte-level; GPT-2's loads
+as one), and `tokenizer_from_spec`, for what a user types after `--tokenizer`."""
 
 from __future__ import annotations
 
@@ -25,10 +19,8 @@ DEFAULT_VOCAB_SIZE = 8192  # word and bpe, when --vocab-size is 0
 def train_tokenizer(kind: str, texts: str | Iterable[str], vocab_size: int = 0, documents: bool = False) -> Tokenizer:
     """Build a tokenizer of `kind` from training text (one string, or an iterable of documents or parts of them).
 
-    `documents`: the tokenizer will separate documents, so give `char` an EOS too
-    (word and bpe always have one). Plain `lmforge train` on one text leaves it
-    out, so a character vocabulary is exactly the text's characters.
-    """
+    `documents`: give `char` an EOS to separate them (word and bpe always have one); without it, as for one
+    text, a character vocabulary is exactly the text's characters."""
     if kind == "char":
         if vocab_size:
             raise LmforgeError("--vocab-size does not apply to the char tokenizer: its vocabulary is every character "

@@ -1,13 +1,8 @@
-"""The interface every tokenizer keeps, and loading one from its JSON file.
+"""The interface every tokenizer keeps, and loading one from its JSON file (whose `"type"` names its class).
 
-A tokenizer is saved as one JSON object whose `"type"` names its class, so a run
-directory's `tokenizer.json` is all that `sample` and `eval` need to turn text
-into ids and back.
-
-Special tokens (BOS, EOS, PAD, UNK) are named by role. They have ids and a text
-form for display, but `encode` never produces them from text: the string
-"<|endoftext|>" inside a document is ordinary text, so `decode(encode(s)) == s`
-holds for it too. Code that needs a separator adds the id itself (`prepare`
+Special tokens (BOS, EOS, PAD, UNK) are named by role. They have ids and a text form for display, but
+`encode` never produces them from text: "<|endoftext|>" inside a document is ordinary text, so
+`decode(encode(s)) == s` holds for it too. Code that needs a separator adds the id itself (`prepare`
 ends every document with EOS).
 """
 
@@ -17,10 +12,9 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,15 +68,9 @@ def as_texts(texts: str | Iterable[str]) -> Iterable[str]:
 
 @dataclass(frozen=True)
 class ScoredBytes:
-    """What bits per byte divides by, and what it charges for tokens that lost text.
-
-    `bytes`: the UTF-8 bytes of the text spelled by the scored tokens (all but the first).
-    `unknown`: of those, the bytes that scored unknown tokens stand for. An unknown token
-    predicts that some word comes, not which one, so bits per byte adds the cost of
-    spelling its bytes under a stated byte model: uniform over the 256 byte values,
-    8 bits a byte (`UNKNOWN_BITS_PER_BYTE`). Without that charge an unknown word's bytes
-    would count in the denominator for free.
-    """
+    """What bits per byte divides by: the UTF-8 bytes spelled by the scored tokens (all but the first); and
+    `unknown`, those of them that unknown tokens stand for. An unknown token predicts that some word comes, not
+    which, so bits per byte adds `UNKNOWN_BITS_PER_BYTE` for each: else those bytes would count for free."""
 
     bytes: int
     unknown: int = 0
@@ -95,6 +83,7 @@ class Tokenizer(ABC):
     kind: ClassVar[str]
     unknown_unit: ClassVar[str] = "character"  # what `unknown_count` counts, for warnings
     registry: ClassVar[dict[str, type[Tokenizer]]] = {}
+    specials: dict[str, int]  # special-token ids by role ("eos", "pad", ...); each kind sets them, maybe none
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -120,13 +109,6 @@ class Tokenizer(ABC):
     def decode(self, ids: list[int]) -> str:
         """Join the tokens' bytes, then read them as UTF-8; a character cut in two shows as U+FFFD."""
         return b"".join(map(self.token_bytes, ids)).decode("utf-8", "replace")
-
-    _specials: Mapping[str, int] = MappingProxyType({})  # each kind with special tokens sets its own
-
-    @property
-    def specials(self) -> dict[str, int]:
-        """Special-token ids by role ("eos", "pad", ...); empty when the kind needs none."""
-        return dict(self._specials)
 
     @property
     def eos_id(self) -> int | None:

@@ -1,26 +1,14 @@
-"""Byte-level BPE: any string round-trips, with no unknown token.
+"""Byte-level BPE (GPT-2's pipeline; docs/01-tokens.md): any string round-trips, with no unknown token.
 
-Text is read as UTF-8 bytes, each byte is a token to begin with, and training
-(Hugging Face `tokenizers`, in Rust) learns merges of frequent adjacent pairs
-until the vocabulary has `vocab_size` tokens. The pipeline, GPT-2's:
+Training is Hugging Face `tokenizers`' (Rust), and its pipeline is stored inside lmforge's JSON, so a
+`tokenizer.json` stays one self-contained file. Encoding goes through tiktoken, several times faster: a
+`tiktoken.Encoding` of the same vocabulary, each token's rank its id. tiktoken merges the adjacent pair
+whose joined bytes have the lowest rank, Hugging Face the pair listed first among the merges; the two
+agree when the ids of merged tokens follow merge order, one merge per token, as BPE training writes
+them (and GPT-2's files). A vocabulary that breaks this, or a pipeline that is not GPT-2's, is refused.
 
-    text ─► pieces (PATTERN: words with their leading space, numbers, punctuation runs, whitespace)
-         ─► each piece's UTF-8 bytes ─► merges, lowest rank first ─► ids
-
-Hugging Face's pipeline is stored inside lmforge's JSON, so a `tokenizer.json`
-stays one self-contained file. Encoding and decoding go through tiktoken (Rust,
-several times faster than Hugging Face's encoder): a `tiktoken.Encoding` built
-from the same vocabulary, each token's rank its id. tiktoken merges the adjacent
-pair whose joined bytes have the lowest rank, Hugging Face the pair listed first
-among the merges; the two agree when the ids of merged tokens follow merge order,
-one merge per token, as BPE training writes them (and GPT-2's files). A
-vocabulary that breaks this, or a pipeline that is not GPT-2's, is refused.
-
-GPT-2's own vocabulary loads as one (`load_gpt2`) from its two released files:
-`encoder.json` (each token, its bytes written as printable characters, and its
-id) and `vocab.bpe` (the merges, highest priority first). `gpt2_tiktoken`
-builds tiktoken's encoding straight from the same files, offline, as the
-reference that tests and benchmarks compare against.
+`load_gpt2` reads GPT-2's vocabulary from its released encoder.json and vocab.bpe; `gpt2_tiktoken`
+builds tiktoken's own encoding from the same files, offline: the reference tests and benchmarks use.
 """
 
 from __future__ import annotations
@@ -92,7 +80,7 @@ class BpeTokenizer(Tokenizer):
         for role, text in self.special_text.items():
             if text not in vocab:
                 raise LmforgeError(f"special token {text!r} ({role}) is not in this BPE vocabulary; retrain it")
-        self._specials = {role: vocab[text] for role, text in self.special_text.items()}
+        self.specials = {role: vocab[text] for role, text in self.special_text.items()}
         ranks = tiktoken_ranks(hf_pipeline, self.special_text.values())
         self._tiktoken = tiktoken.Encoding("lmforge-bpe", pat_str=PATTERN.pattern, mergeable_ranks=ranks,
                                            special_tokens={text: vocab[text] for text in self.special_text.values()})

@@ -1,20 +1,10 @@
 """The character tokenizer: one token per Unicode character seen in training.
 
-The vocabulary is the sorted set of characters of the training text, so ids are
-stable for a given text (and match the standard Tiny Shakespeare protocol: 65
-characters). Special tokens, when asked for, come after the characters, so they
-never move a character's id. Characters never seen in training have no id of
-their own. The policy for them is `unknown`:
-
-- "replace" (default): each becomes `fallback` (a space when the text has one,
-  else its first character), so any prompt can be encoded; `unknown_count`
-  says how many characters a string would lose, for warnings.
-- "error": encoding raises a clear error naming the characters.
-- "bytes": the vocabulary gains 256 byte tokens after the characters and an
-  unseen character is spelled by its UTF-8 bytes, so `decode(encode(s)) == s`
-  for every Unicode string (lone surrogates, which are not characters, are refused).
-
-With "replace" and "error", `decode(encode(s)) == s` whenever every character of `s` was seen.
+The vocabulary is the sorted set of the training text's characters, so ids are stable for a given text (65
+for Tiny Shakespeare, the standard protocol); special tokens come after them, so they never move a character's
+id. `unknown` says what an unseen character becomes: "replace" (default) the `fallback` character (a space when
+the text has one, else its first character); "error" an error naming it; "bytes" its UTF-8 bytes, as 256 byte
+tokens after the characters, so that `decode(encode(s)) == s` for every string.
 """
 
 from __future__ import annotations
@@ -52,7 +42,7 @@ class CharTokenizer(Tokenizer):
         self.special_text = check_specials(specials or {})
         self.byte_offset = len(self.chars)  # first byte token, when unknown == "bytes"
         first_special = self.byte_offset + (N_BYTES if unknown == "bytes" else 0)
-        self._specials = {role: first_special + i for i, role in enumerate(self.special_text)}
+        self.specials = {role: first_special + i for i, role in enumerate(self.special_text)}
         self._by_point: np.ndarray | None = None
         # what each id decodes to; byte tokens decode together, in `decode`
         self._pieces = self.chars + [""] * (first_special - len(self.chars)) + list(self.special_text.values())

@@ -1,11 +1,6 @@
-"""`lmforge tokenizer inspect`: what a tokenizer does to a given text.
+"""`lmforge tokenizer inspect`: what a tokenizer does to a given text (docs/01-tokens.md reads its report).
 
-- tokens per byte: how long sequences get (a context of T tokens covers T / this many bytes);
-- unknown rate: the share of tokens that lost text (an unknown word, a replaced character);
-- coverage: the share of the vocabulary the text uses at all (unused tokens are
-  embedding rows that never learn);
-- the longest tokens of the vocabulary and the most frequent in the text;
-- what the vocabulary costs: V × n_embd embedding parameters (tied to the output head), twice that untied.
+Coverage matters because a token the text never uses is an embedding row that never learns.
 """
 
 from __future__ import annotations
@@ -62,8 +57,7 @@ class TokenizerReport:
         ])
 
 
-def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10,
-                      widths: tuple[int, ...] = WIDTHS) -> TokenizerReport:
+def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10) -> TokenizerReport:
     """Encode `texts` (streamed: any amount) and summarize; see the module docstring."""
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
     n_bytes = n_chars = unknown = 0
@@ -84,5 +78,5 @@ def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10,
         longest=[{"id": int(i), "token": show(i), "bytes": int(lengths[i])} for i in by_length],
         frequent=[{"id": int(i), "token": show(i), "count": int(counts[i]), "share": float(counts[i] / max(tokens, 1))}
                   for i in by_count],
-        embedding_params={w: tokenizer.vocab_size * w for w in widths},
+        embedding_params={w: tokenizer.vocab_size * w for w in WIDTHS},
     )

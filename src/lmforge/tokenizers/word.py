@@ -1,18 +1,13 @@
-"""The word tokenizer: words and punctuation marks, the most frequent ones only.
+"""The word tokenizer: the most frequent words and punctuation marks, and an unknown token for the rest.
 
-Text is cut into pieces by one regular expression: a word (letters, digits,
-underscore) or a single punctuation mark, each with the one space before it if
-there is one, or a single whitespace character. Joining the pieces gives the
-text back exactly, so decoding needs no rules about where spaces go:
+`PIECE` cuts text into a word or a punctuation mark, each with the one space before it if there is one, or a
+single whitespace character, so joining the pieces gives the text back and decoding needs no spacing rules:
 
     "Hello,  world!\\n"  ->  "Hello" "," " " " world" "!" "\\n"
 
-The vocabulary is capped by frequency: the `vocab_size` most frequent pieces of
-the training text (ties broken by the piece, so training is deterministic),
-then the special tokens. Every other piece encodes as the unknown token, after
-its leading space if it had one, so the spacing of the text survives.
-The word itself is lost, so bits per byte charges each unknown token the
-bytes it stands for (`unknown_bytes`) at 8 bits each (see `ScoredBytes`).
+The vocabulary is the `vocab_size` most frequent pieces (ties broken by the piece, so training is
+deterministic), then the specials. Any other piece encodes as the unknown token after its leading space, so the
+spacing survives; bits per byte charges what the word lost (`unknown_bytes`, `ScoredBytes`).
 """
 
 from __future__ import annotations
@@ -49,9 +44,9 @@ class WordTokenizer(Tokenizer):
         self.stoi = {w: i for i, w in enumerate(self.words)}
         if len(self.stoi) != len(self.words):
             raise LmforgeError("a word vocabulary must list distinct pieces")
-        self._specials = {role: len(self.words) + i for i, role in enumerate(self.special_text)}
+        self.specials = {role: len(self.words) + i for i, role in enumerate(self.special_text)}
         self.vocab = self.words + list(self.special_text.values())
-        self.unk_id = self._specials["unk"]
+        self.unk_id = self.specials["unk"]
         self.space_id = self.stoi.get(" ")
 
     @classmethod
