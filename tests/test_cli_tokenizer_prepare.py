@@ -150,6 +150,8 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
     (["tokenizer", "train", "--kind", "bep", "--data", "{folder}", "--out", "{tmp}/t.json"], ["did you mean 'bpe'"]),
     (["tokenizer", "train", "--kind", "char", "--vocab-size", "10", "--data", "{folder}", "--out", "{tmp}/t.json"],
      ["--vocab-size does not apply"]),
+    (["tokenizer", "train", "--kind", "char", "--unknown", "bytes", "--vocab-size", "10", "--data", "{folder}",
+      "--out", "{tmp}/t.json"], ["--vocab-size does not apply"]),
     (["tokenizer", "train", "--kind", "word", "--unknown", "bytes", "--data", "{folder}", "--out", "{tmp}/t.json"],
      ["--unknown applies to --kind char"]),
     (["tokenizer", "train", "--kind", "bpe", "--vocab-size", "100", "--data", "{folder}", "--out", "{tmp}/t.json"],

@@ -46,18 +46,14 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.action is None:
         raise LmforgeError("say what to do: `lmforge tokenizer train ...` or `lmforge tokenizer inspect ...`")
     if args.action == "train":
-        from lmforge.tokenizers import CharTokenizer, train_tokenizer
-        from lmforge.tokenizers.char import default_char_specials
+        from lmforge.tokenizers import train_tokenizer
 
         files = find_files(args.data)
         start = time.perf_counter()
         texts = iter_texts(files, args.text_field)
         if args.unknown != "replace" and args.kind != "char":
             raise LmforgeError(f"--unknown applies to --kind char only ({args.kind} needs no policy); leave it out")
-        if args.kind == "char" and args.unknown != "replace":
-            tok = CharTokenizer.train(texts, unknown=args.unknown, specials=default_char_specials())
-        else:
-            tok = train_tokenizer(args.kind, texts, args.vocab_size, documents=True)
+        tok = train_tokenizer(args.kind, texts, args.vocab_size, documents=True, unknown=args.unknown)
         tok.save(args.out)
         specials = ", ".join(f"{r}={i}" for r, i in tok.specials.items()) or "none"
         print(f"trained a {tok.kind} tokenizer: {tok.vocab_size:,} tokens (specials: {specials}) in "

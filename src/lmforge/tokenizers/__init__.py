@@ -16,16 +16,17 @@ KINDS = ("char", "word", "bpe")
 DEFAULT_VOCAB_SIZE = 8192  # word and bpe, when --vocab-size is 0
 
 
-def train_tokenizer(kind: str, texts: str | Iterable[str], vocab_size: int = 0, documents: bool = False) -> Tokenizer:
+def train_tokenizer(kind: str, texts: str | Iterable[str], vocab_size: int = 0, documents: bool = False,
+                    unknown: str = "replace") -> Tokenizer:
     """Build a tokenizer of `kind` from training text (one string, or an iterable of documents or parts of them).
 
     `documents`: give `char` an EOS to separate them (word and bpe always have one); without it, as for one
-    text, a character vocabulary is exactly the text's characters."""
+    text, a character vocabulary is exactly the text's characters. `unknown`: char's policy for unseen characters."""
     if kind == "char":
         if vocab_size:
             raise LmforgeError("--vocab-size does not apply to the char tokenizer: its vocabulary is every character "
                                "of the text; leave --vocab-size out")
-        return CharTokenizer.train(texts, specials=default_char_specials() if documents else None)
+        return CharTokenizer.train(texts, unknown=unknown, specials=default_char_specials() if documents else None)
     if kind == "word":
         return WordTokenizer.train(texts, vocab_size or DEFAULT_VOCAB_SIZE)
     if kind == "bpe":
