@@ -104,3 +104,14 @@ def test_estimate_is_within_25_percent_of_measured_peak_rss(shape):
     cfg = Config.from_dict({}).updated({"train.device": "cpu", **values})
     estimate = memory_of(cfg, measured["vocab_size"]).total
     assert 0.75 <= estimate / measured["peak_above_baseline"] <= 1.25, (estimate, measured)
+
+
+def test_auto_precision_on_a_gpu_is_the_trainers(monkeypatch):
+    """`--train.dtype auto` is what device.resolve_dtype makes of it: bfloat16 on a CUDA GPU that has it, float32 on one
+    that lacks it (the estimate counted 2-byte activations on any CUDA GPU)."""
+    cfg = Config.from_dict({}).updated({"train.device": "cuda"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert memory_of(cfg, 64).total == memory_of(cfg.updated({"train.dtype": "float32"}), 64).total
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert memory_of(cfg, 64).total == memory_of(cfg.updated({"train.dtype": "bfloat16"}), 64).total

@@ -166,8 +166,11 @@ def _on_cpu(device: str) -> bool:
 
 
 def _auto_half(device: str) -> bool:
-    """Whether `--train.dtype auto` means bfloat16 here (a CUDA GPU that has it), without touching any other device."""
-    return device.startswith("cuda") or device == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    """Whether `--train.dtype auto` means bfloat16 here, as device.resolve_dtype decides (a CUDA GPU that has it; a
+    CUDA device named on a machine without one is planned as one that has it), without touching any other device."""
+    if not (device.startswith("cuda") or device == "auto" and torch.cuda.is_available()):
+        return False
+    return not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
 
 
 def _counting() -> Memory:
