@@ -1,7 +1,8 @@
-"""The GPU figures in one command: training throughput, time to quality, decode speed.
+"""The GPU figures in one command: training throughput, time to quality, decode speed, the memory estimate.
 
-    python benchmarks/gpu_suite.py --data PATH --json $OUT/gpu_suite.json     # an H200: about 6-8 minutes
+    python benchmarks/gpu_suite.py --data PATH --json $OUT/gpu_suite.json     # an H200: about 6-8 minutes before (d)
     python benchmarks/gpu_suite.py --smoke --device cpu --data PATH --threads 1  # every part, tiny shapes, < 1 min
+    python benchmarks/gpu_suite.py --parts d --json $OUT/gpu_memory.json       # the memory estimate alone
 
 (a) Training throughput of a GPT-2-small-shaped lmforge transformer (12 layers, 12 heads,
     768 wide, context 1024, vocabulary 50304, biases on as in GPT-2) at batch 16 and 32,
@@ -21,6 +22,10 @@
 (c) Decode tokens/s at batch 1 and 8, greedy, 256 new tokens after a 16-token prompt:
     lmforge against `GPT2LMHeadModel.generate`, same weights, bf16 on the GPU
     (benchmarks/decode.py).
+(d) The training memory estimate (`lmforge size`) against `torch.cuda.max_memory_allocated` for an
+    activations-dominated and a weights-dominated shape, trained by lmforge's `Trainer` as `lmforge
+    train` trains them, eager and compiled (benchmarks/memory_estimate.py); issue 17 asks for within 25%.
+    On a CPU the steps run and nothing is measured (tests/sizing measures peak RSS in a fresh process).
 
 Without `transformers` its rows are skipped with a note. Each part catches its own
 failure (printed, and recorded in the JSON) and the next part runs. The JSON
@@ -66,6 +71,7 @@ if missing := [m for m in IMPORT_NEEDS if importlib.util.find_spec(m) is None]:
                      "install them (pip install -e . in the checkout) or run with a Python that has them")
 
 import decode as decode_bench
+import memory_estimate
 import time_to_quality
 
 from lmforge.config import ModelConfig, TrainConfig
@@ -74,7 +80,7 @@ from lmforge.models.base import next_token_loss
 from lmforge.training import flops
 from lmforge.training.optim import build_optimizers, lr_at, set_lr, set_tf32
 
-PARTS = {"a": "training throughput", "b": "time to quality", "c": "decode"}
+PARTS = {"a": "training throughput", "b": "time to quality", "c": "decode", "d": "memory estimate"}
 TARGET = 1.47  # val loss (nats/char) of nanoGPT's shakespeare-char recipe
 WITHIN_S = 60.0
 
@@ -100,6 +106,7 @@ class Plan:
     new_tokens: int = 256
     prompt_len: int = 16
     repeats: int = 2
+    memory_shapes: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(memory_estimate.GPU_SHAPES))
 
     @classmethod
     def smoke(cls) -> Plan:
@@ -111,7 +118,8 @@ class Plan:
         # target: the characters' unigram entropy, which 60 steps beat and a loop that does not train (near
         # ln(vocabulary)) misses, so "reached" means the loop learned something
         return cls(train_model=tiny, train_batches=(2, 4), warmup=1, steps=3, target=None, ttq_overrides=ttq,
-                   ttq_timeout_s=120.0, decode_model=tiny, new_tokens=8, prompt_len=4, repeats=1)
+                   ttq_timeout_s=120.0, decode_model=tiny, new_tokens=8, prompt_len=4, repeats=1,
+                   memory_shapes=dict(memory_estimate.CPU_SHAPES))
 
 
 # --------------------------------------------------------------------- (a) training throughput
@@ -298,6 +306,20 @@ def part_c(plan: Plan, args: argparse.Namespace, device: torch.device, dtype: to
     return {"rows": rows, "notes": notes, "dtype": dtype_name(dtype), "mode": mode, "logit_gap": gap}
 
 
+# --------------------------------------------------------------------- (d) memory estimate
+
+
+def part_d(plan: Plan, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    # compiled rows on CUDA only, where `lmforge train` compiles (the trainer takes no --compile-backend)
+    modes = (False, True) if device.type == "cuda" and args.compile != "false" else (False,)
+    how = (f"one step, then the peak of {memory_estimate.STEPS} more above what was allocated before the trainer"
+           if device.type == "cuda" else "the steps run, nothing is measured (tests/sizing measures peak RSS)")
+    print(f"lmforge's Trainer on {device_name(device)}, --train.dtype {args.dtype}: {how}", flush=True)
+    rows = memory_estimate.measure_all(plan.memory_shapes, device, args.dtype, modes)
+    memory_estimate.print_table(rows, device)
+    return {"rows": rows, "error": None}
+
+
 # --------------------------------------------------------------------- the run
 
 
@@ -408,18 +430,19 @@ def default_json() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="a,b,c", help="which parts, comma-separated: a (training throughput), "
-                    "b (time to quality), c (decode)")
+    ap.add_argument("--parts", default="a,b,c,d", help="which parts, comma-separated: a (training throughput), "
+                    "b (time to quality), c (decode), d (memory estimate)")
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (for a smoke test)")
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
-                    help="(a) autocast and (c) weights; auto: bfloat16 on CUDA, float32 on a CPU")
+                    help="(a) autocast, (c) weights, (d) --train.dtype; auto: bfloat16 on CUDA, float32 on a CPU")
     ap.add_argument("--data", default=str(default_data()),
                     help="Tiny Shakespeare, for part b (default ../shared/data/tinyshakespeare.txt, else shared/data/ here)")
     ap.add_argument("--json", metavar="FILE", default=default_json(),
                     help="write the figures here (default: $OUT/gpu_suite.json when OUT is set)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes and few steps everywhere: checks the plumbing")
     ap.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
-                    help="compiled rows in (a) and lmforge's compiled decode in (c); auto: on CUDA only")
+                    help="compiled rows in (a) and (d) (d: CUDA only), and lmforge's compiled decode in (c); "
+                    "auto: on CUDA only")
     ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend for (a) (eager: trace only)")
     ap.add_argument("--a-batches", help="(a) batch sizes, comma-separated (default 16,32; smoke 2,4)")
     ap.add_argument("--warmup", type=int, help="(a) untimed steps first (default 5; smoke 1)")
@@ -433,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
-        print(f"error: --parts {args.parts}: unknown part {', '.join(unknown)}; choose from a, b, c", file=sys.stderr)
+        print(f"error: --parts {args.parts}: unknown part {', '.join(unknown)}; choose from {', '.join(PARTS)}",
+              file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -455,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"meta": header(args, device), "parts": {}}
     write_json(doc, json_path)
     runners = {"a": lambda: part_a(plan, args, device, dtype), "b": lambda: part_b(plan, args, device),
-               "c": lambda: part_c(plan, args, device, dtype)}
+               "c": lambda: part_c(plan, args, device, dtype), "d": lambda: part_d(plan, args, device)}
     for key in parts:
         doc["parts"][key] = run_part(key, runners[key], device)
         write_json(doc, json_path)

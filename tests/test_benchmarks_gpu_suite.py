@@ -1,4 +1,5 @@
-"""benchmarks/gpu_suite.py: its figures' arithmetic, and the whole suite on a CPU with tiny shapes."""
+"""benchmarks/gpu_suite.py: its figures' arithmetic, the memory part on a CPU, and the whole suite on a CPU with tiny
+shapes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    return load_path(name, BENCHMARKS / f"{name}.py")
+
+
+def load_path(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
@@ -61,6 +66,37 @@ def test_time_to_quality_summary_finds_the_first_hit_and_the_best_in_time():
     assert missed["loop_to_target_s"] is None
 
 
+def test_memory_part_on_cpu_gives_lmforge_sizes_estimate_for_the_shapes_of_tests_sizing(tmp_path):
+    """Part (d)'s CPU smoke: the two shapes tests/sizing measures, trained eagerly in float32; each row's estimate is
+    `memory_of` for the config trained (a row sized for another config, vocabulary or precision would differ); the
+    activations shape is mostly activations and the weights shape mostly not; nothing is measured on a CPU."""
+    from lmforge.config import Config
+    from lmforge.sizing import memory_of
+
+    sizing_shapes = load_path("sizing_test_memory", BENCHMARKS.parent / "tests/sizing/test_memory.py").SHAPES
+    out = tmp_path / "suite.json"
+    cmd = [sys.executable, str(BENCHMARKS / "gpu_suite.py"), "--parts", "d", "--smoke", "--device", "cpu",
+           "--threads", "1", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert ("| shape | mode | dtype | params | activations share | estimate MB | measured MB | ratio | within 25% |"
+            in done.stdout)
+    part = json.loads(out.read_text())["parts"]["d"]
+    assert part["status"] == "ok"
+    rows = part["rows"]
+    assert [(r["shape"], r["compiled"], r["dtype"]) for r in rows] == [("activations", False, "float32"),
+                                                                      ("weights", False, "float32")]
+    for r in rows:
+        values, vocab = sizing_shapes[r["shape"]]
+        assert r["values"] == values and r["vocab_size"] == vocab
+        assert r["estimate"] == memory_of(Config.from_dict({}).updated({"train.device": "cpu", **values}), vocab).total
+        assert (r["measured"], r["ratio"], r["within_25"]) == (None, None, None)
+        assert (f"| {r['shape']} | eager | float32 | {r['params']:,} | {r['activations_share']:.0%} | "
+                f"{r['estimate'] / 2**20:,.1f} | not measured on cpu | — | — |") in done.stdout
+    assert rows[0]["activations_share"] > 0.5 > rows[1]["activations_share"]
+
+
 @pytest.mark.slow
 def test_smoke_suite_on_cpu_writes_positive_figures_for_every_part(tmp_path, small_text_file):
     out = tmp_path / "suite.json"
@@ -74,7 +110,7 @@ def test_smoke_suite_on_cpu_writes_positive_figures_for_every_part(tmp_path, sma
     doc = json.loads(out.read_text())
     assert doc["meta"]["torch"] and doc["meta"]["commit"] and doc["meta"]["smoke"] is True
     parts = doc["parts"]
-    assert {key: parts[key]["status"] for key in "abc"} == {"a": "ok", "b": "ok", "c": "ok"}
+    assert {key: parts[key]["status"] for key in "abcd"} == {"a": "ok", "b": "ok", "c": "ok", "d": "ok"}
 
     rows = parts["a"]["rows"]
     have_hf = importlib.util.find_spec("transformers") is not None

@@ -25,9 +25,14 @@ block_size tokens). Counts are in values per token, measured on this code with
   separate kernels). These are measured as peak RSS (tests/sizing).
 
 Dropout adds masks and copies (about 2.5·C per layer, not measured). In 16-bit
-autocast the layers' activations take 2 bytes and the logits 4 (the loss is
-computed in float32). The total is the sum at the peak, which lies at the start
-of backward of a step after the first (the optimizer state exists by then).
+autocast the layers' activations take 2 bytes, but the norms keep theirs in
+float32, as the residual stream they read is (their inputs, 2·C per layer, and
+RMSNorm's normalized copies, 2·C more; measured under a CPU's bfloat16 autocast),
+and the logits take 4 (the loss is computed in float32). Autocast's 16-bit copies
+of the weights, kept for backward, are left out: they are freed as the gradients
+arrive, which take twice their room. The total is the sum at the peak, which lies
+at the start of backward of a step after the first (the optimizer state exists
+by then).
 
 On a CPU, peak RSS is above the live tensors: activations smaller than glibc's
 mmap threshold (which grows to 32 MiB once big blocks are freed) come from its
@@ -82,14 +87,15 @@ class Memory:
         return max(self.total, self.eval_total)
 
 
-def activation_values(cfg: Config, vocab_size: int) -> tuple[float, float, float]:
+def activation_values(cfg: Config, vocab_size: int) -> tuple[float, float, float, float]:
     """Values per token, as the module docstring counts them: (saved by the layers, the MLP's backward temporaries,
-    after the layers at the peak: features, logits and their gradients)."""
+    after the layers at the peak: features, logits and their gradients; of the layers' saved values, those the norms
+    keep in float32 under 16-bit autocast)."""
     m, C, V = cfg.model, cfg.model.n_embd, vocab_size
     if m.family == "rnn":
-        return float(GATES[m.rnn_cell] * C * m.n_layer), 0.0, float(2 * C + 4 * V)
+        return float(GATES[m.rnn_cell] * C * m.n_layer), 0.0, float(2 * C + 4 * V), 0.0
     if m.family != "transformer":
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     hidden = 8 * -(-8 * C // 3 // 8) if m.mlp == "swiglu" else 4 * C
     per_layer = 8 * C + (4 if m.mlp == "swiglu" else 2) * hidden
     per_layer += 3 * C if m.positions == "rope" else 0
@@ -98,7 +104,15 @@ def activation_values(cfg: Config, vocab_size: int) -> tuple[float, float, float
     per_layer += m.n_head * m.block_size if m.attention == "explicit" else 0
     per_layer += 2.5 * C if m.dropout > 0 else 0
     backward = (3 if m.mlp == "relu2" else 1) * hidden
-    return float(per_layer * m.n_layer), float(backward), float(2 * C + 4 * V)
+    norms = (4 if m.norm == "rmsnorm" else 2) * C  # two norms: each one's input, and RMSNorm's normalized copy
+    return float(per_layer * m.n_layer), float(backward), float(2 * C + 4 * V), float(norms * m.n_layer)
+
+
+def activation_bytes(cfg: Config, vocab_size: int, value_bytes: int) -> float:
+    """Bytes per token at the peak: the layers' values at `value_bytes` each (2 under 16-bit autocast) except those
+    the norms keep in float32, and the head's in float32."""
+    saved, backward, head, norms = activation_values(cfg, vocab_size)
+    return (saved + backward - norms) * value_bytes + (norms + head) * 4
 
 
 def estimate(cfg: Config, model: LanguageModel, processes: int = 1) -> Memory:
@@ -117,19 +131,18 @@ def estimate(cfg: Config, model: LanguageModel, processes: int = 1) -> Memory:
     act_bytes = 2 if half else 4
     rows = max(t.batch_size // (t.grad_accum * processes), 1)
     tokens = rows * m.block_size
-    saved, backward, head = activation_values(cfg, V)
-    layers = saved + backward
+    layers = sum(activation_values(cfg, V)[:2])
     optimizer = "AdamW" if not muon else "Muon + AdamW"
     items = [
         Item("weights", 4 * params // shard, f"{params:,} float32" + (f", sharded over {shard}" if shard > 1 else "")),
         Item("gradients", 4 * n_trained // shard, f"{n_trained:,} trainable"),
         Item("optimizer state", 4 * state_values // shard,
              f"{optimizer}: " + (f"1 momentum × {muon:,} + " if muon else "") + f"2 moments × {n_trained - muon:,}"),
-        Item("activations", int(tokens * (layers * act_bytes + head * 4)),
+        Item("activations", int(tokens * activation_bytes(cfg, V, act_bytes)),
              f"{rows} rows × {m.block_size} tokens" + (f" (batch {t.batch_size} / grad_accum {t.grad_accum}"
                                                        + (f" / {processes} processes" if processes > 1 else "") + ")"
                                                        if rows != t.batch_size else "")
-             + f", {act_bytes}-byte values"),
+             + (", 2-byte values (the norms' 4)" if half else ", 4-byte values")),
     ]
     hidden_tensor = tokens * 4 * m.n_embd * act_bytes  # the MLP's hidden activations of one layer
     if m.family == "transformer" and _on_cpu(t.device) and hidden_tensor < MMAP_MAX:  # the RNN's peak showed none
@@ -153,8 +166,11 @@ def _on_cpu(device: str) -> bool:
 
 
 def _auto_half(device: str) -> bool:
-    """Whether `--train.dtype auto` means bfloat16 here (a CUDA GPU that has it), without touching any other device."""
-    return device.startswith("cuda") or device == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    """Whether `--train.dtype auto` means bfloat16 here, as device.resolve_dtype decides (a CUDA GPU that has it; a
+    CUDA device named on a machine without one is planned as one that has it), without touching any other device."""
+    if not (device.startswith("cuda") or device == "auto" and torch.cuda.is_available()):
+        return False
+    return not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
 
 
 def _counting() -> Memory:
