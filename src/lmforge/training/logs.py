@@ -1,9 +1,8 @@
 """What a run writes as it goes: metrics.jsonl, TensorBoard events, samples.txt and curves.png.
 
-metrics.jsonl is the source of truth: one JSON object per event, appended and flushed as
-it happens; TensorBoard mirrors its numbers, curves.png draws them. Only rank 0 writes
-(`RunLogs` does nothing elsewhere). A resumed run first rewinds what a crashed process
-logged after the checkpoint it redoes.
+metrics.jsonl is the source of truth: one JSON object per event, appended and flushed as it happens;
+TensorBoard mirrors its numbers, curves.png draws them. Only rank 0 writes. A resumed run first rewinds
+what a crashed process logged after the checkpoint it redoes.
 """
 
 from __future__ import annotations
