@@ -7,6 +7,7 @@ what a crashed process logged after the checkpoint it redoes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -67,10 +68,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return []
     *lines, tail = path.read_text(encoding="utf-8").split("\n")  # tail is "" when the last line is whole
     records = [json.loads(line) for line in lines if line.strip()]
-    try:
+    with contextlib.suppress(json.JSONDecodeError):
         records += [json.loads(tail)] if tail.strip() else []
-    except json.JSONDecodeError:
-        pass
     return records
 
 
