@@ -40,13 +40,12 @@ def val_stretches(n_ids: int, eval_tokens: int, block_size: int) -> list[tuple[i
 
 
 def evaluate_val(model: LanguageModel, tokenizer: Tokenizer, val_ids, stretches: list[tuple[int, int]] | None,
-                 val_bytes: int | ScoredBytes, block_size: int, batch_size: int, device: torch.device,
+                 val_bytes: ScoredBytes, block_size: int, batch_size: int, device: torch.device,
                  autocast: contextlib.AbstractContextManager | None = None) -> EvalResult:
     """Loss, perplexity and bits per byte of the whole val split, or of the stretches of a sample."""
     if stretches is None:
         return evaluate_ids(model, tokenizer, val_ids, block_size, batch_size, device, autocast, n_bytes=val_bytes)
-    total = val_bytes if isinstance(val_bytes, ScoredBytes) else ScoredBytes(int(val_bytes))
-    per_token = total.bytes / max(len(val_ids) - 1, 1), total.unknown / max(len(val_ids) - 1, 1)
+    per_token = val_bytes.bytes / max(len(val_ids) - 1, 1), val_bytes.unknown / max(len(val_ids) - 1, 1)
     nats = bits = 0.0
     tokens = n_bytes = unknown = 0
     for begin, end in stretches:
@@ -86,7 +85,7 @@ class Evaluator:
     Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward)."""
 
     def __init__(self, cfg, tokenizer: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray,
-                 val_bytes: int | ScoredBytes, device: torch.device, dtype: torch.dtype):
+                 val_bytes: ScoredBytes, device: torch.device, dtype: torch.dtype):
         self.cfg, self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = cfg, tokenizer, train_ids, val_ids, val_bytes
         self.device, self.autocast = device, autocast_for(device, dtype)
         # the val sample of each eval; None: the whole split
