@@ -1,9 +1,5 @@
-"""The `lmforge` command: a thin entry point over `lmforge/commands/`, one module per command.
-
-It builds one parser from the command modules, hands the parsed flags to the chosen
-command's `run`, and turns an `LmforgeError` (or a flag argparse refused) into one
-line on stderr and exit status 2.
-"""
+"""The `lmforge` command: one parser built from `lmforge/commands/`, a module per command; an `LmforgeError`
+(or a flag argparse refused) becomes one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from lmforge import __version__
 from lmforge.commands import COMMANDS
 from lmforge.commands.common import SHARED, Parser, UsageError
 from lmforge.errors import LmforgeError
@@ -21,8 +18,6 @@ def command_module(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lmforge import __version__
-
     parser = Parser(prog="lmforge", epilog="Run `lmforge COMMAND --help` for a command's options and examples.",
                     description="Train language models from scratch on your own text, then sample, evaluate and "
                                 "compare them.")

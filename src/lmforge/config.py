@@ -1,14 +1,10 @@
 """Typed configuration: one declared pydantic model per section, named presets, YAML and overrides.
 
-A run is fully described by a `Config`, resolved in layers, each over the one before: the
-defaults, a named preset (`presets/NAME.yaml`), a user's YAML file, then dotted command-line
-overrides such as `--train.max_steps 2000`. The layers are merged, then validated once: each
-field declares its type, allowed values and range beside it, strings convert in lax mode
-("2000" → 2000, "true" → True), the checks across fields are `model_validator`s, and a
-complaint becomes one line naming the flag to change. A validated config is frozen: a change
-makes a new one (`Config.updated`), and what training derives (the model's vocabulary is the
-tokenizer's) is passed apart. No torch here: configs are plain data, saved as `config.yaml`
-in the run directory so that a run can be reproduced from it.
+A run's `Config` is resolved in layers, each over the one before: the defaults, a preset
+(`presets/NAME.yaml`), a user's YAML file, then dotted command-line overrides (`--train.max_steps 2000`),
+validated once after the merge (strings convert in lax mode: "2000" → 2000, "true" → True); a complaint
+becomes one line naming the flag to change. A validated config is frozen (`Config.updated` makes a new
+one). No torch here: configs are plain data, saved as `config.yaml` so that a run can be reproduced.
 """
 
 from __future__ import annotations
@@ -211,10 +207,8 @@ class TrainConfig(Section):
 
 
 class Sampling(Section):
-    """The settings a run's `sample` section and `lmforge sample` share, each declared once.
-
-    A description is the help of its `lmforge sample` flag, whose value is N (an int), X (a float) or TEXT.
-    """
+    """The settings a run's `sample` section and `lmforge sample` share, each declared once. A description is the
+    help of its `lmforge sample` flag, whose value is N (an int), X (a float) or TEXT."""
 
     max_new_tokens: int = Field(200, ge=0, description="tokens to generate")
     temperature: Temperature = Field(1.0, description="below 1 sharpens, above 1 flattens (0: greedy)")
@@ -230,12 +224,9 @@ class SampleConfig(Sampling):
 
 
 class DecodeConfig(Sampling):
-    """How `lmforge sample` and `Run.generate` choose tokens.
-
-    Not a section of `Config`: a run's `sample` section seeds the defaults and the
-    command line overrides them. The processors run in the order documented in
-    `generation/processors.py`; each value's "off" setting leaves logits untouched.
-    """
+    """How `lmforge sample` and `Run.generate` choose tokens. Not a section of `Config`: a run's `sample` section
+    seeds the defaults and the command line overrides them. The processors run in the order documented in
+    `generation/processors.py`; each value's "off" setting leaves logits untouched."""
 
     FLAGS: ClassVar[dict[str, str]] = {"num_beams": "--beams", "mode": "--decode", "banned_ids": "--ban"}
 
@@ -299,8 +290,6 @@ class Config(Section):
                     "so leave it out")
         return self
 
-    # ----------------------------------------------------------------- building
-
     @classmethod
     def from_layers(cls, *layers: tuple[str | None, dict[str, Any]]) -> Config:
         """Merge `(source, values)` layers, each over the ones before, and validate the result once.
@@ -351,8 +340,6 @@ class Config(Section):
     def updated(self, values: dict[str, Any], source: str = "command line") -> Config:
         """A new config: `values` (by section or by dotted key) over this one's, validated."""
         return Config.from_layers((None, self.to_dict()), (source, values))
-
-    # ----------------------------------------------------------------- saving
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return self.model_dump()

@@ -1,10 +1,9 @@
-"""Configs on disk: the named presets shipped in `lmforge/presets/`, and users' YAML files.
-
-Each gives a nested dict of values; `config.Config` merges and checks them.
-"""
+"""Configs on disk: the named presets shipped in `lmforge/presets/`, and users' YAML files, each a nested dict
+of values that `config.Config` merges and checks."""
 
 from __future__ import annotations
 
+import itertools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,10 @@ def preset_names() -> list[str]:
 
 def preset_summary(name: str) -> str:
     """The first sentence of a preset file's opening comment: what the preset is for."""
-    lines = []
-    for line in _preset_text(name).splitlines():
-        if not line.startswith("#") or not line.strip("# "):
-            break
-        lines.append(line.lstrip("# ").strip())
-    summary = " ".join(lines)
-    end = summary.find(". ")
-    return (summary[:end] if end >= 0 else summary).rstrip(".")
+    lines = _preset_text(name).splitlines()
+    comment = itertools.takewhile(lambda line: line.startswith("#") and line.strip("# "), lines)
+    summary = " ".join(line.lstrip("# ").strip() for line in comment)
+    return summary.split(". ")[0].rstrip(".")
 
 
 def load_preset(name: str) -> dict[str, Any]:

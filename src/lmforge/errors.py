@@ -1,10 +1,5 @@
-"""The one exception type users see.
-
-Every problem a user can fix (a missing file, a typo in a config key, an absurd
-value) is raised as `LmforgeError` with a message that names the problem and the
-fix. The command line prints it as one line and exits non-zero; anything else is
-a bug in lmforge and keeps its traceback.
-"""
+"""The one exception type users see, for every problem they can fix (a missing file, a typo in a config key, an
+absurd value); the command line prints it as one line. Anything else is a bug in lmforge and keeps its traceback."""
 
 from __future__ import annotations
 

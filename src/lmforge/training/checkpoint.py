@@ -4,11 +4,10 @@
                          plain values, so it loads with weights_only=True
     step-00000400.json   its size and SHA-256, the step, the val loss: the commit mark
 
-Both go through `atomic_write`, the .json after the .pt is complete, so a process killed
-at any instant leaves a complete checkpoint or a stray file that is ignored and later
-removed, never a damaged earlier one; old checkpoints are deleted only after a newer one
-is committed. On load the size and checksum are checked before unpickling, so a
-truncated or corrupted file is named in one line instead of half-loaded.
+Both go through `atomic_write`, the .json after the .pt is complete, so a process killed at any instant
+leaves a complete checkpoint or a stray file that is ignored and later removed, never a damaged earlier
+one; old checkpoints are deleted only after a newer one is committed. On load the size and checksum are
+checked before unpickling, so a truncated or corrupted file is named in one line instead of half-loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,12 @@ import numpy as np
 import torch
 
 from lmforge.errors import LmforgeError
+from lmforge.training import distributed
 from lmforge.training.logs import elapsed_s
 from lmforge.training.run_dir import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT = 1
-_META = re.compile(r"^step-(\d{8})\.json$")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -54,11 +52,9 @@ def save(run_dir: Path, step: int, state: dict[str, Any], info: dict[str, Any] |
 
 
 def prune(run_dir: Path, keep: int, best_step: int) -> None:
-    """Delete all but the newest `keep` checkpoints and the one of `best_step`, and any stray files.
-
-    The .json goes first: a checkpoint without its commit mark is ignored, so a kill
-    between the two deletions leaves only an orphan that the next prune removes.
-    """
+    """Delete all but the newest `keep` checkpoints and the one of `best_step`, and any stray files. The .json goes
+    first: a checkpoint without its commit mark is ignored, so a kill between the two deletions leaves only an
+    orphan that the next prune removes."""
     folder = checkpoint_dir(run_dir)
     steps = [step for step, _ in list_checkpoints(run_dir)]
     keep_steps = set(steps[-keep:]) | {best_step}
@@ -77,11 +73,8 @@ def prune(run_dir: Path, keep: int, best_step: int) -> None:
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """Committed checkpoints (those with a .json), oldest first."""
-    folder = checkpoint_dir(run_dir)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _META.match(p.name))]
-    return sorted(found)
+    found = checkpoint_dir(run_dir).glob("step-" + "[0-9]" * 8 + ".json")  # nothing when the folder is missing
+    return sorted((int(p.stem.removeprefix("step-")), p) for p in found)
 
 
 def latest(run_dir: Path) -> Path:
@@ -178,8 +171,6 @@ def save_trainer(trainer) -> None:
     """What a `Trainer` needs to continue exactly: model, optimizers, scaler, every rank's RNG and feed, the loop's
     state, the data's fingerprint. Collectives on every rank (FSDP gathers the weights; the RNG and feed states,
     an RNN's hidden state of its rows, come from every rank); rank 0 writes."""
-    from lmforge.training import distributed
-
     dist, state = trainer.dist, trainer.state
     model, optimizers = distributed.full_state(trainer.model, trainer.optimizers)
     loop = {**state.state_dict(elapsed_s()), "data": data_fingerprint(trainer.train_ids),
@@ -194,8 +185,6 @@ def save_trainer(trainer) -> None:
 
 def restore_trainer(trainer, meta_path: Path) -> None:
     """Load `meta_path` into a `Trainer`: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
-    from lmforge.training import distributed
-
     dist, cfg = trainer.dist, trainer.cfg
     saved: dict[str, Any] = {"model": {}, "optimizers": {}}
     if dist.is_main:

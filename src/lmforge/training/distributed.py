@@ -1,19 +1,11 @@
 """Several processes, one model: torchrun, DDP or FSDP2, and the few collectives the trainer needs.
 
-`torchrun --nproc_per_node=N -m lmforge train ...` starts N copies of the trainer, each
-told its place by the environment (RANK, LOCAL_RANK, WORLD_SIZE). Each joins one process
-group (NCCL between CUDA GPUs, gloo between CPUs) and wraps the same model:
-
-- DDP (`--train.parallel ddp`): every rank holds the whole model; gradients are
-  averaged across ranks during backward.
-- FSDP2 (`--train.parallel fsdp`): `fully_shard` splits parameters, gradients and
-  optimizer state across ranks, gathering each block's weights only while it runs,
-  for models that do not fit one device.
-
-With one process nothing here does anything, so one code path serves one CPU and many
-machines. Checkpoints hold full (unsharded) state dicts, gathered to rank 0 and broadcast
-back from it, so a run resumes with any number of processes. What differs per rank (the
-RNG behind dropout, an RNN's hidden state) is gathered too, and each rank takes its own back.
+Each process torchrun starts joins one process group (NCCL between CUDA GPUs, gloo between CPUs) and wraps
+the same model: DDP averages gradients across ranks; FSDP2 (`fully_shard`) also splits parameters, gradients
+and optimizer state (docs/05-training.md). With one process nothing here does anything, so one code path
+serves one CPU and many machines. Checkpoints hold full state dicts, gathered to rank 0 and broadcast back,
+so a run resumes with any number of processes; what differs per rank (dropout's RNG, an RNN's hidden state)
+is gathered too, and each rank takes its own back.
 """
 
 from __future__ import annotations
@@ -132,17 +124,13 @@ def gathered(model: nn.Module) -> Iterator[None]:
             model.reshard()
 
 
-@contextlib.contextmanager
-def grad_sync(wrapped: nn.Module, sync: bool) -> Iterator[None]:
+def grad_sync(wrapped: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
     """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
-    if hasattr(wrapped, "no_sync") and not sync:  # DDP
-        with wrapped.no_sync():
-            yield
-    elif hasattr(wrapped, "set_requires_gradient_sync"):  # FSDP2
+    if hasattr(wrapped, "set_requires_gradient_sync"):  # FSDP2
         wrapped.set_requires_gradient_sync(sync)
-        yield
-    else:
-        yield
+    if hasattr(wrapped, "no_sync") and not sync:  # DDP
+        return wrapped.no_sync()
+    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------ collectives

@@ -1,18 +1,10 @@
-"""What an eval during training measures, and what it costs.
+"""What an eval during training measures, and what it costs (`--train.eval_tokens`, docs/reference.md).
 
-- Val loss: over the whole val split by default (`train.eval_tokens` 0). On a
-  big val split that is what an eval costs (the built-in corpus's: 1.2 M
-  characters, seconds of CPU each time), so such runs evaluate rarely and show
-  no val curve. `eval_tokens` N scores N tokens instead: `STRETCHES` stretches
-  of consecutive tokens, evenly spread over the split and the same at every
-  eval. That is cheap enough to evaluate often, and a fairer sample than the
-  split's first N tokens when its text drifts (the built-in corpus's val split
-  runs over decades of speeches). Bits per byte of the sample divides by the
-  sample's share of the split's bytes (the split's mean bytes per token).
-  When training ends, the best model is scored once on the whole val split
-  (`Trainer.fit`), so the figures a run ends with are not a sample's.
-- Train loss: over `eval_train_tokens` tokens of random train windows, the
-  same windows at every eval (a fixed seed), so evals are comparable.
+Val loss is over the whole val split, or over `eval_tokens` tokens in `STRETCHES` stretches spread evenly
+over it, the same at every eval: cheap enough to evaluate often on a big val split, and a fairer sample than
+its first tokens when its text drifts (the built-in corpus's runs over decades of speeches). Bits per byte of
+the sample counts the split's mean bytes per token. Train loss is over `eval_train_tokens` tokens of random
+train windows, the same at every eval (a fixed seed), so evals are comparable.
 """
 
 from __future__ import annotations
@@ -25,9 +17,11 @@ import torch
 from lmforge.data.batches import random_batch
 from lmforge.device import autocast as autocast_for
 from lmforge.evaluation.perplexity import EvalResult, evaluate_ids
+from lmforge.generation.decode import generate_ids
 from lmforge.models.base import LanguageModel, next_token_loss
 from lmforge.tokenizers import Tokenizer
 from lmforge.tokenizers.base import ScoredBytes
+from lmforge.training import distributed
 
 STRETCHES = 8  # a val sample is this many stretches (fewer when each would be shorter than a window)
 
@@ -46,13 +40,12 @@ def val_stretches(n_ids: int, eval_tokens: int, block_size: int) -> list[tuple[i
 
 
 def evaluate_val(model: LanguageModel, tokenizer: Tokenizer, val_ids, stretches: list[tuple[int, int]] | None,
-                 val_bytes: int | ScoredBytes, block_size: int, batch_size: int, device: torch.device,
+                 val_bytes: ScoredBytes, block_size: int, batch_size: int, device: torch.device,
                  autocast: contextlib.AbstractContextManager | None = None) -> EvalResult:
     """Loss, perplexity and bits per byte of the whole val split, or of the stretches of a sample."""
     if stretches is None:
         return evaluate_ids(model, tokenizer, val_ids, block_size, batch_size, device, autocast, n_bytes=val_bytes)
-    total = val_bytes if isinstance(val_bytes, ScoredBytes) else ScoredBytes(int(val_bytes))
-    per_token = total.bytes / max(len(val_ids) - 1, 1), total.unknown / max(len(val_ids) - 1, 1)
+    per_token = val_bytes.bytes / max(len(val_ids) - 1, 1), val_bytes.unknown / max(len(val_ids) - 1, 1)
     nats = bits = 0.0
     tokens = n_bytes = unknown = 0
     for begin, end in stretches:
@@ -92,7 +85,7 @@ class Evaluator:
     Under torchrun every rank computes the same numbers (FSDP needs every rank in each forward)."""
 
     def __init__(self, cfg, tokenizer: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray,
-                 val_bytes: int | ScoredBytes, device: torch.device, dtype: torch.dtype):
+                 val_bytes: ScoredBytes, device: torch.device, dtype: torch.dtype):
         self.cfg, self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = cfg, tokenizer, train_ids, val_ids, val_bytes
         self.device, self.autocast = device, autocast_for(device, dtype)
         # the val sample of each eval; None: the whole split
@@ -110,15 +103,11 @@ class Evaluator:
                            t.seed + 1, self.device, self.autocast)
         return {"train_loss": train, **self._val(model, self.stretches)}
 
-    def whole_val(self, model: LanguageModel) -> dict[str, float] | None:
-        """The model on the whole val split when evals scored a sample of it; else None (they already did)."""
-        return None if self.stretches is None else self._val(model, None)
+    def whole_val(self, model: LanguageModel) -> dict[str, float]:
+        return self._val(model, None)
 
     def sample(self, model: LanguageModel, generator: torch.Generator, max_new_tokens: int | None = None) -> str:
         """The run's sample prompt continued as the `sample` section says."""
-        from lmforge.generation.decode import generate_ids
-        from lmforge.training import distributed
-
         s = self.cfg.sample
         prompt = self.tokenizer.encode(s.prompt) or [0]
         n = s.max_new_tokens if max_new_tokens is None else max_new_tokens

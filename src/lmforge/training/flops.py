@@ -1,10 +1,9 @@
 """Model FLOPs utilization (MFU) = (FLOPs per token × tokens/s) / (peak FLOP/s × devices).
 
-FLOPs per token of training follow the PaLM paper: 6 per parameter in a matrix multiply
-(2 forward, 4 backward), plus attention's score and value products, 12 · n_layer · n_embd · T.
-Position embeddings are looked up, not multiplied. Peak FLOP/s: dense tensor-core figures
-from the vendors' data sheets, matched on the device name; CPUs and GPUs missing from the
-table give no MFU (None), never a guess; `--train.peak_flops` supplies the figure for them.
+FLOPs per token of training follow the PaLM paper: 6 per parameter in a matrix multiply (2 forward,
+4 backward), plus attention's score and value products, 12 · n_layer · n_embd · T. Peak FLOP/s: dense
+tensor-core figures from the vendors' data sheets, matched on the device name; CPUs and GPUs missing
+from the table give no MFU (None), never a guess; `--train.peak_flops` supplies the figure for them.
 """
 
 from __future__ import annotations
@@ -44,15 +43,12 @@ PEAK_FLOPS: list[tuple[str, tuple[float, float]]] = [
 
 def flops_per_token(model: LanguageModel) -> float:
     """Training FLOPs (forward + backward) per token for this model."""
-    cfg = getattr(model, "cfg", None)
     matmul_params = model.num_params()
-    pos_emb = getattr(model, "pos_emb", None)
-    if pos_emb is not None:
-        matmul_params -= pos_emb.weight.numel()
-    attention = 0.0
-    if getattr(model, "family", "") == "transformer" and cfg is not None:
-        attention = 12.0 * cfg.n_layer * cfg.n_embd * cfg.block_size
-    return 6.0 * matmul_params + attention
+    if getattr(model, "pos_emb", None) is not None:  # position embeddings are looked up, not multiplied
+        matmul_params -= model.pos_emb.weight.numel()
+    if model.family != "transformer":
+        return 6.0 * matmul_params
+    return 6.0 * matmul_params + 12.0 * model.cfg.n_layer * model.cfg.n_embd * model.cfg.block_size
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype, tf32: bool) -> float | None:

@@ -1,13 +1,13 @@
 """What a run writes as it goes: metrics.jsonl, TensorBoard events, samples.txt and curves.png.
 
-metrics.jsonl is the source of truth: one JSON object per event, appended and flushed as
-it happens; TensorBoard mirrors its numbers, curves.png draws them. Only rank 0 writes
-(`RunLogs` does nothing elsewhere). A resumed run first rewinds what a crashed process
-logged after the checkpoint it redoes.
+metrics.jsonl is the source of truth: one JSON object per event, appended and flushed as it happens;
+TensorBoard mirrors its numbers, curves.png draws them. Only rank 0 writes. A resumed run first rewinds
+what a crashed process logged after the checkpoint it redoes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -68,10 +68,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return []
     *lines, tail = path.read_text(encoding="utf-8").split("\n")  # tail is "" when the last line is whole
     records = [json.loads(line) for line in lines if line.strip()]
-    try:
+    with contextlib.suppress(json.JSONDecodeError):
         records += [json.loads(tail)] if tail.strip() else []
-    except json.JSONDecodeError:
-        pass
     return records
 
 

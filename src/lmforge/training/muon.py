@@ -1,18 +1,13 @@
 """Muon: momentum, then orthogonalize the update, for the hidden weight matrices.
 
-Muon (Keller Jordan, 2024) keeps SGD momentum per matrix and replaces the update
-M by the nearest semi-orthogonal matrix U Vᵀ (from M = U S Vᵀ), approximated by a
-few Newton–Schulz iterations. Every direction of the update then moves by the same
-amount, instead of a few dominant ones; for the 2-D hidden matrices of a
-transformer this trains faster per step than AdamW. Embeddings, the output head,
-norms and biases are not such matrices and stay with AdamW (see `optim.py`).
+Muon (Keller Jordan, 2024) replaces a matrix's momentum M = U S Vᵀ by U Vᵀ, so every direction
+of the update moves by the same amount (docs/05-training.md); the rest stays with AdamW (`optim.py`).
 
-Why not `torch.optim.Muon`: it computes the same step (the first update from the same
-start agrees to a cosine similarity of 0.9999 on shakespeare-char-cpu's matrices), but
-orthogonalizes in bfloat16 always and one matrix at a time, where this one uses float32
-on a CPU and one batched product per shape; on 2 CPU cores ours takes 1.1-1.7x less
-time per step (`benchmarks/muon_torch.py`, `benchmarks/RESULTS.md`). The simpler code
-would win a tie; this is not one, on the CPU recipes we ship.
+Why not `torch.optim.Muon`: it computes the same step (the first update from the same start agrees to a
+cosine similarity of 0.9999 on shakespeare-char-cpu's matrices), but orthogonalizes in bfloat16 always and
+one matrix at a time, where this one uses float32 on a CPU and one batched product per shape; on 2 CPU cores
+ours takes 1.1-1.7x less time per step (`benchmarks/muon_torch.py`, `benchmarks/RESULTS.md`). The simpler
+code would win a tie; this is not one, on the CPU recipes we ship.
 """
 
 from __future__ import annotations
@@ -21,14 +16,10 @@ import torch
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """Approximately U Vᵀ of g = U S Vᵀ, by a quintic Newton–Schulz iteration.
-
-    The coefficients (3.4445, -4.7750, 2.0315) push singular values toward 1 fast
-    rather than exactly (they land in about [0.7, 1.2]), which works as well in
-    practice. bfloat16 on CUDA (cheap and good enough), float32 elsewhere.
-    `g` may be a stack of matrices (..., m, n): each is orthogonalized on its own,
-    in one batched matmul per product instead of one small matmul per matrix.
-    """
+    """Approximately U Vᵀ of g = U S Vᵀ (or of each matrix of a stack (..., m, n), in one batched product), by a
+    quintic Newton–Schulz iteration. Its coefficients push singular values toward 1 fast rather than exactly
+    (into about [0.7, 1.2]), which works as well in practice. bfloat16 on CUDA (cheap and good enough), float32
+    elsewhere."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
     tall = g.size(-2) > g.size(-1)
@@ -46,12 +37,9 @@ def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon for 2-D parameters: Nesterov momentum, orthogonalized, decoupled weight decay.
-
-    Like torch's fused AdamW it takes `found_inf` (a 0-d tensor set as an attribute, as
-    `GradScaler` does): where it is 1 the step leaves weights and momentum as they were,
-    decided on the device, so a skipped step costs the host no sync.
-    """
+    """Muon for 2-D parameters: Nesterov momentum, orthogonalized, decoupled weight decay. Like torch's fused
+    AdamW it takes `found_inf` (a 0-d tensor set as an attribute, as `GradScaler` does): where it is 1 the step
+    leaves weights and momentum as they were, decided on the device, so a skipped step costs the host no sync."""
 
     _step_supports_amp_scaling = True  # GradScaler then passes `found_inf` instead of syncing to decide
 

@@ -1,16 +1,11 @@
 """How a step changes the weights: the optimizers, the learning-rate schedule, precision switches.
 
-A run holds a list of optimizers (AdamW, or Muon plus AdamW); each parameter group carries
-`lr_scale`, its peak rate relative to `--train.lr`, so one schedule drives them all.
-Schedules are pure functions of the step (a resumed run needs only the step), each
-starting with the same linear warmup, then until decay_steps (0: max_steps), then min_lr:
+Each parameter group carries `lr_scale`, its peak rate relative to `--train.lr`, so one schedule drives
+AdamW and Muon alike. Schedules are pure functions of the step (a resumed run needs only the step): the
+same linear warmup, then until decay_steps (0: max_steps), then min_lr:
 
     constant  lr            cosine  half a cosine from lr to min_lr
     linear    lr to min_lr  wsd     stable at lr, then linear to min_lr over the last decay_fraction
-
-float16 has too few exponent bits for small gradients, so its loss is scaled up before
-backward and the gradients back down before the step (`grad_scaler`); bfloat16 (chosen
-in `lmforge.device` where a GPU has it) has float32's range and needs none of this.
 """
 
 from __future__ import annotations
@@ -22,17 +17,14 @@ from torch import nn
 
 from lmforge.config import TrainConfig
 from lmforge.errors import LmforgeError
+from lmforge.training.muon import Muon
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
-    """The weight matrices that map hidden features to hidden features, in `model.parameters()` order.
-
-    A parameter is one by its role, read from the module that owns it: the weight of an `nn.Linear` (or of
-    Hugging Face's `Conv1D`, GPT-2's linear layer stored transposed, so the benchmarks' baseline is grouped as
-    ours is), or an input or recurrent matrix of an `nn.RNN`/`nn.LSTM`/`nn.GRU`. Excluded: embeddings and the
-    output head the model declares (`LanguageModel.output_head`), tied or not: a head maps features to one logit
-    per token, so it is a table of token vectors like the embedding. Biases and norm gains are vectors.
-    """
+    """The weight matrices that map hidden features to hidden features, in `model.parameters()` order: weights
+    of `nn.Linear` (and Hugging Face's transposed `Conv1D`, for the benchmarks' GPT-2 baseline) and of
+    `nn.RNN`/`nn.LSTM`/`nn.GRU`. Not the embeddings nor the output head (`LanguageModel.output_head`), tied or
+    not: a head is a table of token vectors like the embedding."""
     head = model.output_head() if hasattr(model, "output_head") else None
     excluded = {id(p) for p in head.parameters()} if head is not None else set()
     excluded |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
@@ -72,8 +64,6 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -
     adam_groups = [decay, no_decay]
     optimizers: list[torch.optim.Optimizer] = []
     if cfg.optimizer == "muon":
-        from lmforge.training.muon import Muon
-
         optimizers.append(Muon([{**decay, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
                                momentum=cfg.muon_momentum))
         adam_groups = [no_decay]
@@ -114,9 +104,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     progress = (step - cfg.warmup_steps) / max(1, end - cfg.warmup_steps)  # 0 → 1
     if cfg.schedule == "linear":
         return 1.0 - progress
-    if cfg.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule '{cfg.schedule}'")
+    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
 
 
 def set_tf32(enabled: bool) -> None:
@@ -131,5 +119,6 @@ def should_compile(setting: str, device: torch.device) -> bool:
 
 
 def grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
-    """A scaler that is active for float16 and a pass-through otherwise."""
+    """Active for float16 only: its few exponent bits lose small gradients unless the loss is scaled up before
+    backward (bfloat16 has float32's range); a pass-through otherwise."""
     return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

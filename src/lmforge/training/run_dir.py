@@ -1,9 +1,7 @@
 """The run directory's files: config, tokenizer and weights, each written atomically.
 
-`atomic_write` is the one way anything in a run directory is written (weights,
-checkpoints, samples, curves, a rewound metrics.jsonl): a temporary file, fsynced,
-then renamed over the old one, so a run killed mid-write leaves the previous file
-intact, never half of a new one.
+`atomic_write` is the one way anything in a run directory is written (weights, checkpoints, samples, curves,
+a rewound metrics.jsonl), so a run killed mid-write leaves the previous file intact, never half of a new one.
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """The training loop: next-token cross-entropy, AdamW (or Muon), a schedule, clipping, evals, checkpoints.
 
-    text ─► tokenizer ─► ids ─► train/val split
     repeat: batch ─► [micro-batches ─► logits ─► loss ─► backward] ─► clip ─► optimizer step
-    every eval_interval steps: val loss, a sample, the best model so far saved to the run directory;
-    every checkpoint: the whole resumable state in RUN_DIR/checkpoints/.
+    every eval_interval steps: val loss, a sample, the best model saved; every checkpoint: the resumable state
 
-Under torchrun (distributed.py) every rank draws the same global batch and keeps its
-own rows of it, so N ranks compute what one process would; only rank 0 writes.
-
-The loop waits for the device only when it reads its figures: a step leaves its loss
-and gradient norm on the device (`StepStats`) and skips a non-finite update there
-(`found_inf`, as `GradScaler` does), so a GPU runs ahead of the host; pending steps
-are read in one sync at log steps, evals and checkpoints. The divergence guard so
-notices bad steps at the next read, not at once. That is safe: each bad step was
-skipped, no checkpoint is written before the read, and the error names the step
-where the run of bad steps reached `--train.max_bad_steps`.
+Under torchrun every rank draws the same global batch and keeps its own rows; only rank 0 writes.
+A step leaves its loss and gradient norm on the device (`StepStats`) and skips a non-finite update
+there, so a GPU runs ahead of the host: pending steps are read in one sync at logs, evals and
+checkpoints. The divergence guard so notices bad steps late, which is safe: each was skipped, and no
+checkpoint is written before the read.
 """
 
 from __future__ import annotations
@@ -57,10 +50,8 @@ class TrainResult:
 
 
 class Trainer:
-    """Owns one run: its data (`_load_data`), model and optimizers (`_build_model`), loop state (`LoopState`),
-    feed of batches, evals (`evals.Evaluator`) and logs (`RunLogs`); `fit` runs the loop. `resume=True` continues
-    from the newest checkpoint and ends bitwise where an uninterrupted run would. adapt/finetune.py swaps the
-    data, model, feed and eval."""
+    """One run; `fit` runs the loop. `resume=True` continues from the newest checkpoint and ends bitwise where an
+    uninterrupted run would. adapt/finetune.py swaps the data, model, feed and eval (the methods named so)."""
 
     def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
                  resume: bool = False):
@@ -81,7 +72,6 @@ class Trainer:
                                      self.device, self.dtype)
         self.logs = RunLogs(self.out_dir, self.dist.is_main)
         self.pending: list[StepStats] = []  # steps not yet read from the device
-        self.whole_val: dict[str, float] | None = None  # the best model on the whole val split, when evals sampled it
         if resume:
             self.restore(checkpoint.latest(self.out_dir))
             if self.step >= t.max_steps:
@@ -96,15 +86,12 @@ class Trainer:
         """A text, a prepared directory, or any --data (prepared into RUN_DIR/data) → tokenizer, train/val ids."""
         data = load_training_data(self.cfg, text, tokenizer, self.out_dir, self.dist.is_main,
                                   lambda: distributed.barrier(self.dist))
-        self.tokenizer, self.train_ids, self.val_ids, self.val_bytes = (
-            data.tokenizer, data.train_ids, data.val_ids, data.val_bytes)
-        self.documents = data.documents
+        self.tokenizer, self.train_ids, self.val_ids = data.tokenizer, data.train_ids, data.val_ids
+        self.val_bytes, self.documents = data.val_bytes, data.documents
         # the config as run, saved as config.yaml: with the tokenizer a prepared directory brought
         self.cfg = self.cfg.updated({"data.tokenizer": self.tokenizer.kind})
 
     def _build_model(self) -> None:
-        """The model; under torchrun wrapped for DDP or FSDP; compiled where that pays (`step_model`); its
-        optimizers and gradient scaler."""
         cfg, t = self.cfg, self.cfg.train
         checkpoint.seed_everything(t.seed)
         self.dtype = resolve_dtype(t.dtype, self.device)
@@ -224,15 +211,16 @@ class Trainer:
                   train_tokens=len(self.train_ids), val_tokens=len(self.val_ids),
                   flops_per_token=flops.flops_per_token(self.model))
         stop: StopReason | None = None  # None: an error ended the run
+        whole_val = None  # the best model on the whole val split, when evals scored a sample of it
         try:
             stop = self._fit_counts() if self.model.fitted_by_counts else self._train_until_stop()
-            self.whole_val = self._score_best_on_whole_val()
+            whole_val = self._score_best_on_whole_val()
         except Diverged:
             stop = StopReason.NON_FINITE
             raise
         finally:
             self._log("end", step=state.step, reason=stop.value if stop else "error", best_step=state.best_step,
-                      best_val_loss=state.best_val_loss, whole_val=self.whole_val)
+                      best_val_loss=state.best_val_loss, whole_val=whole_val)
             self.logs.close()
             if self.dist.enabled:  # they hold the process group: drop them so that it ends now (distributed.close)
                 self.model = self.parallel_model = self.step_model = None
@@ -241,7 +229,7 @@ class Trainer:
         if state.best is None:
             raise LmforgeError(f"training stopped at step {state.step} before its first eval, so no model was saved; "
                                "train longer or lower --train.eval_interval")
-        best = self.whole_val or state.best
+        best = whole_val or state.best
         sample = self.sample(model=self._best_model()) if self.dist.is_main else ""
         return TrainResult(self.out_dir, state.step, state.best_step, best["val_loss"], best["val_ppl"],
                            best["val_bpb"], sample, stop)
@@ -388,7 +376,3 @@ class Trainer:
     def restore(self, meta_path: Path) -> None:
         """Load a checkpoint: rank 0 reads and verifies it, then broadcasts it to the other ranks."""
         checkpoint.restore_trainer(self, meta_path)
-
-
-def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult:
-    return Trainer(cfg, Path(out_dir), resume=resume).fit()
