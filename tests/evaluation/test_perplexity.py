@@ -212,6 +212,8 @@ def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):
     assert results[8]["loss"] < results[32]["loss"]  # more context per token
     assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--stride", "33"]) == 2
     assert "--stride must be between 1 and the context size 32" in capsys.readouterr().err
+    assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1, not 0" in capsys.readouterr().err
 
 
 def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown_token(tmp_path, small_text_file,
