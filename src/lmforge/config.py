@@ -4,7 +4,8 @@ A run's `Config` is resolved in layers, each over the one before: the defaults, 
 (`presets/NAME.yaml`), a user's YAML file, then dotted command-line overrides (`--train.max_steps 2000`),
 validated once after the merge (strings convert in lax mode: "2000" → 2000, "true" → True); a complaint
 becomes one line naming the flag to change. A validated config is frozen (`Config.updated` makes a new
-one). No torch here: configs are plain data, saved as `config.yaml` so that a run can be reproduced.
+one), and what training derives (the model's vocabulary is the tokenizer's) is passed apart. No torch
+here: configs are plain data, saved as `config.yaml` so that a run can be reproduced.
 """
 
 from __future__ import annotations

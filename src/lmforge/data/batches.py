@@ -1,11 +1,11 @@
 """Batches from a flat array of token ids: inputs, and targets the same ids shifted by one (docs/05-training.md).
 
-Three ways to cut them from a split, each a training feed with the same four methods:
+Three ways to cut them from a split, each behind a training feed with the same four methods:
 
 - `RandomWindowFeed` (the default): `ids[i : i+T]` at random i, every window a fresh start.
-- `ConsecutiveWindows` (the RNN's feed): the split cut into `batch_size` streams; row b always reads
-  stream b, so a hidden state can be carried from one batch to the next. A new pass starts at a random
-  offset below the window length, so window edges fall in new places each pass.
+- `ConsecutiveWindows` (what the RNN's `TruncatedBPTTFeed` reads): the split cut into `batch_size` streams;
+  row b always reads stream b, so a hidden state can be carried from one batch to the next. A new pass starts
+  at a random offset below the window length, so window edges fall in new places each pass.
 - `DocumentFeed` (`--data.batches documents`): one document per row, right-padded; targets are
   `IGNORE_INDEX` there. Causal attention never looks right, so no mask is needed.
 """

@@ -6,8 +6,8 @@ when `text_field` is given) holds one document per line, in `text_field` (defaul
 own; a JSONL chunk ends after a line, a text chunk at a safe point that no separator straddles.
 
 A safe point: every tokenizer first cuts text into pieces with a regular expression, and none (GPT-2's BPE
-pattern, the word pattern, single characters) lets a piece span, or look past, a non-space character followed
-by a space or a newline. So encoding the parts cut there gives exactly the ids of encoding the whole.
+pattern, the word pattern, single characters) lets a piece span, or look past, the point between a non-space
+character and a space or newline after it. So encoding the parts cut there gives exactly the ids of encoding the whole.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class TokenizerReport:
 
 
 def inspect_tokenizer(tokenizer: Tokenizer, texts: Iterable[str], top: int = 10) -> TokenizerReport:
-    """Encode `texts` (streamed: any amount) and summarize; see the module docstring."""
+    """Encode `texts` (streamed: any amount) and summarize."""
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
     n_bytes = n_chars = unknown = 0
     for text in texts:

@@ -4,7 +4,8 @@ Val loss is over the whole val split, or over `eval_tokens` tokens in `STRETCHES
 over it, the same at every eval: cheap enough to evaluate often on a big val split, and a fairer sample than
 its first tokens when its text drifts (the built-in corpus's runs over decades of speeches). Bits per byte of
 the sample counts the split's mean bytes per token. Train loss is over `eval_train_tokens` tokens of random
-train windows, the same at every eval (a fixed seed), so evals are comparable.
+train windows, the same at every eval (a fixed seed), so evals are comparable. When training ends, the best
+model is scored once on the whole val split, so a run's final figures are not a sample's.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class Evaluator:
         return {"train_loss": train, **self._val(model, self.stretches)}
 
     def whole_val(self, model: LanguageModel) -> dict[str, float]:
+        """The model on the whole val split: what `Trainer.fit` reports when evals scored a sample of it."""
         return self._val(model, None)
 
     def sample(self, model: LanguageModel, generator: torch.Generator, max_new_tokens: int | None = None) -> str:

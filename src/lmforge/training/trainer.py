@@ -51,7 +51,8 @@ class TrainResult:
 
 class Trainer:
     """One run; `fit` runs the loop. `resume=True` continues from the newest checkpoint and ends bitwise where an
-    uninterrupted run would. adapt/finetune.py swaps the data, model, feed and eval (the methods named so)."""
+    uninterrupted run would. adapt/finetune.py overrides `_load_data`, `_new_model`, `_training_feed`, `evaluate` and
+    `_save_best`."""
 
     def __init__(self, cfg: Config, out_dir: Path, text: str | None = None, tokenizer: Tokenizer | None = None,
                  resume: bool = False):
