@@ -23,7 +23,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.tokenizers import Tokenizer, load_tokenizer
-from lmforge.tokenizers.base import ScoredBytes, write_json_atomic
+from lmforge.tokenizers.base import ScoredBytes
 
 INDEX_FILE = "index.json"
 TOKENIZER_FILE = "tokenizer.json"
