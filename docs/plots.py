@@ -180,8 +180,8 @@ def attention(work: Path, machine: str) -> None:
             ax.set_yticks(ticks[::3], labels[::3], fontsize=5)
     fig.suptitle("attention weights: row = the position predicting, column = the position attended to", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    save(fig, "attention", "lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out "
-         "runs/shakespeare; lmforge.serving.inspection.attention_weights", machine)
+    save(fig, "attention", "lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt "
+         "--train.eval_interval 50 --out runs/shakespeare; lmforge.serving.inspection.attention_weights", machine)
 
 
 # ---------------------------------------------------------------- chapters 5 to 8: what lmforge drew
@@ -198,7 +198,8 @@ def copies(*items: tuple[str, str, str]):
 
 DRAW = {1: [tokens_vocab], 2: [ngram_orders], 3: [embeddings], 4: [attention],
         5: [copies(("runs/shakespeare/curves.png", "curves-shakespeare",
-                    "lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --out runs/shakespeare"),
+                    "lmforge train --preset shakespeare-char-cpu --data tinyshakespeare.txt --train.eval_interval 50 "
+                    "--out runs/shakespeare"),
                    ("runs/overfit/curves.png", "curves-overfit",
                     "lmforge train --preset shakespeare-char-cpu --data small.txt (30 KB) --train.max_steps 400"))],
         6: [copies(("runs/shakespeare/evals/study.png", "study",
