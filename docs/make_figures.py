@@ -199,7 +199,7 @@ def write_timings(timings: list[tuple[str, int, float, float]]) -> None:
             + "\n".join(rows)
             + f"\n| **all** | {sum(t[1] for t in timings)} | **{total / 60:.1f}** | {cpu / 60:.1f} |\n\n"
             f"Measured by `python docs/make_figures.py` on {time.strftime('%Y-%m-%d')}: {machine()} "
-            "(load average 8 to 12 on 2 cores), so an idle laptop is faster.\n")
+            f"(load average {os.getloadavg()[0]:.1f} at the end).\n")
     (FIGURES / "timings.md").write_text(text, encoding="utf-8")
 
 

@@ -67,7 +67,8 @@ def _eval_line(s: Sizing) -> str:
         what = f"the whole val split, {e.val_tokens:,} tokens (cap it with --train.eval_tokens N)"
     else:
         what = f"{e.val_tokens:,} val tokens (a fixed sample, --train.eval_tokens)"
-    line = f"each eval scores {what} and {e.train_tokens:,} train tokens; {e.evals} evals a run"
+    evals = f"{e.evals} eval" + ("s" if e.evals != 1 else "")
+    line = f"each eval scores {what} and {e.train_tokens:,} train tokens; {evals} a run"
     if e.forward_flops is not None:
         line += f"; {human(e.forward_flops)}FLOP each"
     if e.seconds is not None:
