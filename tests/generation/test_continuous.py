@@ -76,16 +76,16 @@ def test_rows_that_join_late_with_their_own_settings_match_each_alone(family):
 
 
 def test_prompts_that_arrive_together_are_fed_in_one_call_and_match_each_alone():
-    """Prompts of different lengths, fed left-padded in one model call, decode as each does alone; a prompt that
-    fills the context is fed alone (its window slides), and a family that cannot mask padding feeds each alone."""
+    """Prompts of different lengths, fed left-padded in one model call, decode as each does alone; a prompt sent
+    twice is computed once, and one that fills the context is fed alone (its window slides)."""
     model = model_of("transformer", block_size=16)
     calls = []
     model.step = lambda ids, state, step=model.step: calls.append(tuple(ids.shape)) or step(ids, state)
-    prompts = [*PROMPTS, list(range(1, 19))]  # the last is longer than the context
+    prompts = [*PROMPTS, PROMPTS[2], list(range(1, 19))]  # the last is longer than the context
     arrivals = [(p, DecodeConfig(max_new_tokens=10, **s), 50 + i, 1 + (i == 0))
-                for i, (p, s) in enumerate(zip(prompts, SETTINGS + SETTINGS[:1]))]
+                for i, (p, s) in enumerate(zip(prompts, SETTINGS + SETTINGS[:2]))]
     got = together(model, arrivals, steps_between=0)
-    assert calls[:2] == [(4, 12), (1, 18)], "the prompts were not fed together"
+    assert calls[:2] == [(4, 12), (1, 18)], "the prompts were not fed together, each once"
     for i, (prompt, cfg, seed, n) in enumerate(arrivals):
         for j, tokens in enumerate(alone(model, prompt, cfg, seed, n)):
             assert got[(i, j)] == tokens, f"request {i} choice {j}"

@@ -89,7 +89,7 @@ class _Group:
 class _Prompt:
     """A prompt not yet fed, and the rows that continue it."""
 
-    ids: list[int]
+    ids: tuple[int, ...]
     rows: list[Row]
 
 
@@ -120,7 +120,7 @@ class ContinuousBatch:
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=self.device)  # (1, T): the penalties' counts
         rows = [Row(cfg, Sampler(cfg, self.model.vocab_size, ids), g, logprobs, tag=t)
                 for g, t in zip(generators, tags)]
-        self.waiting.append(_Prompt(list(prompt), rows))
+        self.waiting.append(_Prompt(tuple(prompt), rows))
         return rows
 
     def remove(self, row: Row) -> None:
@@ -172,20 +172,22 @@ class ContinuousBatch:
     def _feed_prompts(self) -> list[_Group]:
         """The waiting prompts fed, as groups about to join. A family that masks left padding feeds them all in
         one call, left-padded, except a prompt that fills the context, fed alone as `decode` feeds it (its
-        window slides); other families feed each alone. A prompt with n rows is computed once and copied."""
+        window slides); other families feed each alone. A prompt is computed once for all its rows, and for
+        every request that sent the same one."""
         waiting, context = self.waiting, self.model.context_size
         together = [p for p in waiting if context is None or len(p.ids) < context] if self.model.can_left_pad else []
         alone = [[p] for p in waiting if p not in together]
         return [self._feed(prompts) for prompts in ([together] if together else []) + alone]
 
     def _feed(self, prompts: list[_Prompt]) -> _Group:
-        ids, pad = left_pad([p.ids for p in prompts], self.device)  # (P, T), (P,)
-        state = self.model.new_state(len(prompts), pad=pad if len(prompts) > 1 else None)
+        distinct = list(dict.fromkeys(p.ids for p in prompts))  # equal prompts are computed once, as `decode` does
+        ids, pad = left_pad(distinct, self.device)  # (P, T), (P,)
+        state = self.model.new_state(len(distinct), pad=pad if len(distinct) > 1 else None)
         logits, state = self.model.step(ids, state)  # (P, V)
         rows = [row for p in prompts for row in p.rows]
-        if len(rows) > len(prompts):  # each row of a prompt starts from the prompt's state
-            counts = torch.tensor([len(p.rows) for p in prompts], device=self.device)
-            index = torch.arange(len(prompts), device=self.device).repeat_interleave(counts)
+        if len(rows) > len(distinct):  # each row starts from its prompt's state
+            which = {prompt: i for i, prompt in enumerate(distinct)}
+            index = torch.tensor([which[p.ids] for p in prompts for _ in p.rows], device=self.device)
             state = state.select(index) if isinstance(state, KVCache) else self.model.reorder_state(state, index)
             logits = logits.index_select(0, index)
         return _Group(rows, state, logits)
