@@ -155,9 +155,8 @@ class ContinuousBatch:
         once for the rows that asked for them, and one `tolist` brings every token to Python."""
         logits = g.logits.float()  # (B, V)
         ids = torch.empty(len(g.rows), dtype=torch.long, device=self.device)
-        for index, rows in _by_settings(g.rows):
-            x = logits if len(rows) == len(g.rows) else logits[index]
-            ids[index] = choose_rows([row.sampler for row in rows], x, [row.generator for row in rows])
+        for index, rows in _by_settings(g.rows, self.device):
+            ids[index] = choose_rows([row.sampler for row in rows], logits[index], [row.generator for row in rows])
         infos = _logprobs(g.rows, logits, ids)
         alive = torch.ones(1, dtype=torch.bool, device=self.device)  # shared by every row's `Step`: read-only
         out = []
@@ -180,6 +179,7 @@ class ContinuousBatch:
         return [self._feed(prompts) for prompts in ([together] if together else []) + alone]
 
     def _feed(self, prompts: list[_Prompt]) -> _Group:
+        """One model call for `prompts`: a group of their rows, with the logits of their first choice."""
         distinct = list(dict.fromkeys(p.ids for p in prompts))  # equal prompts are computed once, as `decode` does
         ids, pad = left_pad(distinct, self.device)  # (P, T), (P,)
         state = self.model.new_state(len(distinct), pad=pad if len(distinct) > 1 else None)
@@ -235,15 +235,15 @@ class ContinuousBatch:
             into.logits = torch.cat([into.logits, new.logits])
 
 
-def _by_settings(rows: list[Row]) -> list[tuple[slice | torch.Tensor, list[Row]]]:
-    """The rows of equal sampler settings, each set with its rows' places in the batch (a slice when
-    that is every row, the usual case of one kind of request)."""
+def _by_settings(rows: list[Row], device: torch.device) -> list[tuple[slice | torch.Tensor, list[Row]]]:
+    """The rows of equal sampler settings, each set with its rows' places in the batch (a slice, so no copy,
+    when that is every row: the usual case of one kind of request)."""
     sets: dict[tuple, list[int]] = {}
     for r, row in enumerate(rows):
         sets.setdefault(row.sampler.settings, []).append(r)
     if len(sets) == 1:
         return [(slice(None), rows)]
-    return [(torch.tensor(index), [rows[r] for r in index]) for index in sets.values()]
+    return [(torch.tensor(index, device=device), [rows[r] for r in index]) for index in sets.values()]
 
 
 def _logprobs(rows: list[Row], logits: torch.Tensor, ids: torch.Tensor) -> dict[int, tuple]:
