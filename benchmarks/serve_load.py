@@ -3,12 +3,12 @@
 Trains a throwaway run of the default preset's model (a few steps: speed does not
 depend on what the weights learned), starts `lmforge serve` on a free local port, then
 sends the same completion request (`--max-tokens` tokens, temperature 0.8, seed i for
-request i) from one client, and from `--clients` concurrent clients (`--requests` in
-all). Prints errors, p50/p95/p99 latency, aggregate generated tokens/s and its ratio
-against one client, the server's resident memory before the load, at its peak and
-after it, and the latency of one request through the idle server beside the same
-request decoded in this process by `Run.sample` (the plain, unbatched decode loop, no
-HTTP), taken in turns.
+request i; with `--distinct-prompts`, each request its own prompt) from one client, and
+from `--clients` concurrent clients (`--requests` in all). Prints errors, p50/p95/p99
+latency, aggregate generated tokens/s and its ratio against one client, the server's
+resident memory before the load, at its peak and after it, and the latency of one
+request through the idle server beside the same request decoded in this process by
+`Run.sample` (the plain, unbatched decode loop, no HTTP), taken in turns.
 
 Bounded: at most 64 clients and 2,000 requests, and no request starts after
 `--budget` seconds (those not sent are counted and reported, never silently dropped).
@@ -86,13 +86,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] if sorted_values else float("nan")
 
 
-def load(port: int, body: dict, clients: int, requests: int, timeout: float, budget: float) -> dict:
+def load(port: int, body: dict, clients: int, requests: int, timeout: float, budget: float,
+         distinct: bool = False) -> dict:
+    """`requests` requests from `clients` threads; request i has seed i (and with `distinct`, a prompt of its own)."""
     start = time.perf_counter()
 
     def one(i: int) -> tuple[float, int, bool] | None:
         if time.perf_counter() - start > budget:
             return None  # past the time budget: not sent
-        return request(port, {**body, "seed": i}, timeout)
+        prompt = body["prompt"]
+        if distinct:  # the last three characters made request i's number: no two equal, every one as long
+            prompt = f"{prompt[:-3]}{i % 1000:03d}"
+        return request(port, {**body, "prompt": prompt, "seed": i}, timeout)
 
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(one, range(requests)))
@@ -137,6 +142,10 @@ def main() -> None:
                     help="torch threads of the server and of Run.sample here (OMP_NUM_THREADS; on a busy 2-core "
                          "machine a second thread that waits for its sibling spins, and tails blow up)")
     ap.add_argument("--run", type=Path, help="serve this run directory instead of training a throwaway one")
+    ap.add_argument("--distinct-prompts", action="store_true",
+                    help="request i ends its prompt with its number (i mod 1000, as three digits), so no two "
+                         "prompts are equal (by default all send one prompt, and the server computes equal prompts "
+                         "that arrive together once)")
     args = ap.parse_args()
     if not (1 <= args.clients <= 64 and 1 <= args.requests <= 2000 and 1 <= args.single_requests <= 2000):
         sys.exit("serve_load: keep --clients in 1..64 and --requests in 1..2000 (a bounded load)")
@@ -161,15 +170,16 @@ def main() -> None:
             time.sleep(1.0)
             before = rss_mb(server.pid)
             with PeakRss(server.pid) as peak:
-                one = load(port, body, 1, args.single_requests, args.timeout, args.budget)
-                many = load(port, body, args.clients, args.requests, args.timeout, args.budget)
+                one = load(port, body, 1, args.single_requests, args.timeout, args.budget, args.distinct_prompts)
+                many = load(port, body, args.clients, args.requests, args.timeout, args.budget, args.distinct_prompts)
             time.sleep(2.0)  # the server trims its heap once idle for half a second
             after = rss_mb(server.pid)
             served, alone = paired_latency(port, run, body, 20, args.threads)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"threads: {args.threads} (server OMP_NUM_THREADS); {args.max_tokens} tokens per request")
+    print(f"threads: {args.threads} (server OMP_NUM_THREADS); {args.max_tokens} tokens per request; "
+          f"{'a prompt of its own per request' if args.distinct_prompts else 'one prompt for all requests'}")
     print("| clients | requests | not sent | errors | p50 s | p95 s | p99 s | generated tokens/s | × one client |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in (one, many):

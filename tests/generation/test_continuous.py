@@ -31,25 +31,35 @@ def model_of(family: str, block_size: int = 64, sharp: bool = True):
     return model
 
 
-def alone(model, prompt, cfg, seed, n=1):
+def alone(model, prompt, cfg, seed, n=1, logprobs=None, details=False):
+    """Each row's tokens by `decode` (with `details`: (token, logprob, top ids, top logprobs) per step)."""
     gens = [torch.Generator().manual_seed(seed + i) for i in range(n)]
-    steps = list(decode(model, [prompt] * n, cfg, generators=gens))
-    return [[int(s.ids[r]) for s in steps if s.alive[r]] for r in range(n)]
+    steps = list(decode(model, [prompt] * n, cfg, generators=gens, logprobs=logprobs))
+    return [[described(s, r) if details else int(s.ids[r]) for s in steps if s.alive[r]] for r in range(n)]
 
 
-def together(model, arrivals, steps_between=3):
-    """Decode requests (prompt, cfg, seed, n) arriving `steps_between` steps apart; the tokens of each row."""
+def described(step, r):
+    top = None if step.top_ids is None else (step.top_ids[r].tolist(), step.top_logprobs[r].tolist())
+    return int(step.ids[r]), None if step.logprobs is None else float(step.logprobs[r]), top
+
+
+def together(model, arrivals, steps_between=3, logprobs=None, details=False):
+    """Decode requests (prompt, cfg, seed, n) arriving `steps_between` steps apart (0: all before the first
+    step); the tokens of each row. `logprobs`: request i's, `logprobs[i]`."""
     batch, out, pending = ContinuousBatch(model), {}, list(arrivals)
     tick = 0
     while pending or batch.rows:
-        if pending and tick % steps_between == 0:
+        while pending and tick % max(steps_between, 1) == 0:
             i = len(arrivals) - len(pending)
             prompt, cfg, seed, n = pending.pop(0)
             gens = [torch.Generator().manual_seed(seed + j) for j in range(n)]
-            for row in batch.add(prompt, cfg, gens, tags=[(i, j) for j in range(n)]):
+            k = None if logprobs is None else logprobs[i]
+            for row in batch.add(prompt, cfg, gens, k, tags=[(i, j) for j in range(n)]):
                 out[row.tag] = []
+            if steps_between:
+                break
         for row, step in batch.step():
-            out[row.tag].append(int(step.ids[0]))
+            out[row.tag].append(described(step, 0) if details else int(step.ids[0]))
         tick += 1
     return out
 
@@ -63,6 +73,42 @@ def test_rows_that_join_late_with_their_own_settings_match_each_alone(family):
     for i, (prompt, cfg, seed, n) in enumerate(arrivals):
         for j, tokens in enumerate(alone(model, prompt, cfg, seed, n)):
             assert got[(i, j)] == tokens, f"request {i} choice {j}"
+
+
+def test_prompts_that_arrive_together_are_fed_in_one_call_and_match_each_alone():
+    """Prompts of different lengths, fed left-padded in one model call, decode as each does alone; a prompt sent
+    twice is computed once, and one that fills the context is fed alone (its window slides)."""
+    model = model_of("transformer", block_size=16)
+    calls = []
+    model.step = lambda ids, state, step=model.step: calls.append(tuple(ids.shape)) or step(ids, state)
+    prompts = [*PROMPTS, PROMPTS[2], list(range(1, 19))]  # the last is longer than the context
+    arrivals = [(p, DecodeConfig(max_new_tokens=10, **s), 50 + i, 1 + (i == 0))
+                for i, (p, s) in enumerate(zip(prompts, SETTINGS + SETTINGS[:2]))]
+    got = together(model, arrivals, steps_between=0)
+    assert calls[:2] == [(4, 12), (1, 18)], "the prompts were not fed together, each once"
+    for i, (prompt, cfg, seed, n) in enumerate(arrivals):
+        for j, tokens in enumerate(alone(model, prompt, cfg, seed, n)):
+            assert got[(i, j)] == tokens, f"request {i} choice {j}"
+
+
+def test_rows_of_equal_settings_are_chosen_together_with_their_own_counts_and_logprobs():
+    """Rows that share one pass of the processors still penalize their own history, draw with their own
+    generator and report the log-probabilities each asked for."""
+    model = model_of("transformer")
+    settings = dict(temperature=1.2, top_k=12, repetition_penalty=1.4, presence_penalty=0.4, frequency_penalty=0.3)
+    arrivals = [(p, DecodeConfig(max_new_tokens=14, **settings), 300 + i, 1 + (i == 1)) for i, p in enumerate(PROMPTS)]
+    ks = [None, 3, 0, 5]
+    got = together(model, arrivals, steps_between=2, logprobs=ks, details=True)
+    for i, (prompt, cfg, seed, n) in enumerate(arrivals):
+        for j, steps in enumerate(alone(model, prompt, cfg, seed, n, ks[i], details=True)):
+            mine = got[(i, j)]
+            assert [s[0] for s in mine] == [s[0] for s in steps], f"request {i} choice {j}"
+            for (_, lp, top), (_, lp_alone, top_alone) in zip(mine, steps):
+                assert (lp is None) == (lp_alone is None) and (top is None) == (top_alone is None)
+                if lp is not None:
+                    assert lp == pytest.approx(lp_alone, abs=1e-4)
+                if top is not None:
+                    assert top[0] == top_alone[0] and top[1] == pytest.approx(top_alone[1], abs=1e-4)
 
 
 def test_rows_past_the_context_slide_their_window_as_alone():

@@ -40,3 +40,16 @@ def test_a_trailing_partial_character_is_held_back():
     assert undecided_tail("ab\ufffd", []) == 1
     assert undecided_tail("abX", ["XYZ"]) == 1 and undecided_tail("abXY", ["XYZ"]) == 2
     assert undecided_tail("abc", ["XYZ"]) == 0
+
+
+def test_text_is_the_tokenizers_decoding_also_when_a_character_spans_byte_tokens():
+    tok = CharTokenizer(list("ab "), unknown="bytes")
+    ids = tok.encode("a é€b")  # é and € are byte tokens: two and three of them
+    row = Continuation(tok)
+    shown = [row.add(i) for i in ids]
+    for n in range(1, len(ids) + 1):  # the text after every token is what the tokenizer decodes
+        part = Continuation(tok)
+        for i in ids[:n]:
+            part.add(i)
+        assert part.text == tok.decode(ids[:n])
+    assert "".join(shown) == "a é€b" and "\ufffd" not in "".join(shown)

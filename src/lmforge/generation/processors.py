@@ -25,6 +25,7 @@ Every filter keeps the most likely token, so some token always remains.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -95,12 +96,21 @@ def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
 
 def draw(probs: torch.Tensor, generators: Generators = None) -> torch.Tensor:
     """One token per row of `probs` (B, V). With one generator per row, row i's draw depends on
-    its own generator only, so a sample is the same whether drawn alone or in a batch."""
+    its own generator only, so a sample is the same whether drawn alone or in a batch.
+
+    Per-row generators race exponential noise: the token is argmax(p / q) with q ~ Exp(1), which
+    is how `torch.multinomial` draws one sample, so it picks the token multinomial would pick
+    with that generator. Only the noise needs a call per row; the division and the argmax are
+    one op for the whole batch (a server steps many rows, and calls per row add up).
+    """
     if generators is None or isinstance(generators, torch.Generator):
         return torch.multinomial(probs, 1, generator=generators).squeeze(-1)
     if len(generators) != probs.size(0):
         raise ValueError(f"{len(generators)} generators for {probs.size(0)} rows")
-    return torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generators)])
+    noise = torch.empty_like(probs)
+    for row, generator in zip(noise, generators):
+        row.exponential_(generator=generator)
+    return (probs / noise).argmax(dim=-1)
 
 
 class Sampler:
@@ -115,7 +125,12 @@ class Sampler:
                  prompt_mask: torch.Tensor | None = None):
         self.cfg = cfg
         device = prompts.device
-        self.banned = torch.tensor(sorted(set(cfg.banned_ids)), dtype=torch.long, device=device)
+        banned = tuple(sorted(set(cfg.banned_ids)))
+        self.banned = torch.tensor(banned, dtype=torch.long, device=device)
+        # what decides how logits are processed: rows whose samplers agree on it can be chosen together
+        # (`choose_rows`), whatever their prompts, seeds, lengths or stop strings
+        self.settings = (cfg.is_greedy, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p, cfg.repetition_penalty,
+                         cfg.presence_penalty, cfg.frequency_penalty, banned)
         self.seen: torch.Tensor | None = None  # (B, V) bool: in the prompt or the output
         self.counts: torch.Tensor | None = None  # (B, V) int: occurrences in the output
         if cfg.repetition_penalty != 1.0:
@@ -161,3 +176,24 @@ class Sampler:
             self.seen = self.seen[rows]
         if self.counts is not None:
             self.counts = self.counts[rows]
+
+
+def choose_rows(samplers: Sequence[Sampler], logits: torch.Tensor, generators: Sequence[torch.Generator | None]
+                ) -> torch.Tensor:
+    """The next ids (B,) of B rows that each have a one-row sampler, all of the same `settings` (a
+    server's requests): one pass of the processors for all the rows, each row drawn with its own
+    generator, so every row gets the token its sampler would choose alone. The ids are recorded."""
+    joint = samplers[0]
+    if len(samplers) > 1:
+        joint = copy.copy(joint)  # the shared settings, with the rows' counts stacked (B, V)
+        if joint.seen is not None:
+            joint.seen = torch.cat([s.seen for s in samplers])
+        if joint.counts is not None:
+            joint.counts = torch.cat([s.counts for s in samplers])
+    ids = joint.choose(logits, generators)
+    if joint.seen is not None or joint.counts is not None:
+        joint.record(ids)
+        for r, sampler in enumerate(samplers):  # rows leave at different steps: each keeps its own counts
+            sampler.seen = None if joint.seen is None else joint.seen[r : r + 1]
+            sampler.counts = None if joint.counts is None else joint.counts[r : r + 1]
+    return ids

@@ -1,7 +1,9 @@
 """From token ids to the text a user sees: incremental decoding and stop strings.
 
 A continuation is decoded whole at each step, not token by token, because a token
-may end in the middle of a character (byte-level BPE). Text is shown only once it
+may end in the middle of a character (byte-level BPE); its bytes are kept, so that
+costs one UTF-8 read, not a lookup per token (`Tokenizer.decode` is those bytes read
+as UTF-8). Text is shown only once it
 can no longer change: a trailing replacement character may still become a real
 character, and a suffix that starts a stop string may still complete it. When a
 stop string appears, the text ends just before it.
@@ -39,6 +41,7 @@ class Continuation:
         self.tokenizer = tokenizer
         self.stops = tuple(stops)
         self.ids: list[int] = []
+        self.data = bytearray()  # the tokens' bytes: `tokenizer.decode(ids)` reads them as UTF-8
         self.text = ""  # everything decoded so far, cut at a stop string once one appears
         self.shown = 0  # characters of `text` handed out already
         self.finish_reason: str | None = None  # "stop", "eos" or "length" once finished
@@ -48,7 +51,8 @@ class Continuation:
         if self.finish_reason is not None:
             return ""
         self.ids.append(token_id)
-        self.text = self.tokenizer.decode(self.ids)
+        self.data += self.tokenizer.token_bytes(token_id)
+        self.text = self.data.decode("utf-8", "replace")
         cut = find_stop(self.text, self.stops) if self.stops else None
         if cut is not None:
             self.text = self.text[:cut]

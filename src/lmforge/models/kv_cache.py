@@ -19,6 +19,7 @@ eager mode slices to the filled slots, the cheaper choice on a CPU.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 class KVCache:
@@ -118,11 +119,17 @@ class KVCache:
     def select(self, rows: torch.Tensor) -> KVCache:
         """A new cache of rows `rows` (R,) only, without the leading slots that are padding in all of them
         (so a batch whose longest row left does not keep paying for its length)."""
-        cut = int(self.pad.index_select(0, rows).min()) if rows.numel() else self.pos
+        pad = self.pad.index_select(0, rows)
+        cut = int(pad.min()) if rows.numel() else self.pos
         n = self.pos - cut
-        out = self._empty(rows.numel())
-        out._put(slice(None), slice(0, n), self, rows, slice(cut, self.pos))
-        out._filled(self.pad.index_select(0, rows) - cut, n)
+        # whole rows in one pass each (a server selects at every step some row leaves), then the kept slots moved
+        # left; the slots past them hold old keys, never read before a step writes them
+        out = self._around(self.k.index_select(1, rows), self.v.index_select(1, rows), self.ids.index_select(0, rows))
+        if cut and n:
+            out.k[:, :, :, :n] = out.k[:, :, :, cut : self.pos].clone()
+            out.v[:, :, :, :n] = out.v[:, :, :, cut : self.pos].clone()
+            out.ids[:, :n] = out.ids[:, cut : self.pos].clone()
+        out._filled(pad - cut, n)
         return out
 
     @staticmethod
@@ -131,14 +138,19 @@ class KVCache:
         slot, a shorter row getting more left padding. Positions count real tokens only, so a row's keys and
         values stay valid where they move. Eager caches of one shape only (not static ones)."""
         pos = max(c.pos for c in caches)
-        out = caches[0]._empty(sum(c.batch_size for c in caches))
-        pads, row = [], 0
-        for c in caches:
-            shift, rows = pos - c.pos, slice(row, row + c.batch_size)
-            out._put(rows, slice(shift, pos), c, slice(None), slice(0, c.pos))
-            pads.append(c.pad + shift)
-            row += c.batch_size
-        out._filled(torch.cat(pads), pos)
+
+        def aligned(c: KVCache, name: str) -> torch.Tensor:
+            """c's keys, values or ids with its filled slots moved to end at `pos` (zeros before them)."""
+            t = getattr(c, name)
+            if c.pos == pos:
+                return t  # as it is: its slots past `pos` are never read before a step writes them
+            if name == "ids":  # (B, capacity)
+                return F.pad(t[:, : c.pos], (pos - c.pos, c.capacity - pos))
+            return F.pad(t[:, :, :, : c.pos], (0, 0, pos - c.pos, c.capacity - pos))  # (L, B, nh, capacity, hs)
+
+        out = caches[0]._around(*(torch.cat([aligned(c, name) for c in caches], dim=0 if name == "ids" else 1)
+                                  for name in ("k", "v", "ids")))
+        out._filled(torch.cat([c.pad + pos - c.pos for c in caches]), pos)
         return out
 
     def _put(self, rows, slots: slice, src: KVCache, src_rows, src_slots: slice) -> None:
@@ -146,6 +158,13 @@ class KVCache:
         self.k[:, rows, :, slots] = src.k[:, src_rows, :, src_slots]
         self.v[:, rows, :, slots] = src.v[:, src_rows, :, src_slots]
         self.ids[rows, slots] = src.ids[src_rows, src_slots]
+
+    def _around(self, k: torch.Tensor, v: torch.Tensor, ids: torch.Tensor) -> KVCache:
+        """An eager cache of this one's shape holding `k`, `v` and `ids` (not zeroed: no copy of the slots)."""
+        out = self._empty(0)
+        out.k, out.v, out.ids = k, v, ids
+        out.pad = torch.zeros(k.size(1), dtype=torch.long, device=k.device)
+        return out
 
     def _empty(self, batch_size: int) -> KVCache:
         L, _, nh, capacity, hs = self.k.shape

@@ -62,22 +62,7 @@ class _Choice:
     index: int
     text: Continuation
     produced: int = 0  # tokens of the text (EOS not counted), for `usage`
-    held: Event | None = None  # a whole (not streamed) answer's events so far, sent as one when it ends
-
-    def deliver(self, event: Event) -> None:
-        """Send a streamed choice's event now; keep a whole answer's until it ends (one wake-up of the
-        handler per choice instead of one per token)."""
-        if not self.job.streaming:
-            if self.held is not None:
-                self.held.text += event.text
-                self.held.tokens += event.tokens
-                self.held.finish_reason = event.finish_reason
-                event = self.held
-            if event.finish_reason is None:
-                self.held = event
-                return
-        if event.text or event.tokens or event.finish_reason:
-            self.job.put(event)
+    tokens: list[TokenInfo] = field(default_factory=list)  # a whole answer's, when log-probabilities are asked
 
 
 class Job:
@@ -95,10 +80,7 @@ class Job:
         self.tokens = [0] * choices  # completion tokens per choice, final once the choice ends
 
     def put(self, event: Event) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-        except RuntimeError:  # the handler's loop has closed: nobody is listening
-            pass
+        send({self.loop: [(self, event)]})
 
     async def events(self, deadline: float | None = None) -> AsyncIterator[Event]:
         """Every event of every choice, until all have ended; TimeoutError once the loop's clock passes
@@ -202,29 +184,38 @@ class Batcher:
                     job.put(Event(row.tag.index, finish_reason="length"))
 
     def _step(self) -> None:
+        outbox: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
         for row, step in self.batch.step():  # a failure here fails the rows in flight (`_loop`)
-            row.tag.deliver(self._advance(row, step))
+            event = self._advance(row, step)
+            if event is not None:
+                job = row.tag.job
+                outbox.setdefault(job.loop, []).append((job, event))
+        send(outbox)
         self._settle()
 
-    def _advance(self, row: Row, step: Step) -> Event:
-        """The row's token made into text, as `Run.sample` makes it; a stop string ends the row."""
+    def _advance(self, row: Row, step: Step) -> Event | None:
+        """The row's token made into text, as `Run.sample` makes it; a stop string ends the row. A streamed
+        choice gets an event when text became final; a whole answer gets one event, when it ends (one
+        wake-up of the handler per choice instead of one per token)."""
         choice: _Choice = row.tag
-        token, cfg = int(step.ids[0]), row.cfg
-        event = Event(choice.index)
-        if token == cfg.eos_id:
-            event.text = choice.text.finish("eos")
+        text, tokens = "", []
+        if row.token == row.cfg.eos_id:
+            text = choice.text.finish("eos")
         else:
-            event.text = choice.text.add(token)
+            text = choice.text.add(row.token)
             choice.produced += 1
             if row.logprobs is not None:
-                event.tokens.append(self.run.token_info(step, 0))
+                tokens.append(self.run.token_info(step, 0))
         if choice.text.finish_reason is None and row.ended:
-            event.text += choice.text.finish("length")
-        if choice.text.finish_reason is not None:
+            text += choice.text.finish("length")
+        reason = choice.text.finish_reason
+        if reason is not None:
             self.batch.remove(row)  # a stop string: the row may still have steps to go
             choice.job.tokens[choice.index] = choice.produced
-            event.finish_reason = choice.text.finish_reason
-        return event
+        if not choice.job.streaming:
+            choice.tokens += tokens
+            return None if reason is None else Event(choice.index, choice.text.text, choice.tokens, reason)
+        return Event(choice.index, text, tokens, reason) if text or tokens or reason else None
 
     def _settle(self) -> None:
         """Count the rows left; when none is, let go of the batch's caches (the heap is trimmed once idle)."""
@@ -232,6 +223,21 @@ class Batcher:
         if not self.rows_in_use and (self.batch.groups or self.batch.waiting):
             self.batch.drop_ended()
             self._freed = True
+
+
+def send(outbox: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]]) -> None:
+    """Queue each event for its job, one call per event loop: a step's events wake a handler's loop once,
+    however many streams it serves."""
+    for loop, items in outbox.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, items)
+        except RuntimeError:  # the handlers' loop has closed: nobody is listening
+            pass
+
+
+def _put_all(items: list[tuple[Job, Event]]) -> None:
+    for job, event in items:
+        job.queue.put_nowait(event)
 
 
 def _trim_heap() -> None:
