@@ -18,6 +18,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -101,7 +102,7 @@ def surprisal(run: Run, text: str, batch_size: int = 64) -> dict[str, Any]:
     bits = [None] + [float(n) / math.log(2) for n in nats]
     texts = token_texts(run, ids.tolist())
     return {"tokens": [{"id": int(i), "text": t, "bits": b} for i, t, b in zip(ids, texts, bits)],
-            "bits_per_byte": result.bits_per_byte, "eval": result.to_dict()}
+            "bits_per_byte": result.bits_per_byte, "eval": asdict(result)}
 
 
 def attention_shape(run: Run) -> dict[str, int] | None:
