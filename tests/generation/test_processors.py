@@ -111,3 +111,21 @@ def test_per_row_generators_make_each_row_independent_of_the_others():
     alone = [int(sample_next(logits[i : i + 1], temperature=1.5, generator=torch.Generator().manual_seed(10 + i)))
              for i in range(3)]
     assert together.tolist() == alone
+
+
+def test_a_per_row_draw_picks_what_torch_multinomial_picks_with_the_same_generator():
+    """`draw` with one generator per row races exponential noise itself, relying on that being how
+    `torch.multinomial` draws one sample; a torch that draws otherwise would break the promise that a
+    seeded request in a server batch equals `lmforge sample`. Flat, peaked and sparse rows."""
+    from lmforge.generation.processors import draw
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(600, 50, generator=g) * torch.tensor([0.1, 1.0, 8.0]).repeat(200)[:, None]
+    logits[::5, 10:] = float("-inf")  # rows with most tokens filtered out, as top-k leaves them
+    probs = logits.softmax(dim=-1)
+    seeds = range(1000, 1600)
+    ours = draw(probs, [torch.Generator().manual_seed(s) for s in seeds])
+    theirs = [int(torch.multinomial(probs[i : i + 1], 1, generator=torch.Generator().manual_seed(s)))
+              for i, s in enumerate(seeds)]
+    assert ours.tolist() == theirs
+    assert len(set(theirs)) > 20  # the rows really are drawn, not all argmax
