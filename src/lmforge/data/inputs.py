@@ -38,10 +38,15 @@ def cut_window(n_chars: int, val_fraction: float) -> tuple[int, int]:
     return max(mark - CUT_LOOKBACK, 0), mark
 
 
+def cut_in(window: str, lo: int, mark: int) -> int:
+    """The cut, given `window` = text[lo : mark + 1] (the character after the mark shows whether it is safe)."""
+    return lo + safe_cut(window, 0, mark - lo)
+
+
 def text_cut(text: str, val_fraction: float) -> int:
     """Where a text in memory splits: text[:cut] trains, text[cut:] is val."""
     lo, mark = cut_window(len(text), val_fraction)
-    return lo + safe_cut(text[lo : mark + 1], 0, mark - lo)  # the character after the mark: is the cut safe
+    return cut_in(text[lo : mark + 1], lo, mark)
 
 
 @dataclass
@@ -137,7 +142,7 @@ class Inputs:
                         at_lo = chunk.end - len(text[lo - offset :].encode())  # the byte offset of character lo
                     window += text[max(lo - offset, 0) : mark + 1 - offset]
                 offset += n
-            cut = lo + safe_cut(window, 0, mark - lo)  # window = text[lo : mark + 1], as in `text_cut`
+            cut = cut_in(window, lo, mark)
             if not 0 < cut < n_chars:
                 raise LmforgeError(f"{self.flag} '{self.files[0]}' is too short to keep {self.val_fraction:g} of it "
                                    f"for val ({n_chars:,} characters); use more text or a larger val fraction")
