@@ -62,6 +62,14 @@ class Row:
     tag: Any = field(default=None)  # the caller's: which request and choice this row is
 
 
+def select_state(model: LanguageModel, state: Any, rows: torch.Tensor) -> Any:
+    """The decoding state of `rows` (R,), in that order: a KV cache's own `select` (which also trims the padding
+    the kept rows share), or the family's `reorder_state`."""
+    if isinstance(state, KVCache):
+        return state.select(rows)
+    return state if state is None else model.reorder_state(state, rows)
+
+
 class _Group:
     """Rows that one model call steps together: their state, and the logits of their next choice
     (None while the tokens chosen last are not yet fed)."""
@@ -77,10 +85,7 @@ class _Group:
     def keep(self, model: LanguageModel, keep: list[int]) -> None:
         index = torch.tensor(keep, dtype=torch.long, device=model_device(model))
         self.rows = [self.rows[i] for i in keep]
-        if isinstance(self.state, KVCache):
-            self.state = self.state.select(index)
-        elif self.state is not None:
-            self.state = model.reorder_state(self.state, index)
+        self.state = select_state(model, self.state, index)
         if self.logits is not None:
             self.logits = self.logits.index_select(0, index)
 
@@ -188,7 +193,7 @@ class ContinuousBatch:
         if len(rows) > len(distinct):  # each row starts from its prompt's state
             which = {prompt: i for i, prompt in enumerate(distinct)}
             index = torch.tensor([which[p.ids] for p in prompts for _ in p.rows], device=self.device)
-            state = state.select(index) if isinstance(state, KVCache) else self.model.reorder_state(state, index)
+            state = select_state(self.model, state, index)
             logits = logits.index_select(0, index)
         return _Group(rows, state, logits)
 
