@@ -129,3 +129,38 @@ def test_a_per_row_draw_picks_what_torch_multinomial_picks_with_the_same_generat
               for i, s in enumerate(seeds)]
     assert ours.tolist() == theirs
     assert len(set(theirs)) > 20  # the rows really are drawn, not all argmax
+
+
+# ---------------------------------------------------------------------- boundaries that random logits never reach
+
+
+def test_top_k_keeps_the_ties_of_the_kth_logit():
+    """As Hugging Face's TopKLogitsWarper does: two logits of 3 both survive top-1 (an indices-based top-k kept one)."""
+    logits = torch.tensor([[1.0, 3.0, 3.0, 2.0]])
+    assert torch.isfinite(top_k_filter(logits, 1)).tolist() == [[False, True, True, False]]
+    assert torch.isfinite(top_k_filter(logits, 3)).tolist() == [[False, True, True, True]]
+
+
+def test_top_p_stops_at_a_set_that_reaches_p_exactly():
+    """Powers of two, so the cumulative sums are exact: 0.5 + 0.25 is 0.75, so at p = 0.75 the third token is not
+    needed (a `>` for `>=` kept it; Hugging Face drops it too)."""
+    logits = torch.tensor([[0.125, 0.5, 0.125, 0.25]]).log()
+    assert torch.isfinite(top_p_filter(logits, 0.75)).tolist() == [[False, True, False, True]]
+    assert torch.isfinite(top_p_filter(logits, 0.875)).tolist() == [[True, True, False, True]]
+    assert torch.isfinite(top_p_filter(logits, 0.876)).tolist() == [[True, True, True, True]]
+
+
+def test_frequency_penalty_counts_every_occurrence_of_the_output():
+    """Frequency alone (presence 0) still applies, once per occurrence: 2 chosen twice costs 2 × 0.5."""
+    sampler = Sampler(DecodeConfig(frequency_penalty=0.5), 4, torch.tensor([[3]]))
+    for token in (2, 2, 1):
+        sampler.record(torch.tensor([token]))
+    assert sampler.process(torch.zeros(1, 4)).tolist() == [[0.0, -0.5, -1.0, 0.0]]  # the prompt's 3 is not counted
+
+
+def test_reorder_moves_the_penalty_counts_with_the_rows():
+    """Beam search moves histories between rows: both the seen tokens and the output counts follow."""
+    sampler = Sampler(DecodeConfig(repetition_penalty=2.0, presence_penalty=1.0), 4, torch.tensor([[0], [3]]))
+    sampler.record(torch.tensor([1, 2]))
+    sampler.reorder(torch.tensor([1, 1]))  # both rows now hold row 1's history: prompt 3, output 2
+    assert sampler.process(torch.ones(2, 4)).tolist() == [[1.0, 1.0, -0.5, 0.5]] * 2  # 2: 1/2 - 1; 3: 1/2
