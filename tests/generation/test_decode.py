@@ -98,6 +98,18 @@ def test_eos_ends_each_row_and_then_the_loop():
     assert len(steps) == 6  # row 1 never ends, so the limit does
     _, steps = run(model, [[2], [4]], max_new_tokens=6, greedy=True, eos_id=7)
     assert len(steps) == 2  # every row has ended
+    # ragged prompts, so row by row: a row that has ended shows EOS there too, and is not alive
+    ids, steps = run(model, [[2], [3, 1], [5, 4]], max_new_tokens=3, greedy=True, eos_id=7)
+    assert ids.tolist() == [[4, 7, 7], [1, 1, 1], [7, 7, 7]]
+    assert [s.alive.tolist() for s in steps] == [[True, True, True], [True, True, False], [False, True, False]]
+
+
+def test_no_model_call_for_the_token_after_the_last():
+    model, calls = Bigram(), []
+    step = model.step
+    model.step = lambda *args: calls.append(1) or step(*args)
+    run(model, [[1, 2]], max_new_tokens=4, greedy=True)
+    assert len(calls) == 4  # the prompt, then the 1st, 2nd and 3rd new tokens; the 4th is only yielded
 
 
 def test_banned_tokens_never_appear_and_repetition_penalty_avoids_repeats():
@@ -112,7 +124,6 @@ def test_banned_tokens_never_appear_and_repetition_penalty_avoids_repeats():
 
 def test_logprobs_are_the_models_own():
     model = transformer()
-    _, steps = run(model, [PROMPTS[2]], max_new_tokens=3, greedy=True, repetition_penalty=5.0)
     cfg = DecodeConfig(max_new_tokens=3, greedy=True, repetition_penalty=5.0)
     steps = list(decode(model, [PROMPTS[2]], cfg, logprobs=4))
     ids = torch.tensor([PROMPTS[2] + [int(s.ids[0]) for s in steps]])
@@ -121,6 +132,28 @@ def test_logprobs_are_the_models_own():
         row = logp[len(PROMPTS[2]) - 1 + t]
         assert s.logprobs[0].item() == pytest.approx(row[s.ids[0]].item(), abs=1e-5)
         assert s.top_ids[0].tolist() == row.topk(4).indices.tolist()
+        assert torch.allclose(s.top_logprobs[0], row.topk(4).values, atol=1e-5)  # log-probabilities, not logits
+    [only] = decode(model, [PROMPTS[2]], DecodeConfig(max_new_tokens=1, greedy=True), logprobs=0)
+    assert only.logprobs is not None and only.top_ids is None and only.top_logprobs is None  # 0: no alternatives
+
+
+def test_only_identical_prompts_share_a_prefill():
+    """Two prompts of one length that end alike are still two prompts (a check of the last column shared them)."""
+    model = transformer()
+    prompts, cfg = [[1, 2, 3], [4, 5, 3]], DecodeConfig(max_new_tokens=1, greedy=True)
+    [together] = decode(model, prompts, cfg, logprobs=3)
+    alone = [next(decode(model, [p], cfg, logprobs=3)).top_logprobs[0] for p in prompts]
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3)
+    assert torch.allclose(together.top_logprobs, torch.stack(alone), atol=1e-5)
+
+
+def test_repetition_penalty_counts_every_prompt_token_the_first_included():
+    model = Bigram()
+    with torch.no_grad():  # after 1: 1 (logit 10) or 2 (logit 5); a penalty of 4 turns a seen 1 into 2.5
+        model.table.weight.zero_()
+        model.table.weight[1, 1], model.table.weight[1, 2] = 10.0, 5.0
+    assert run(model, [[1]], max_new_tokens=1, greedy=True)[0].tolist() == [[1]]
+    assert run(model, [[1]], max_new_tokens=1, greedy=True, repetition_penalty=4.0)[0].tolist() == [[2]]
 
 
 def test_several_samples_of_one_prompt_share_its_prefill():
@@ -140,6 +173,11 @@ def test_generate_ids_keeps_its_old_interface():
     out = [t for t in generate_ids(model, ids, 10, greedy=True)]
     assert len(out) == 10 and out[0].shape == (1,)
     assert torch.stack(out, 1)[0].tolist() == run(model, [PROMPTS[0]], max_new_tokens=10, greedy=True)[0][0].tolist()
+    bigram, chain = Bigram(), [3]  # temperature 0 means greedy: each token the argmax of its row of the table
+    for _ in range(20):
+        chain.append(int(bigram.table.weight[chain[-1]].argmax()))
+    cold = torch.stack(list(generate_ids(bigram, torch.tensor([[3]]), 20, temperature=0.0)), 1)
+    assert cold[0].tolist() == chain[1:]
 
 
 def test_decoding_leaves_a_training_model_in_training_mode():
