@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from lmforge.config import ModelConfig
-from lmforge.data.batches import (IGNORE_INDEX, ConsecutiveWindows, check_long_enough, pad_batch, pieces_of,
-                                  random_batch, split_documents)
+from lmforge.data.batches import (IGNORE_INDEX, ConsecutiveWindows, DocumentFeed, check_long_enough, pad_batch,
+                                  pieces_of, random_batch, split_documents)
 from lmforge.errors import LmforgeError
 from lmforge.models import Transformer, next_token_loss
 
@@ -17,9 +17,18 @@ def test_targets_are_inputs_shifted_by_one():
     assert int(y.max()) <= 99
 
 
+def test_every_window_can_be_drawn_the_last_included():
+    ids = np.arange(12, dtype=np.uint16)  # windows of 10 inputs and 10 targets start at 0 or 1
+    x, y = random_batch(ids, 64, 10, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert set(x[:, 0].tolist()) == {0, 1} and int(y.max()) == 11
+
+
 def test_too_short_corpus_is_explained():
     with pytest.raises(LmforgeError, match="fewer than the context of 64.*--model.block_size 19"):
         check_long_enough(np.arange(20), 64, "val split")
+    check_long_enough(np.arange(65), 64, "val split")  # one window and its last target: enough
+    with pytest.raises(LmforgeError, match="--model.block_size 63"):
+        check_long_enough(np.arange(64), 64, "val split")
 
 
 def windows(n=1000, batch=4, block=10, seed=0):
@@ -50,9 +59,26 @@ def test_a_new_pass_starts_when_the_streams_run_out_at_a_moved_offset():
     assert len(set(starts)) > 1 and all(0 <= s <= 10 for s in starts)
 
 
+def test_every_pass_reads_every_window_that_fits_after_its_offset():
+    w = windows(n=1000, batch=4, block=10)  # streams of 250 tokens
+    passes = []
+    for _ in range(300):
+        x, _, new = w.next()
+        if new:
+            passes.append([w.offset, 0])
+        passes[-1][1] += 1
+        assert int(x[0, 0]) == w.offset + (passes[-1][1] - 1) * 10  # windows follow each other from the offset
+    for offset, n in passes[:-1]:  # a window needs 11 tokens (10 inputs, the last target) of the 250
+        assert n == (250 - 1 - offset) // 10, (offset, n)
+
+
 def test_streams_too_short_for_a_window_name_the_flags():
     with pytest.raises(LmforgeError, match="--train.batch_size 64.*--model.block_size 100"):
         windows(n=5000, batch=64, block=100)
+    with pytest.raises(LmforgeError, match="streams of 10 tokens"):
+        windows(n=40, batch=4, block=10)  # 10 tokens hold no window of 10 inputs and their targets
+    x, _, _ = windows(n=44, batch=4, block=10).next()  # 11 do: one, from offset 0
+    assert x[:, 0].tolist() == [0, 11, 22, 33]
 
 
 def test_the_position_round_trips_through_state_dict():
@@ -131,6 +157,15 @@ def test_documents_are_found_by_eos_across_scan_blocks():
     ids = np.concatenate(DOCS + [np.array([4, 4])])  # a last document without its EOS
     docs = list(split_documents(ids, eos_id=0, block=4))
     assert [d.tolist() for d in docs] == [d.tolist() for d in DOCS] + [[4, 4]]
+    assert [d.tolist() for d in split_documents(np.array([5, 0, 7]), eos_id=0)] == [[5, 0], [7]]
+
+
+def test_document_feed_rows_are_documents_cut_into_block_size_plus_one_ids():
+    ids = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 3, 0, 6], dtype=np.uint16)  # 10 ids, 2, then 1 without EOS
+    feed = DocumentFeed(ids, 0, batch_size=8, block_size=4, generator=torch.Generator().manual_seed(0))
+    assert [r.tolist() for r in feed.rows] == [[1, 2, 3, 4, 5], [5, 6, 7, 8, 9], [9, 0], [3, 0]]  # [6]: no target
+    x, y = feed.next_batch()
+    assert x.shape == y.shape == (8, 4)
 
 
 def test_long_documents_become_rows_that_score_every_target_once():

@@ -80,6 +80,46 @@ def test_strategies_differ_as_they_should(cycle_run):
     assert all(r.continuations == 6 and r.length_chars == 120 for r in results.values())
 
 
+def test_study_metrics_of_known_greedy_texts(cycle_run):
+    """Greedy on the cycle model writes known texts; every metric worked out by hand from them."""
+    [r] = run_study(cycle_run, ["a", "h"], [Strategy("greedy", greedy=True)], max_new_tokens=60, samples=1)
+    # "bcdefgh" + " abcdefgh" * 5 + " abcdefg", and " abcdefgh" * 6 + " abcde": 7 words each
+    assert r.example == "bcdefgh" + " abcdefgh" * 5 + " abcdefg" and r.length_chars == 60 and r.length_words == 7
+    assert r.distinct_1 == pytest.approx(4 / 14)  # bcdefgh, abcdefgh, abcdefg, abcde
+    assert r.distinct_2 == pytest.approx(4 / 12)  # (bcdefgh abcdefgh), (abcdefgh abcdefgh), and one ending each
+    assert r.rep_4 == pytest.approx((1 / 4 + 2 / 4) / 2)  # the mean over texts: 3 of 4 and 2 of 4 4-grams distinct
+
+
+def test_mean_logprob_is_the_mean_over_continuations_scored_with_windows_every_quarter_context(cycle_run):
+    """A model more confident the later a token sits in its window: the log-probs show where windows start.
+    With a context of 8 the study scores in windows every 2 tokens."""
+    import dataclasses
+
+    import torch
+
+    class Ramp(type(cycle_run.model)):
+        def forward(self, ids):  # the cycle's next id, with logit t + 1 at window position t
+            return torch.arange(1, ids.size(1) + 1)[None, :, None] * super().forward(ids)
+
+    run = dataclasses.replace(cycle_run, model=Ramp(9, strength=1.0), config=cycle_run.config.updated(
+        {"model.block_size": 8}))
+    [r] = run_study(run, ["a", "ab", "abcdefgh"], [Strategy("greedy", greedy=True)], max_new_tokens=4, samples=1)
+
+    def logprob(t):  # of the right token at window position t, 9 tokens
+        return (t + 1) - math.log(math.exp(t + 1) + 8)
+
+    # prompts of 1 and 2 tokens: one window, positions 0-3 and 1-4; a prompt of 8: targets 8..11 of a 12-token
+    # text, in windows at 0, 2 and 4, are read at positions 7, 6, 7, 6
+    rows = [[0, 1, 2, 3], [1, 2, 3, 4], [7, 6, 7, 6]]
+    assert r.mean_logprob == pytest.approx(sum(sum(map(logprob, row)) / 4 for row in rows) / 3, rel=1e-6)
+
+
+def test_every_strategy_draws_from_the_same_seed(cycle_run):
+    cycle_run.model.strength = 1.0
+    same, alias = run_study(cycle_run, ["a"], parse_strategies("t=1.0,temperature=1.0"), max_new_tokens=40, samples=2)
+    assert same.example == alias.example and same.distinct_2 == alias.distinct_2
+
+
 def test_cli_study_prints_a_table_and_writes_a_plot(capsys, tmp_path, tiny_run):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("All:\nFirst\n")

@@ -125,6 +125,19 @@ def test_windows_score_every_token_but_the_first_exactly_once(n, block, data):
             assert w.length - w.n_scored + 1 >= block - stride + 1
 
 
+def test_a_continuation_is_scored_with_the_full_context_whatever_the_prompt_length():
+    """`continuation_logprobs` keeps `block_size` prompt tokens and slides one token at a time by default, so every
+    continuation token is predicted from a full window, position 3 of 4 (the last token of the prompt included)."""
+    from lmforge.evaluation.scoring import continuation_logprobs
+
+    model, prompt, continuation = PositionalConfidence(16), list(range(10)), [10, 11, 12, 13, 14]
+    scores = continuation_logprobs(model, prompt, continuation, 4, torch.device("cpu"))
+    assert np.allclose(scores, [-positional_nats(3, 16)] * 5, rtol=1e-6)
+    # with stride 4 the windows restart: continuation tokens sit at positions 3, 0, 1, 2, 3 of theirs
+    strided = continuation_logprobs(model, prompt, continuation, 4, torch.device("cpu"), stride=4)
+    assert np.allclose(strided, [-positional_nats(t, 16) for t in (3, 0, 1, 2, 3)], rtol=1e-6)
+
+
 def test_bad_stride_names_the_flag():
     with pytest.raises(LmforgeError, match="--stride must be between 1 and the context size 4"):
         sliding_windows(10, 4, 5)
@@ -197,6 +210,37 @@ def test_bits_per_byte_with_a_word_tokenizer_counts_the_joining_spaces():
     result = evaluate_ids(FixedDistribution(probs), tok, np.array(ids), 3, 2, torch.device("cpu"))
     assert result.bytes == len(" cat sat on the mat") == scored_bytes(tok, np.array(ids))
     assert math.isclose(result.bits_per_byte, direct_bits_per_byte(probs, ids, " cat sat on the mat"), rel_tol=1e-5)
+
+
+def test_scored_bytes_leave_out_the_first_tokens_bytes_not_its_characters():
+    tok = CharTokenizer(["a", "é"])
+    assert scored_bytes(tok, tok.encode_array("éaé")) == 3  # 5 bytes, less the 2 of the first 'é'
+
+
+def test_documents_are_scored_each_followed_by_eos_with_the_bytes_and_unknown_words_of_every_document():
+    """`evaluate_text` of documents: laid out as prepared data (doc, EOS, doc, EOS); bytes are the UTF-8 bytes of
+    every document but the first token, and unknown words of every document are charged 8 bits a byte."""
+    from lmforge.evaluation.perplexity import evaluate_text
+    from lmforge.tokenizers.word import WordTokenizer as Words
+
+    tok = Words(["the", " cat", " sat", "."])  # then <|unk|> = 4, <|eos|> = 5; no " " token: " cät" is one unknown
+    probs = [0.3, 0.1, 0.1, 0.2, 0.2, 0.1]
+    result = evaluate_text(FixedDistribution(probs), tok, ["the cat sat.", "the cät dog."], 4, 2, torch.device("cpu"))
+    # ids: the cat sat . EOS | the unk unk . EOS; the first 'the' is not scored
+    targets = [1, 2, 3, 5, 0, 4, 4, 3, 5]
+    nats = -sum(math.log(probs[i]) for i in targets)
+    text_nats = -sum(math.log(probs[i]) for i in targets if i != 5)  # no byte stands for an EOS
+    assert result.tokens == 9 and math.isclose(result.loss, nats / 9, rel_tol=1e-6)
+    assert result.bytes == len(" cat sat.") + len("the cät dog.".encode()) == 22  # 'ä' is two bytes
+    assert result.unknown_bytes == len(" cät".encode()) + len(" dog") == 9
+    assert math.isclose(result.bits_per_byte, (text_nats / math.log(2) + 8 * 9) / 22, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("n_ids, batch_size, streams", [(16, 64, 1), (17, 64, 2), (25, 64, 3), (100, 4, 4), (9, 64, 1)])
+def test_a_recurrent_model_reads_at_most_batch_size_streams_each_of_at_least_one_window(n_ids, batch_size, streams):
+    from lmforge.evaluation.perplexity import recurrent_streams
+
+    assert recurrent_streams(n_ids, 8, batch_size) == streams  # n_ids - 1 targets in windows of 8
 
 
 def test_cli_eval_stride_on_a_trained_run(capsys, tiny_run, small_text_file):

@@ -6,7 +6,7 @@ import pytest
 
 from lmforge.cli import main
 from lmforge.errors import LmforgeError
-from lmforge.evaluation.regression import Side, compare
+from lmforge.evaluation.regression import Side, compare, format_result, regress, side_from_metrics
 
 
 def sides(base_loss, cand_loss, **extra):
@@ -19,11 +19,34 @@ def sides(base_loss, cand_loss, **extra):
     (1.50, 1.40, 0.0, 0.0, False),    # better is never a regression
     (1.50, 1.52, 0.0, 0.03, False),   # an absolute tolerance
     (1.50, 1.50, 0.0, 0.0, False),    # equal is not worse
+    (1.50, 1.54, 0.01, 0.02, True),   # the larger of the two tolerances, 0.02, not their sum 0.035
 ])
 def test_compare_applies_the_tolerance(base, cand, tol, abs_tol, regressed):
     result = compare(*sides(base, cand), tol, abs_tol)
     assert result.regressed is regressed
     assert result.checks[0].allowed == pytest.approx(max(tol * base, abs_tol))
+    assert result.checks[0].delta == pytest.approx(cand - base)  # positive: the candidate is worse
+
+
+def test_one_regressed_metric_is_a_regression():
+    base = Side("baseline", {"loss": 1.0, "bits_per_byte": 1.2}, "b")
+    cand = Side("candidate", {"loss": 0.9, "bits_per_byte": 1.3}, "c")
+    result = compare(base, cand, 0.01, 0.0)
+    assert [c.regressed for c in result.checks] == [False, True] and result.regressed
+    assert format_result(result).endswith("regression: bits_per_byte")
+
+
+def test_negative_tolerances_are_refused():
+    for tol, abs_tol in ((-0.01, 0.0), (0.01, -0.1)):
+        with pytest.raises(LmforgeError, match="--tolerance and --abs-tolerance must be 0 or more"):
+            compare(*sides(1.0, 1.0), tol, abs_tol)
+
+
+def test_a_note_says_when_the_two_sides_measure_different_text():
+    assert compare(*sides(1.0, 1.0, data="a.txt"), 0.01, 0.0).notes == []
+    base, cand = Side("baseline", {"loss": 1.0}, "b", "a.txt"), Side("candidate", {"loss": 1.0}, "c", "b.txt")
+    [note] = compare(base, cand, 0.01, 0.0).notes
+    assert "different text (a.txt vs b.txt)" in note
 
 
 def test_loss_per_token_is_not_compared_across_tokenizers():
@@ -54,6 +77,21 @@ def test_cli_regress_between_run_directories(capsys, synthetic_run):
     assert "no regression" in capsys.readouterr().out
     assert main(["regress", str(worse), "--baseline", str(base), "--abs-tolerance", "0.2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["regressed"] is False
+
+
+def test_a_run_directory_is_judged_by_its_best_eval_not_its_last(synthetic_run):
+    run = synthetic_run("dip", [(10, 2.0, 1.5), (20, 1.0, 1.8)])  # val best at step 10, then worse
+    side = side_from_metrics(run, "baseline")
+    assert side.metrics == {"loss": 1.5, "bits_per_byte": 1.5 / 0.6931}  # the val_bpb the conftest writes
+    assert side.source == "best eval in metrics.jsonl (step 10)"
+
+
+def test_a_stride_given_on_the_command_line_overrides_the_saved_evals(tmp_path, tiny_run, small_text_file):
+    saved = tmp_path / "base.json"
+    saved.write_text(json.dumps({"loss": 9.0, "bits_per_byte": 9.0, "data": str(small_text_file), "stride": 32}))
+    assert regress(tiny_run, saved).candidate.stride == 32  # measured as the baseline was
+    result = regress(tiny_run, saved, stride=8)
+    assert result.candidate.stride == 8 and result.candidate.source.endswith("(stride 8)")
 
 
 def test_cli_regress_against_a_saved_eval_json(capsys, tmp_path, tiny_run, small_text_file):

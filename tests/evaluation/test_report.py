@@ -72,6 +72,53 @@ def test_verdict_keeps_the_latest_record_of_a_step_after_a_resume():
     assert v.best_step == 200 and v.best_val_loss == 1.5
 
 
+@pytest.mark.parametrize("last_val, label", [(2.5, "good fit"), (2.5625, "overfitting")])
+def test_verdict_val_must_rise_by_more_than_the_tolerance(last_val, label):
+    """"Rose by more than" the tolerance: a rise of exactly 25% of 2.0 (exact in binary) is not overfitting."""
+    v = diagnose(evals([(100, 3.0, 3.0), (200, 1.5, 2.0), (400, 1.0, last_val)]), tolerance=0.25)
+    assert v.label == label
+
+
+def test_verdict_rising_val_without_train_loss_is_overfitting():
+    """With no train loss there is no gap to read: a val rise is taken as overfitting, not as divergence."""
+    records = [{"event": "eval", "step": s, "val_loss": v} for s, v in ((100, 2.0), (200, 1.5), (300, 1.9))]
+    v = diagnose(records)
+    assert v.label == "overfitting" and v.best_step == 200 and len(v.evidence) == 1
+
+
+def test_verdict_trend_compares_the_last_eval_with_an_earlier_one():
+    """Two evals far apart: the trend is from the first to the last, never the last against itself."""
+    v = diagnose(evals([(100, 3.0, 3.0), (400, 2.0, 2.02)]))
+    assert v.label == "underfitting" and "3.0000 at step 100 → 2.0200 at step 400" in v.evidence[0]
+
+
+@pytest.mark.parametrize("train_loss, size", [(1.95, "small"), (1.8, "large")])  # gaps of 2.5% and 10% of 2.0
+def test_verdict_calls_a_gap_over_5_percent_of_val_large(train_loss, size):
+    v = diagnose(evals([(100, 3.0, 3.0), (200, 2.1, 2.0), (300, train_loss, 2.0)]))
+    assert v.label == "good fit" and f"gap at the end is {size}" in v.evidence[1]
+
+
+def test_verdict_ignores_evals_whose_val_loss_is_not_finite():
+    v = diagnose(evals(UNDERFIT) + evals([(50, 3.0, float("nan")), (60, 3.0, float("inf"))]))
+    assert v.label == "underfitting" and v.best_step == 40 and "at step 40" in v.evidence[0]
+
+
+@pytest.mark.parametrize("late, label", [(2.03, "inconclusive"), (2.05, "underfitting")])
+def test_verdict_with_one_eval_needs_the_batch_loss_to_fall_by_more_than_2_percent(late, label):
+    """Steps 10..200: the reference is steps 140-150 (65-75%), the end steps 190-200 (the last 10%)."""
+    losses = [late] * 18 + [2.0, 2.0]  # falls by 1.5% (within 2%) or 2.5% over the last 10%
+    v = diagnose(batch_losses(losses) + evals([(200, 2.0, 2.05)]))
+    assert v.label == label
+
+
+def test_verdict_with_one_eval_reads_the_batch_loss_at_65_to_75_and_over_90_percent_of_the_steps():
+    # steps 10..130 high, 140-150 at 2.0, 160-180 low, 190-200 at 2.0: flat only between the two right windows
+    losses = [3.0] * 13 + [2.0, 2.0] + [0.5] * 3 + [2.0, 2.0]
+    v = diagnose(batch_losses(losses) + evals([(200, 2.0, 2.05)]))
+    assert v.label == "inconclusive"
+    assert "mean 2.0000 over steps 130-150 → 2.0000 over the last 10% of steps" in v.evidence[1]
+
+
 def assert_self_contained(page):
     assert page.startswith("<!DOCTYPE html>")
     assert "data:image/png;base64," in page
