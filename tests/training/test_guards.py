@@ -40,3 +40,35 @@ def test_non_finite_steps_count_in_a_row_and_a_gradient_overflow_under_a_scaler_
     scaled = NonFiniteSteps(limit=1, scaler_enabled=True)
     assert scaled.update(1.0, float("inf")) == "non-finite gradient" and scaled.in_row == 0  # an fp16 overflow
     assert scaled.update(nan, 1.0) == "non-finite loss" and scaled.diverged
+
+
+def test_overfit_warning_needs_val_to_rise_not_merely_stay():
+    watch = OverfitWatch()
+    watch.update(3.0, 2.5, 1, 2.5)
+    assert watch.update(2.0, 2.5, 1, 2.5) is None  # train fell, val held: still learning
+    assert watch.update(1.9, 2.50001, 1, 2.5) is not None
+
+
+def test_loop_state_round_trips_every_field():
+    import torch
+
+    from lmforge.training.state import LoopState
+
+    state = LoopState.start(seed=1, device=torch.device("cpu"), patience=3)
+    state.step, state.tokens_seen, state.elapsed_before = 4, 1234, 10.0
+    state.improve(2.5)
+    state.step = 7
+    state.early_stopping.update(False)
+    state.overfit_watch.update(2.0, 2.6, 4, 2.5)
+    torch.randn(5, generator=state.batch_gen), torch.randn(2, generator=state.sample_gen)
+    saved = state.state_dict(elapsed_now=2.5)
+    again = LoopState.start(seed=2, device=torch.device("cpu"), patience=3)
+    again.load_state_dict(saved, tokens_per_step=100)
+    assert (again.step, again.tokens_seen, again.elapsed_before) == (7, 1234, 12.5)  # 10 s before, 2.5 s now
+    assert (again.best_val_loss, again.best_step) == (2.5, 4)
+    assert again.early_stopping.evals_since_best == 1 and again.overfit_watch.previous == (2.0, 2.6)
+    for gen in ("batch_gen", "sample_gen"):
+        assert torch.equal(torch.randn(3, generator=getattr(again, gen)), torch.randn(3, generator=getattr(state, gen)))
+    del saved["tokens_seen"]  # a checkpoint from before it was saved: steps × tokens per step
+    again.load_state_dict(saved, tokens_per_step=100)
+    assert again.tokens_seen == 700

@@ -1,11 +1,15 @@
+import math
+
 import pytest
+import torch
 from torch import nn
 
-from lmforge.config import ModelConfig
+from lmforge.config import ModelConfig, TrainConfig
 from lmforge.errors import LmforgeError
 from lmforge.models import build_model
 from lmforge.models.base import LanguageModel
-from lmforge.training.optim import decay_groups
+from lmforge.training.muon import Muon, orthogonalize
+from lmforge.training.optim import build_optimizers, decay_groups, grad_scaler
 
 
 def test_only_hidden_matrices_are_decayed():
@@ -172,3 +176,52 @@ def test_muon_lowers_the_loss():
             opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_orthogonalize_maps_each_singular_value_by_the_quintic():
+    """Newton–Schulz acts on the singular values alone: U diag(s) Vᵀ becomes U diag(f⁵(s / ‖s‖)) Vᵀ, where
+    f(x) = a·x + b·x³ + c·x⁵ and ‖s‖ is the Frobenius norm; worked out here one singular value at a time."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    s = [2.0, 1.0, 0.3, 0.05]
+    x = [v / math.sqrt(sum(t * t for t in s)) for v in s]
+    for _ in range(5):
+        x = [a * t + b * t**3 + c * t**5 for t in x]
+    torch.manual_seed(0)
+    for rows, cols in ((12, 4), (4, 12)):
+        u, _ = torch.linalg.qr(torch.randn(rows, 4, dtype=torch.float64))
+        v, _ = torch.linalg.qr(torch.randn(cols, 4, dtype=torch.float64))
+        g, expected = ((u @ torch.diag(torch.tensor(d, dtype=torch.float64)) @ v.T).float() for d in (s, x))
+        torch.testing.assert_close(orthogonalize(g), expected, rtol=0, atol=1e-4)
+
+
+def test_two_muon_steps_follow_the_formula():
+    """Momentum buf = μ·buf + (1-μ)·g; Nesterov update (1-μ)·g + μ·buf, orthogonalized and, for a tall 8×2 matrix,
+    scaled by √(8/2) = 2; decoupled weight decay first. Two steps, so that the momentum carried over shows."""
+    torch.manual_seed(0)
+    lr, mu, decay = 0.1, 0.9, 0.5
+    w = torch.randn(8, 2)
+    p = nn.Parameter(w.clone())
+    opt = Muon([p], lr=lr, momentum=mu, weight_decay=decay)
+    buf = torch.zeros(8, 2)
+    for g in (torch.randn(8, 2), torch.randn(8, 2)):
+        p.grad = g.clone()
+        opt.step()
+        buf = mu * buf + (1 - mu) * g
+        w = w * (1 - lr * decay) - lr * 2.0 * orthogonalize((1 - mu) * g + mu * buf)
+        torch.testing.assert_close(p.detach(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizers_take_their_settings_from_the_config():
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8), 10)
+    cpu, common = torch.device("cpu"), dict(lr=1e-3, weight_decay=0.05, beta1=0.8, beta2=0.9)
+    (adam,) = build_optimizers(model, TrainConfig(**common), cpu)
+    assert [(g["weight_decay"], g["betas"]) for g in adam.param_groups] == [(0.05, (0.8, 0.9)), (0.0, (0.8, 0.9))]
+    muon, adam = build_optimizers(model, TrainConfig(**common, optimizer="muon", muon_lr=0.02, muon_momentum=0.7), cpu)
+    (group,) = muon.param_groups  # the hidden matrices: Muon's rate, momentum, and the weight decay
+    assert (group["lr"], group["lr_scale"], group["momentum"], group["weight_decay"]) == (0.02, pytest.approx(20), 0.7, 0.05)
+    assert [(g["weight_decay"], g["betas"]) for g in adam.param_groups] == [(0.0, (0.8, 0.9))]
+
+
+def test_only_float16_scales_the_loss():
+    cpu = torch.device("cpu")
+    assert [grad_scaler(cpu, d).is_enabled() for d in (torch.float16, torch.bfloat16, torch.float32)] == [True, False, False]

@@ -57,3 +57,15 @@ def test_lr_never_leaves_its_range():
     for schedule in ("constant", "cosine", "linear", "wsd"):
         cfg = TrainConfig(lr=3e-3, min_lr=3e-4, warmup_steps=7, max_steps=50, schedule=schedule)
         assert all(3e-4 - 1e-12 <= lr_at(s, cfg) <= 3e-3 + 1e-12 for s in range(7, 80)), schedule
+
+
+def test_wsd_never_decays_during_warmup():
+    """decay_fraction 0.8 of 20 steps would start the decay at step 4, inside the 10 warmup steps: it starts at 10."""
+    cfg = TrainConfig(lr=1.0, min_lr=0.0, warmup_steps=10, max_steps=20, schedule="wsd", decay_fraction=0.8)
+    assert [lr_at(s, cfg) for s in (9, 10, 15, 19, 20)] == pytest.approx([1.0, 1.0, 0.5, 0.1, 0.0])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "wsd"])
+def test_a_decay_that_ends_with_the_warmup_leaves_min_lr_after_it(schedule):
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=30, decay_steps=10, schedule=schedule)
+    assert [lr_at(s, cfg) for s in (9, 10, 29)] == pytest.approx([1.0, 0.1, 0.1])

@@ -313,3 +313,72 @@ def test_a_step_reads_nothing_back_from_the_device(tmp_path, tiny_cfg, optimizer
         for _ in range(3):
             trainer.train_step()
     assert reads.count == 3  # one a step: the batch's count of real targets, read while the batch is on the host
+
+
+class OptimizerSpy:
+    """Record, at each call of an optimizer's `step`, its learning rate and the global norm of the gradients."""
+
+    def __init__(self, trainer: Trainer):
+        (self.optimizer,) = trainer.optimizers
+        self.step, self.model, self.calls = self.optimizer.step, trainer.model, []
+        self.optimizer.step = self
+
+    def __call__(self, *args, **kwargs):
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+        self.calls.append((self.optimizer.param_groups[0]["lr"], norm))
+        return self.step(*args, **kwargs)
+
+
+@pytest.mark.parametrize("clip", [1e-3, 0.0])
+def test_the_update_sees_the_gradient_clipped_to_grad_clip_and_the_log_the_norm_before(tmp_path, tiny_cfg, clip):
+    trainer = Trainer(tiny_cfg(grad_clip=clip), tmp_path / "run")
+    spy = OptimizerSpy(trainer)
+    raw = float(trainer.train_step().grad_norm)
+    assert raw > 0.05  # far above the clip, so clipping shows
+    ((_, norm),) = spy.calls
+    assert norm == pytest.approx(clip if clip else raw, rel=1e-4)  # 0: no clipping, the L2 norm as logged
+
+
+def test_each_step_runs_at_its_scheduled_rate(tmp_path, tiny_cfg):
+    """Step s (0-based) at lr_at(s): warmup over 4 steps, then linear from the peak to 0 at step 8."""
+    trainer = Trainer(tiny_cfg(lr=1e-3, min_lr=0.0, warmup_steps=4, max_steps=8, schedule="linear"), tmp_path / "run")
+    spy = OptimizerSpy(trainer)
+    logged = [trainer.train_step().lr for _ in range(8)]
+    expected = [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4]
+    assert [lr for lr, _ in spy.calls] == pytest.approx(expected) and logged == pytest.approx(expected)
+
+
+def test_the_best_model_is_the_best_evals_and_an_equal_loss_is_no_improvement(tmp_path, tiny_cfg):
+    """Evals at every step: 3.0, 2.0, then 2.0 again (a tie, not a new best) and 2.5: with patience 2 the run stops
+    at step 4, and its best is step 2's: the figures of its eval, and its weights in model.safetensors."""
+    from lmforge.training.run_dir import load_weights
+
+    trainer = Trainer(tiny_cfg(max_steps=10, eval_interval=1, patience=2), tmp_path / "run")
+    scripted_evals(trainer, [(3.0, 3.0), (2.0, 2.0), (2.0, 2.0), (2.5, 2.5)])
+    evaluate, weights_at = trainer.evaluate, {}
+
+    def evaluate_and_copy():
+        weights_at[trainer.step] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        return evaluate()
+
+    trainer.evaluate = evaluate_and_copy
+    result = trainer.fit()
+    assert (result.steps, result.stop_reason, result.best_step, result.best_val_loss) == (4, "early_stop", 2, 2.0)
+    assert [r["best"] for r in records(tmp_path / "run", "eval")] == [True, True, False, False]
+    saved = Trainer(tiny_cfg(), tmp_path / "fresh").model
+    load_weights(saved, tmp_path / "run" / "model.safetensors")
+    assert not torch.equal(weights_at[2]["blocks.0.mlp.fc.weight"], weights_at[3]["blocks.0.mlp.fc.weight"])
+    assert_same_tensors(saved.state_dict(), weights_at[2])
+
+
+def test_max_seconds_stops_the_run_with_an_eval_and_a_checkpoint(tmp_path, tiny_cfg):
+    """Steps of at least 0.6 s and a 1 s limit: past it after step 2 (not after step 1, unless a step takes 0.4 s
+    more), which is no eval step, yet the run evaluates and checkpoints there."""
+    trainer = Trainer(tiny_cfg(max_seconds=1.0, max_steps=20, eval_interval=10), tmp_path / "run")
+    step = trainer.train_step
+    trainer.train_step = lambda: time.sleep(0.6) or step()
+    result = trainer.fit()
+    assert (result.steps, result.stop_reason) == (2, "max_seconds")
+    assert [r["step"] for r in records(tmp_path / "run", "eval")] == [2]
+    assert checkpoint.latest(tmp_path / "run").name == "step-00000002.json"
