@@ -69,5 +69,8 @@ def test_classify_refuses_bad_input(tmp_path, tiny_run, family_runs, capsys):
                         ([str(tiny_run), "--data", str(good), "--lr", "-1"], "--lr a positive number")):
         assert main(["classify", "train", *argv, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
         assert words in capsys.readouterr().err
+    before = sorted(p.name for p in tiny_run.iterdir())
+    assert main(["classify", "train", str(tiny_run), "--data", str(good), "--out", str(tiny_run), "--device", "cpu"]) == 2
+    assert "holds a run" in capsys.readouterr().err and sorted(p.name for p in tiny_run.iterdir()) == before
     assert main(["classify", "predict", str(tmp_path), "--text", "x"]) == 2
     assert "holds no classifier.json" in capsys.readouterr().err
