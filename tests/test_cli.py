@@ -165,6 +165,14 @@ def test_refuses_to_overwrite_a_finished_run(capsys, tiny_run, small_text_file):
     assert (tiny_run / "model.safetensors").read_bytes() == before
 
 
+def test_refuses_an_out_that_is_a_file(capsys, tmp_path, small_text_file):
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", small_text_file, "--out", out)
+    assert_one_line_error(code, err, "--out", "is a file")
+    assert out.read_text() == "keep me"
+
+
 def test_console_script_runs_as_a_process(tmp_path, small_text_file):
     """The installed `lmforge` entry point, as a user runs it: exit codes and output."""
     out = tmp_path / "run"

@@ -62,8 +62,15 @@ def test_classify_refuses_bad_input(tmp_path, tiny_run, family_runs, capsys):
     for argv, words in (([str(tiny_run), "--data", str(bad)], "line 2 is not a JSON object"),
                         ([str(tiny_run), "--data", str(one)], "at least two labels"),
                         ([str(family_runs["ngram"]), "--data", str(good)], "no hidden state"),
-                        ([str(tiny_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist")):
+                        ([str(tiny_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
+                        ([str(tiny_run), "--data", str(good), "--batch-size", "0"], "--batch-size must be at least 1"),
+                        ([str(tiny_run), "--data", str(good), "--epochs", "0"], "--epochs and --batch-size"),
+                        ([str(tiny_run), "--data", str(good), "--lr", "nan"], "--lr a positive number"),
+                        ([str(tiny_run), "--data", str(good), "--lr", "-1"], "--lr a positive number")):
         assert main(["classify", "train", *argv, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
         assert words in capsys.readouterr().err
+    before = sorted(p.name for p in tiny_run.iterdir())
+    assert main(["classify", "train", str(tiny_run), "--data", str(good), "--out", str(tiny_run), "--device", "cpu"]) == 2
+    assert "holds a run" in capsys.readouterr().err and sorted(p.name for p in tiny_run.iterdir()) == before
     assert main(["classify", "predict", str(tmp_path), "--text", "x"]) == 2
     assert "holds no classifier.json" in capsys.readouterr().err

@@ -129,6 +129,15 @@ def test_refusals_are_explained(corpus, char_tok, tmp_path):
     prepare(corpus, char_tok, tmp_path / "done", options())
     with pytest.raises(LmforgeError, match="already holds prepared data"):
         prepare(corpus, char_tok, tmp_path / "done", options())
+    (tmp_path / "run").mkdir()  # a run directory: prepared data there would replace its tokenizer.json
+    (tmp_path / "run" / "tokenizer.json").write_text("{}")
+    (tmp_path / "run" / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(LmforgeError, match="holds a trained run"):
+        prepare(corpus, char_tok, tmp_path / "run", options())
+    assert (tmp_path / "run" / "tokenizer.json").read_text() == "{}" and not (tmp_path / "run" / "index.json").exists()
+    (tmp_path / "file.txt").write_text("text")
+    with pytest.raises(LmforgeError, match="--out .* is a file"):
+        prepare(corpus, char_tok, tmp_path / "file.txt", options())
     with pytest.raises(LmforgeError, match="no EOS"):
         prepare(corpus, CharTokenizer.train("".join(DOCS)), tmp_path / "x", options())
     with pytest.raises(LmforgeError, match="single document.*--separator"):  # one file alone splits by position

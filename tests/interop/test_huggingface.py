@@ -107,6 +107,13 @@ def test_export_command(tmp_path, bpe, capsys):
     assert config["model_type"] == "llama" and config["vocab_size"] == bpe.vocab_size
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    weights = (run / "model.safetensors").read_bytes()
+    (tmp_path / "notes.txt").write_text("keep")
+    for out, words in ((run, "holds an lmforge run"), (tmp_path / "notes.txt", "is a file")):
+        assert main(["export", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    assert (run / "model.safetensors").read_bytes() == weights and load(run).tokenizer.vocab_size == bpe.vocab_size
 
 
 # ------------------------------------------------------------------ import

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def _train(args: argparse.Namespace) -> int:
     from lmforge.adapt.classify import ClassifierSpec, predict, read_examples, save_classifier, train_classifier
     from lmforge.adapt.classify_metrics import write_report
 
+    if args.epochs < 1 or args.batch_size < 1 or not 0 < args.lr < math.inf:
+        raise LmforgeError(f"--epochs and --batch-size must be at least 1 and --lr a positive number (got {args.epochs}, "
+                           f"{args.batch_size}, {args.lr})")
+    if (Path(args.out) / "config.yaml").exists():  # its report.md and files beside its model would be replaced
+        raise LmforgeError(f"'{args.out}' holds a run; pass --out with a new folder for the classifier")
     examples = read_examples(args.data)
     if args.test_data:
         test = read_examples(args.test_data)

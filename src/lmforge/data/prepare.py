@@ -157,6 +157,10 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
         raise LmforgeError("the tokenizer has no EOS token to end documents with; train one with "
                            "`lmforge tokenizer train` (which adds it) or pass --tokenizer char|word|bpe")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LmforgeError(f"--out '{out}' is a file; pass --out with a new folder for the prepared data")
+    if (out / "model.safetensors").exists() or (out / "config.yaml").exists():  # its tokenizer.json would be replaced
+        raise LmforgeError(f"'{out}' holds a trained run; choose a new --out for the prepared data")
     if (out / INDEX_FILE).exists():
         raise LmforgeError(f"'{out}' already holds prepared data; choose a new --out (or delete that folder)")
     out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,10 @@ def export_hf(run_dir: str | Path, out: str | Path) -> Path:
     cfg, tok = run.config.model, run.tokenizer
     layout_of(cfg)  # a model with no layout fails before anything is written
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LmforgeError(f"--out '{out}' is a file; pass --out with a folder to export into")
+    if (out / "config.yaml").exists():  # its model.safetensors and tokenizer.json would be replaced
+        raise LmforgeError(f"'{out}' holds an lmforge run; pass --out with a new folder to export into")
     out.mkdir(parents=True, exist_ok=True)
     save_hf_tokenizer(tok, out, cfg.block_size)
     config = hf_config(cfg, tok.vocab_size, tok.specials)
