@@ -53,3 +53,18 @@ def test_text_is_the_tokenizers_decoding_also_when_a_character_spans_byte_tokens
             part.add(i)
         assert part.text == tok.decode(ids[:n])
     assert "".join(shown) == "a é€b" and "\ufffd" not in "".join(shown)
+
+
+def test_the_longest_possible_start_of_any_stop_string_is_held_back():
+    """"XY" may still become "XYZ", even though another stop string's start, "Y", is shorter."""
+    assert undecided_tail("abXY", ["XYZ", "YQ"]) == 2 and undecided_tail("abXY", ["YQ", "XYZ"]) == 2
+    row, shown = feed(["XYZ", "YQ"], "abXY")
+    assert "".join(shown) == "ab"
+
+
+def test_the_first_finish_reason_stays():
+    row, _ = feed(["XY"], "aXYb")
+    assert row.finish("length") == "" and row.finish_reason == "stop"  # a caller that ends it anyway
+    row, _ = feed([], "ab")
+    row.finish("eos")
+    assert row.finish("length") == "" and row.finish_reason == "eos"
