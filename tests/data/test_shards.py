@@ -27,15 +27,18 @@ def test_random_windows_may_cross_shards():
     assert torch.equal(y, x + 1) and int(x.min()) == 0 and int(y.max()) == 29
 
 
-def test_writer_closes_shards_at_document_boundaries(tmp_path):
-    w = ShardWriter(tmp_path, "train", np.uint16, shard_tokens=5)
-    for doc in ([1, 2, 3], [4], [5, 6, 7, 8, 9, 10], [11]):
+@pytest.mark.parametrize("shard_tokens, sizes", [(5, [6, 7, 2]), (4, [4, 9, 2])])  # a shard of 4 is full at 4
+def test_writer_closes_shards_at_document_boundaries(tmp_path, shard_tokens, sizes):
+    w = ShardWriter(tmp_path, "train", np.uint16, shard_tokens=shard_tokens)
+    for doc in ([1, 2, 3], [4], [5, 6, 7, 8, 9, 10], [11]):  # 4, 2, 7 and 2 ids with their EOS
         w.begin_document()
         w.write(np.array(doc), nbytes=len(doc))
         w.end_document(0)
     summary = w.close()
-    assert [s["tokens"] for s in summary["shards"]] == [6, 7, 2] and summary["bytes"] == 11
-    assert np.fromfile(tmp_path / "train-00001.bin", dtype=np.uint16).tolist() == [5, 6, 7, 8, 9, 10, 0]
+    assert [s["tokens"] for s in summary["shards"]] == sizes and summary["bytes"] == 11
+    assert summary["documents"] == 4 and sum(s["documents"] for s in summary["shards"]) == 4
+    if shard_tokens == 5:
+        assert np.fromfile(tmp_path / "train-00001.bin", dtype=np.uint16).tolist() == [5, 6, 7, 8, 9, 10, 0]
 
 
 def test_missing_or_truncated_shards_are_named(tmp_path):

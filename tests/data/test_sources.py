@@ -1,8 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 
-from lmforge.data.sources import file_chunks, find_files, read_chunk
+from lmforge.data.sources import file_chunks, find_files, is_jsonl, read_chunk
 from lmforge.errors import LmforgeError
 
 
@@ -50,6 +51,31 @@ def test_a_text_file_is_one_document_in_chunks_cut_at_safe_points(tmp_path):
         assert not left[-1].isspace() and right[0] in " \n"
 
 
+def test_a_cut_ends_a_chunk_and_its_document(tmp_path):
+    """One text's train/val cut (a byte offset) ends the train part as a document, whatever the chunk size."""
+    (tmp_path / "a.txt").write_text("aaa bbb ccc")
+    chunks = [(c.start, c.end, c.ends) for c in file_chunks([tmp_path / "a.txt"], cut=7)]
+    assert chunks == [(0, 7, True), (7, 11, True)]
+    assert documents(read([tmp_path / "a.txt"], cut=7)) == ["aaa bbb", " ccc"]
+
+
+def test_a_forced_cut_inside_a_character_moves_to_its_end(tmp_path):
+    (tmp_path / "a.txt").write_text("☃" * 50, encoding="utf-8")  # 3 bytes each, no safe point anywhere
+    chunks = list(file_chunks([tmp_path / "a.txt"], chunk_bytes=5))  # byte 5 is inside the second snowman
+    assert [(c.start, c.end) for c in chunks] == [(i, i + 6) for i in range(0, 150, 6)]
+
+
+def test_only_a_byte_order_mark_at_the_start_of_a_file_is_dropped(tmp_path):
+    (tmp_path / "a.txt").write_text("\ufeffab\ufeffcd", encoding="utf-8")  # no safe point: cut at the limit
+    pieces = read([tmp_path / "a.txt"], chunk_bytes=5)
+    assert [text for text, _ in pieces] == ["ab", "\ufeffcd"] and documents(pieces) == ["ab\ufeffcd"]
+
+
+def test_jsonl_suffixes_in_any_case():
+    assert is_jsonl(Path("a.JSONL"), None) and is_jsonl(Path("a.NDJson"), None) and not is_jsonl(Path("a.txt"), None)
+    assert is_jsonl(Path("a.txt"), "body")  # a named text field makes any file JSONL
+
+
 @pytest.mark.parametrize("chunk_bytes", [1, 3, 7, 1 << 20])
 def test_separator_cuts_documents_and_skips_empty_ones(tmp_path, chunk_bytes):
     (tmp_path / "a.txt").write_text("one\n\ntwo\n\n\n\nthree " + "x" * 50 + "\n\n\nfour\n\n")
@@ -70,6 +96,9 @@ def test_jsonl_one_document_per_line(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in [{"text": "first"}, {"text": ""}, {"text": "sécond"}]) + "\n\n")
     for chunk_bytes in (1, 10, 1 << 20):
         assert documents(read([path], chunk_bytes)) == ["first", "sécond"]
+    path.write_text(json.dumps({"text": "no newline"}) + "\n" + json.dumps({"text": "after it"}))  # at the end
+    for chunk_bytes in (1, 10, 1 << 20):
+        assert documents(read([path], chunk_bytes)) == ["no newline", "after it"]
     other = tmp_path / "d.json"
     other.write_text(json.dumps({"body": "x", "id": 1}) + "\n")
     assert documents(read([other], text_field="body")) == ["x"]
@@ -88,9 +117,10 @@ def test_bad_jsonl_names_the_line(tmp_path, content, fragments):
 
 
 def test_binary_and_non_utf8_files_are_named(tmp_path):
-    (tmp_path / "bin.txt").write_bytes(b"abc\x00def")
-    with pytest.raises(LmforgeError, match="bin.txt' looks binary"):
-        read([tmp_path / "bin.txt"])
+    for head in (b"abc", b"text " * 1000):  # a NUL anywhere in the first 64 KiB
+        (tmp_path / "bin.txt").write_bytes(head + b"\x00def")
+        with pytest.raises(LmforgeError, match="bin.txt' looks binary"):
+            read([tmp_path / "bin.txt"])
     (tmp_path / "latin.txt").write_bytes(b"ok " * 10 + b"caf\xe9 ok")
     for chunk_bytes in (4, 1 << 20):
         with pytest.raises(LmforgeError, match="not UTF-8 .*offset 33.*iconv"):

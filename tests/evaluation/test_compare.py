@@ -126,3 +126,61 @@ def test_compare_and_eval_give_the_same_numbers_for_the_same_model_and_text(tmp_
         evaluated = evaluate_run(lmforge.load(run_dir), tmp_path / "val.txt")
         for key in ("loss", "tokens", "bytes", "bits_per_byte"):
             assert getattr(row.result, key) == evaluated[key], (run_dir.name, key)
+
+
+def eval_result(loss, bits_per_byte):
+    from lmforge.evaluation.perplexity import EvalResult
+
+    return EvalResult(loss, 2.718281828459045 ** loss, bits_per_byte, 100, 120)
+
+
+def test_runs_are_ranked_by_bits_per_byte_not_by_loss_per_token(tmp_path):
+    """Loss per token favours a tokenizer with long tokens; bits per byte compares any two."""
+    rows = [compare.Row(name, tmp_path, "transformer", "m", 1, 1.0, eval_result(loss, bpb), "", [])
+            for name, loss, bpb in (("chars", 1.2, 1.7), ("words", 4.0, 1.5), ("bpe", 3.0, 1.9))]
+    assert [r.name for r in compare.ranked(rows)] == ["words", "chars", "bpe"]
+
+
+def test_the_schedule_fits_the_budget_with_room_for_the_evals(small_text_file, monkeypatch):
+    """Steps timed at 0.25 s and an eval at 1.3 s: of 10 s, 90% is 9 s; two evals leave 6.4 s, so 25 steps,
+    an eval every 13, warmup a tenth of them (2, below the preset's 50), and no decay phase."""
+    import timeit
+
+    def timed(stmt, number=1):
+        return 1.3 if getattr(stmt, "__name__", "") == "evaluate" else 0.25
+
+    cfg = compare.family_config("transformer", str(small_text_file), 10).updated({
+        "model": {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 16}, "train": {"batch_size": 2}})
+    monkeypatch.setattr(timeit, "timeit", timed)
+    fitted, plan = compare.fit_schedule_to_budget(cfg, small_text_file.read_text(), 10)
+    assert plan == {"step_s": 0.25, "eval_s": 1.3, "max_steps": 25}
+    train = fitted.train
+    assert (train.max_steps, train.eval_interval, train.warmup_steps, train.decay_steps) == (25, 13, 2, 0)
+
+
+@pytest.mark.parametrize("seconds, text", [(0.0, "0.0"), (0.0123, "0.012"), (0.5, "0.5"), (1.0, "1.0"),
+                                           (12.34, "12.3")])
+def test_training_seconds_keep_two_significant_digits_below_a_second(seconds, text):
+    assert compare.seconds_text(seconds) == text
+
+
+def test_two_runs_of_the_same_name_are_told_apart_by_their_paths(tmp_path, tiny_run):
+    import shutil
+
+    dirs = [tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"]
+    for d in dirs:
+        shutil.copytree(tiny_run, d)
+    rows = compare.compare_runs(dirs, "First Citizen: speak, speak.", max_new_tokens=0)
+    assert [r.name for r in rows] == [str(d) for d in dirs]
+
+
+def test_families_are_scored_on_the_last_tenth_of_the_text(tmp_path, small_text_file, monkeypatch):
+    """What `--families` trained on 90% of; training and scoring are stubbed: only the val text is looked at."""
+    scored = []
+    monkeypatch.setattr(compare, "train_families", lambda names, data, *a, **k: [tmp_path / n for n in names])
+    monkeypatch.setattr(compare, "compare_runs", lambda dirs, val, *a, **k: scored.append(val) or [])
+    monkeypatch.setattr(compare, "write_comparison", lambda rows, out, about: (out / "c.md", out / "c.png"))
+    compare.run_comparison([], "ngram", str(small_text_file), 1.0, tmp_path, log=lambda _: None)
+    text = small_text_file.read_text()
+    [val] = scored
+    assert text.endswith(val) and 0.1 * len(text) - 1 < len(val) < 0.1 * len(text) + 64  # the cut moves back a word at most

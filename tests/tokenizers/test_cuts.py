@@ -27,4 +27,5 @@ def test_cut_falls_before_a_space_or_newline_after_a_non_space():
     assert safe_cut(text, 0, 12) == 7  # "one two" | "\n\nthree..." (not between the newlines, not before "three")
     assert safe_cut(text, 0, 3) == 3  # the very limit, since "one" | " two" is safe
     assert safe_cut("abcdef", 0, 3) == 3  # no safe point: cut at the limit anyway
+    assert safe_cut("a " + "x" * 400, 0, 350) == 1  # a safe point far back (past 256 characters) still wins
     assert safe_cut(text, 0, 100) == len(text)
