@@ -35,3 +35,12 @@ def test_an_rnn_has_no_attention_term():
     # per layer: two 16×16 matrices and two biases of 16; the tied 10×16 table is the output head
     assert flops_per_token(model) == 6 * (2 * (2 * 16 * 16 + 2 * 16) + 10 * 16)
 
+
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_an_untied_token_table_is_looked_up_not_multiplied(family):
+    """Tied, the token table is the output head's V×C matrix; untied, the head is that matrix and the table a lookup,
+    like the position table: the same FLOPs per token either way."""
+    tied, untied = (build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=8,
+                                            tie_weights=tie), 10) for tie in (True, False))
+    assert untied.num_params() == tied.num_params() + 10 * 16
+    assert flops_per_token(untied) == flops_per_token(tied)
