@@ -6,9 +6,10 @@ import random
 import numpy as np
 import pytest
 import torch
+from training_helpers import scripted_evals
 
 from lmforge.errors import LmforgeError
-from lmforge.training import checkpoint
+from lmforge.training import Trainer, checkpoint
 
 
 def state(step: int) -> dict:
@@ -76,8 +77,9 @@ def test_a_pt_without_its_json_is_not_a_checkpoint(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000001.json", "step-00000001.pt"]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "bad json"])
-def test_damaged_checkpoint_is_named_in_one_line_and_nothing_is_deleted(tmp_path, damage):
+@pytest.mark.parametrize("damage, why", [("truncate", "truncated"), ("flip", "SHA-256 does not match"),
+                                         ("delete", "is missing"), ("bad json", "unreadable or corrupt")])
+def test_damaged_checkpoint_is_named_in_one_line_and_nothing_is_deleted(tmp_path, damage, why):
     saved(tmp_path, 1, 2)
     folder = tmp_path / "checkpoints"
     pt, js = folder / "step-00000002.pt", folder / "step-00000002.json"
@@ -95,6 +97,7 @@ def test_damaged_checkpoint_is_named_in_one_line_and_nothing_is_deleted(tmp_path
         checkpoint.load(checkpoint.latest(tmp_path))
     message = str(exc.value)
     assert "\n" not in message and ("step-00000002.pt" in message or "step-00000002.json" in message)
+    assert why in message
     assert "previous checkpoint (step 1)" in message
     assert sorted(p.name for p in folder.iterdir()) == names_before
     checkpoint.load(folder / "step-00000001.json")  # the earlier one still loads
@@ -123,6 +126,15 @@ def test_prune_keeps_the_newest_k_and_the_best(tmp_path):
     assert [s for s, _ in checkpoint.list_checkpoints(tmp_path)] == [2, 5, 6]
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == [
         "step-00000002.pt", "step-00000005.pt", "step-00000006.pt"]
+
+
+def test_a_run_keeps_its_newest_checkpoint_and_its_best_one(tmp_path, tiny_cfg):
+    trainer = Trainer(tiny_cfg(max_steps=4, eval_interval=1, keep_checkpoints=1), tmp_path / "run")
+    scripted_evals(trainer, [(3.0, 3.0), (2.0, 2.0), (2.5, 2.5), (2.6, 2.6)])
+    trainer.fit()
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path / "run")] == [2, 4]
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004.json").read_text())
+    assert (meta["best_step"], meta["best_val_loss"]) == (2, 2.0)
 
 
 def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):

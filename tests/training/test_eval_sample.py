@@ -11,8 +11,9 @@ from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.evaluation.report import build_report
 from lmforge.evaluation.perplexity import evaluate_ids, token_nats
+from lmforge.tokenizers.base import ScoredBytes
 from lmforge.training import Trainer
-from lmforge.training.evals import STRETCHES, evaluate_val, val_stretches
+from lmforge.training.evals import STRETCHES, evaluate_val, train_loss, val_stretches
 
 
 def test_a_sample_is_stretches_spread_over_the_whole_split():
@@ -37,6 +38,10 @@ def test_the_sample_is_scored_as_its_stretches_would_be(tmp_path, tiny_cfg):
     assert result.loss == pytest.approx(nats.mean(), rel=1e-6)
     # ASCII text, one byte a character: bits per byte is the loss in bits
     assert result.bits_per_byte == pytest.approx(nats.mean() / math.log(2), rel=1e-6)
+    two_bytes = ScoredBytes(2 * trainer.val_bytes.bytes)  # as if each character took two bytes: half the bits per byte
+    doubled = evaluate_val(trainer.model, trainer.tokenizer, trainer.val_ids, stretches, two_bytes, 32, 64,
+                           torch.device("cpu"))
+    assert (doubled.bytes, doubled.bits_per_byte) == (256, pytest.approx(nats.mean() / math.log(2) / 2, rel=1e-6))
     whole = evaluate_val(trainer.model, trainer.tokenizer, trainer.val_ids, None, trainer.val_bytes, 32, 64,
                          torch.device("cpu"))
     expected = evaluate_ids(trainer.model, trainer.tokenizer, trainer.val_ids, 32, 64, torch.device("cpu"),
@@ -69,3 +74,15 @@ def test_without_a_sample_evals_score_the_whole_split_once_each(tmp_path, tiny_c
 def test_a_negative_sample_names_the_flag():
     with pytest.raises(LmforgeError, match="--train.eval_tokens"):
         Config().updated({"train.eval_tokens": -1})
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_train_loss_is_the_mean_over_its_windows_whatever_the_batch(tmp_path, tiny_cfg, training):
+    """3 windows in batches of 1, 2 or 3 (the same windows: one generator, drawn in order): the same mean per token,
+    not a mean of unequal batches' means; and the model is left in the mode it was in."""
+    model = Trainer(tiny_cfg(), tmp_path / "run").model
+    train_ids = np.random.default_rng(0).integers(0, 20, 500)
+    model.train(training)
+    losses = [train_loss(model, train_ids, 3 * 32, 32, batch, 5, torch.device("cpu")) for batch in (1, 2, 3)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6) and losses[2] == pytest.approx(losses[0], rel=1e-6)
+    assert model.training is training

@@ -28,3 +28,19 @@ def test_peak_flops_come_from_the_table_by_device_name(name, dtype, tf32, peak):
 def test_mfu_is_achieved_over_peak_and_none_without_a_peak():
     assert mfu(1000.0, 1e9, 4e12, 2) == pytest.approx(0.125)
     assert mfu(1000.0, 1e9, None, 1) is None
+
+
+def test_an_rnn_has_no_attention_term():
+    model = build_model(ModelConfig(family="rnn", rnn_cell="elman", n_layer=2, n_embd=16, block_size=8), 10)
+    # per layer: two 16×16 matrices and two biases of 16; the tied 10×16 table is the output head
+    assert flops_per_token(model) == 6 * (2 * (2 * 16 * 16 + 2 * 16) + 10 * 16)
+
+
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_an_untied_token_table_is_looked_up_not_multiplied(family):
+    """Tied, the token table is the output head's V×C matrix; untied, the head is that matrix and the table a lookup,
+    like the position table: the same FLOPs per token either way."""
+    tied, untied = (build_model(ModelConfig(family=family, n_layer=2, n_head=2, n_embd=16, block_size=8,
+                                            tie_weights=tie), 10) for tie in (True, False))
+    assert untied.num_params() == tied.num_params() + 10 * 16
+    assert flops_per_token(untied) == flops_per_token(tied)

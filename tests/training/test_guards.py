@@ -1,3 +1,9 @@
+import math
+
+import torch
+from training_helpers import records
+
+from lmforge.training import Trainer, checkpoint
 from lmforge.training.state import EarlyStopping, OverfitWatch
 
 
@@ -50,8 +56,6 @@ def test_overfit_warning_needs_val_to_rise_not_merely_stay():
 
 
 def test_loop_state_round_trips_every_field():
-    import torch
-
     from lmforge.training.state import LoopState
 
     state = LoopState.start(seed=1, device=torch.device("cpu"), patience=3)
@@ -72,3 +76,35 @@ def test_loop_state_round_trips_every_field():
     del saved["tokens_seen"]  # a checkpoint from before it was saved: steps × tokens per step
     again.load_state_dict(saved, tokens_per_step=100)
     assert again.tokens_seen == 700
+
+
+def poison_gradient_at(trainer, steps, value: float):
+    """Make one weight's gradient `value` (inf or NaN) in the optimizer steps `steps` (1-based); the loss stays finite."""
+    weight = trainer.model.norm.weight
+    weight.register_hook(lambda g: torch.full_like(g, value) if trainer.step + 1 in steps else g)
+
+
+def test_a_finite_loss_with_an_infinite_gradient_is_skipped_and_logged(tmp_path, tiny_cfg):
+    trainer = Trainer(tiny_cfg(max_steps=3, eval_interval=3), tmp_path / "run")
+    poison_gradient_at(trainer, {2}, math.inf)
+    unchanged = {}
+    step = trainer.train_step
+
+    def spy():
+        before = [p.detach().clone() for p in trainer.model.parameters()]
+        out = step()
+        unchanged[trainer.step] = all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+        return out
+
+    trainer.train_step = spy
+    trainer.fit()
+    assert unchanged == {1: False, 2: True, 3: False}
+    assert [(r["step"], r["reason"]) for r in records(tmp_path / "run", "skip")] == [(2, "non-finite gradient")]
+
+
+def test_no_checkpoint_is_written_amid_a_run_of_bad_steps(tmp_path, tiny_cfg):
+    """Step 4 is bad (one of 3 allowed in a row): its checkpoint is not written; step 8's is."""
+    trainer = Trainer(tiny_cfg(max_steps=8, eval_interval=8, checkpoint_interval=4, max_bad_steps=3), tmp_path / "run")
+    poison_gradient_at(trainer, {4}, math.nan)
+    trainer.fit()
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path / "run")] == [8]

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from training_helpers import assert_same_tensors, checkpoint_state, records
+from training_helpers import assert_same_tensors, checkpoint_state, records, scripted_evals
 
 from lmforge.data.batches import IGNORE_INDEX, pad_batch
 from lmforge.errors import LmforgeError
@@ -173,17 +173,6 @@ def test_a_persistent_nan_stops_cleanly_with_the_last_good_checkpoint_intact(tmp
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     resumed = Trainer(tiny_cfg(max_steps=20, eval_interval=4, max_bad_steps=3), tmp_path / "run", resume=True)
     assert resumed.step == 4
-
-
-def scripted_evals(trainer: Trainer, losses):
-    """Replace the real eval by a script of (train_loss, val_loss) pairs."""
-    script = iter(losses)
-
-    def evaluate():
-        train, val = next(script)
-        return {"train_loss": train, "val_loss": val, "val_ppl": math.exp(val), "val_bpb": val / math.log(2)}
-
-    trainer.evaluate = evaluate
 
 
 def test_early_stopping_and_the_overfitting_warning(tmp_path, tiny_cfg, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -31,3 +32,14 @@ def assert_same_tensors(a, b, path="state"):
             assert_same_tensors(x, y, f"{path}[{i}]")
     else:
         assert a == b, path
+
+
+def scripted_evals(trainer, losses):
+    """Replace a Trainer's real eval by a script of (train_loss, val_loss) pairs."""
+    script = iter(losses)
+
+    def evaluate():
+        train, val = next(script)
+        return {"train_loss": train, "val_loss": val, "val_ppl": math.exp(val), "val_bpb": val / math.log(2)}
+
+    trainer.evaluate = evaluate

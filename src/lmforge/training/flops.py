@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import torch
+from torch import nn
 
 from lmforge.models.base import LanguageModel
 
@@ -42,10 +43,12 @@ PEAK_FLOPS: list[tuple[str, tuple[float, float]]] = [
 
 
 def flops_per_token(model: LanguageModel) -> float:
-    """Training FLOPs (forward + backward) per token for this model."""
-    matmul_params = model.num_params()
-    if getattr(model, "pos_emb", None) is not None:  # position embeddings are looked up, not multiplied
-        matmul_params -= model.pos_emb.weight.numel()
+    """Training FLOPs (forward + backward) per token for this model. Embedding tables are looked up, not multiplied
+    (the position table, and the token table unless it is also the tied output head), so they count for nothing."""
+    head = model.output_head()
+    looked_up = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    looked_up -= {id(p) for p in head.parameters()} if head is not None else set()
+    matmul_params = sum(p.numel() for p in model.parameters() if id(p) not in looked_up)
     if model.family != "transformer":
         return 6.0 * matmul_params
     return 6.0 * matmul_params + 12.0 * model.cfg.n_layer * model.cfg.n_embd * model.cfg.block_size
