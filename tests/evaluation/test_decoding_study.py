@@ -39,7 +39,8 @@ def test_parse_strategies():
 
 
 @pytest.mark.parametrize("spec, fragment", [("temp=0.7", "cannot read"), ("t=abc", "needs a number"),
-                                            ("t=0", "temperature > 0"), ("p=1.5", "top_p"), ("greedy,greedy", "twice"),
+                                            ("t=0", "temperature > 0"), ("t=nan", "temperature > 0"),
+                                            ("t=inf", "finite temperature"), ("p=1.5", "top_p"), ("greedy,greedy", "twice"),
                                             (",", "empty")])
 def test_bad_strategies_name_the_flag(spec, fragment):
     with pytest.raises(LmforgeError, match="--strategies") as exc:

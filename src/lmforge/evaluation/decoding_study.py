@@ -6,6 +6,7 @@ so the numbers mean the same for character, word and BPE tokenizers.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,8 @@ def parse_strategies(spec: str) -> list[Strategy]:
     strategies: dict[str, Strategy] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         s = Strategy(item, **({"greedy": True} if item == "greedy" else dict(map(_setting, item.split("+")))))
-        if s.temperature <= 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
-            raise LmforgeError(f"--strategies: {item!r} needs temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 "
+        if not 0 < s.temperature < math.inf or s.top_k < 0 or not 0 < s.top_p <= 1:  # `not`: nan fails too
+            raise LmforgeError(f"--strategies: {item!r} needs a finite temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 "
                                "(use 'greedy' for temperature 0)")
         if item in strategies:
             raise LmforgeError("--strategies names a strategy twice; list each once")
