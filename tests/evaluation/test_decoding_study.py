@@ -61,6 +61,9 @@ def test_read_prompts(tmp_path):
         read_prompts(jsonl)
     with pytest.raises(LmforgeError, match="does not exist"):
         read_prompts(tmp_path / "none.txt")
+    plain.write_bytes(b"caf\xe9\n")  # Latin-1
+    with pytest.raises(LmforgeError, match="--prompts .*p.txt' is not UTF-8"):
+        read_prompts(plain)
 
 
 def test_strategies_differ_as_they_should(cycle_run):
