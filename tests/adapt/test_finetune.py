@@ -88,6 +88,9 @@ def test_messages_render_with_the_template_and_train_assistant_turns_only(bpe_ru
     path.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\n')
     with pytest.raises(LmforgeError, match="line 1 is neither"):
         read_instructions(path)
+    path.write_bytes(b'{"prompt": "caf\xe9", "completion": "ok"}\n')  # Latin-1
+    with pytest.raises(LmforgeError, match="chat.jsonl' is not UTF-8"):
+        read_instructions(path)
 
 
 def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp_path, capsys):

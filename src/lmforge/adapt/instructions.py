@@ -60,8 +60,12 @@ def read_instructions(path: str | Path) -> list[list[tuple[str, bool]] | list[di
     path = Path(path)
     if not path.is_file():
         raise LmforgeError(f"--data '{path}' does not exist; pass a JSONL file of prompt/completion pairs or messages")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LmforgeError(f"--data '{path}' is not UTF-8 text; save it as UTF-8") from None
     rows: list = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
