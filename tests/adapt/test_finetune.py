@@ -135,6 +135,8 @@ def test_lora_finetune_trains_adapters_only_and_merges(bpe_run, pairs_file, tmp_
 
 def test_finetune_refuses_bad_input(bpe_run, tiny_run, pairs_file, tmp_path, capsys):
     for argv, words in (([str(bpe_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
+                        ([str(bpe_run), "--data", str(pairs_file), "--val-data", str(tmp_path / "nope.jsonl")],
+                         "--val-data '"),
                         ([str(bpe_run), "--data", str(pairs_file), "--model.n_layer", "3"], "cannot be set"),
                         ([str(bpe_run)], "needs BASE, --data")):
         assert main(["finetune", *argv, "--out", str(tmp_path / "o")]) == 2
