@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from lmforge.commands.common import SHARED as FLAGS
 from lmforge.errors import LmforgeError
@@ -48,6 +49,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.action == "train":
         from lmforge.tokenizers import train_tokenizer
 
+        if Path(args.out).is_dir():
+            raise LmforgeError(f"--out '{args.out}' is a folder; pass --out with the JSON file to write, e.g. "
+                               f"{Path(args.out) / 'tokenizer.json'}")
         files = find_files(args.data)
         start = time.perf_counter()
         blank = True  # only whitespace went by, if any text: word and bpe would train on nothing
