@@ -129,6 +129,7 @@ def test_beams_return_the_best_beams(capsys, tiny_run):
     (["--num-samples", "0"], "--num-samples"),
     (["--decode", "fast"], "--decode"),
     (["--stop", ""], "--stop"),
+    (["--seed", str(10**30)], "--seed must be less than or equal to 9223372036854775807"),
     (["--device", "tpu"], "--device must be one of auto, cpu, cuda, cuda:N, mps, not 'tpu'"),
     pytest.param(["--device", "cuda"], "--device cuda: no CUDA GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")),
