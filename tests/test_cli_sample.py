@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from lmforge.cli import main
 
@@ -128,6 +129,12 @@ def test_beams_return_the_best_beams(capsys, tiny_run):
     (["--num-samples", "0"], "--num-samples"),
     (["--decode", "fast"], "--decode"),
     (["--stop", ""], "--stop"),
+    (["--stop", "\\x"], "--stop '\\\\x' has a broken escape"),
+    (["--ban", "\\u12"], "--ban '\\\\u12' has a broken escape"),
+    (["--seed", str(10**30)], "--seed must be less than or equal to 9223372036854775807"),
+    (["--device", "tpu"], "--device must be one of auto, cpu, cuda, cuda:N, mps, not 'tpu'"),
+    pytest.param(["--device", "cuda"], "--device cuda: no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")),
 ])
 def test_bad_sample_flags_give_one_line(capsys, tiny_run, args, fragment):
     code, out, err = sample(capsys, tiny_run, "--max-new-tokens", 5, *args)

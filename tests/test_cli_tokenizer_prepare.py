@@ -156,6 +156,9 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
      ["--unknown applies to --kind char"]),
     (["tokenizer", "train", "--kind", "bpe", "--vocab-size", "100", "--data", "{folder}", "--out", "{tmp}/t.json"],
      ["--vocab-size 100", "at least 258"]),
+    (["tokenizer", "train", "--kind", "bpe", "--data", "{blank}", "--out", "{tmp}/t.json"], ["--data", "holds no text"]),
+    (["tokenizer", "train", "--kind", "word", "--data", "{blank}", "--out", "{tmp}/t.json"], ["--data", "holds no text"]),
+    (["tokenizer", "train", "--kind", "char", "--data", "{folder}", "--out", "{folder}"], ["--out", "is a folder"]),
     (["tokenizer", "inspect", "{tmp}/none.json", "--data", "{folder}"], ["FILE", "not a kind"]),
     (["tokenizer", "inspect", "{tmp}/none.json"], ["required: --data"]),
     (["prepare", "--data", "{folder}", "--tokenizer", "bpe"], ["required: --out"]),
@@ -170,9 +173,11 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
     (["train", "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "-3"], ["--vocab-size", "must be greater than or equal to 0, not -3"]),
 ])
 def test_bad_input_gives_one_line(capsys, folder, tmp_path, args, fragments):
-    args = [a.format(folder=folder, tmp=tmp_path) for a in args]
+    (tmp_path / "blank.txt").write_text(" \n\n  \n")
+    args = [a.format(folder=folder, tmp=tmp_path, blank=tmp_path / "blank.txt") for a in args]
     code, _, err = run_cli(capsys, *args)
     assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "t.json").exists() and not list(folder.parent.glob("*.tmp"))
 
 
 def test_help_has_examples(capsys):

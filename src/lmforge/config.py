@@ -51,6 +51,7 @@ def _across(message: str) -> None:
 Text = Annotated[str, Field(min_length=1)]
 Maybe = Annotated[Text | None, BeforeValidator(_none)]  # a non-empty string, or None ('none' on the command line)
 Temperature = Annotated[float, Field(ge=0)]  # 0: greedy
+SEED_RANGE = {"ge": -(2**63), "le": 2**63 - 1}  # torch's generators take 64 bits, and seed + i must fit
 Names = Annotated[list[Text], Field(min_length=1), BeforeValidator(lambda v: v.split(",") if isinstance(v, str) else v)]
 
 
@@ -244,7 +245,8 @@ class DecodeConfig(Sampling):
     stop: Annotated[tuple[Text, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)] = Field(
         (), description="end a sample before TEXT (repeatable; \\n and \\t mean newline and tab)")
     eos_id: int | None = None  # a sample ends at this token (not part of the text): the tokenizer's end of text
-    seed: int | None = Field(None, description="make sampling reproducible (sample i uses N+i; default: fresh)")
+    seed: int | None = Field(None, **SEED_RANGE,
+                             description="make sampling reproducible (sample i uses N+i; default: fresh)")
     mode: Literal["auto", "eager", "static", "compiled"] = Field(
         "auto", description="auto | eager | static | compiled: compiled (static shapes, CUDA graphs) is auto's "
                             "choice on CUDA, eager elsewhere")

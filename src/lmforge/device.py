@@ -6,20 +6,26 @@ import contextlib
 
 import torch
 
+from lmforge.config import _device
 from lmforge.errors import LmforgeError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple's MPS, then the CPU."""
+def resolve_device(name: str = "auto", flag: str = "--train.device") -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU. `flag` gave the name: training's config key, or a
+    command's --device."""
+    try:
+        _device(name)
+    except ValueError as exc:
+        raise LmforgeError(f"{flag} {exc}, not {name!r}") from None
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LmforgeError(f"--train.device {name}: no CUDA GPU is visible; use --train.device cpu (or auto)")
+        raise LmforgeError(f"{flag} {name}: no CUDA GPU is visible; use {flag} cpu (or auto)")
     if name == "mps" and not mps:
-        raise LmforgeError("--train.device mps: Apple's MPS is not available here; use --train.device cpu (or auto)")
+        raise LmforgeError(f"{flag} mps: Apple's MPS is not available here; use {flag} cpu (or auto)")
     return torch.device(name)
 
 

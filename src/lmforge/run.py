@@ -156,7 +156,7 @@ def load(path: str | Path, device: str = "auto", quantize: str = "none") -> Run:
     check_run_dir(path)
     config = Config.from_file(path / CONFIG_FILE)
     tokenizer = load_tokenizer(path / TOKENIZER_FILE)
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     model = build_model(config.model, tokenizer.vocab_size)
     load_weights(model, path / MODEL_FILE)
     model.to(dev).eval()

@@ -88,6 +88,9 @@ def test_messages_render_with_the_template_and_train_assistant_turns_only(bpe_ru
     path.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\n')
     with pytest.raises(LmforgeError, match="line 1 is neither"):
         read_instructions(path)
+    path.write_bytes(b'{"prompt": "caf\xe9", "completion": "ok"}\n')  # Latin-1
+    with pytest.raises(LmforgeError, match="chat.jsonl' is not UTF-8"):
+        read_instructions(path)
 
 
 def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp_path, capsys):
@@ -132,6 +135,8 @@ def test_lora_finetune_trains_adapters_only_and_merges(bpe_run, pairs_file, tmp_
 
 def test_finetune_refuses_bad_input(bpe_run, tiny_run, pairs_file, tmp_path, capsys):
     for argv, words in (([str(bpe_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
+                        ([str(bpe_run), "--data", str(pairs_file), "--val-data", str(tmp_path / "nope.jsonl")],
+                         "--val-data '"),
                         ([str(bpe_run), "--data", str(pairs_file), "--model.n_layer", "3"], "cannot be set"),
                         ([str(bpe_run)], "needs BASE, --data")):
         assert main(["finetune", *argv, "--out", str(tmp_path / "o")]) == 2

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from lmforge.adapt.tasks import century, century_paragraphs, president_pairs, write_tasks
+from lmforge.errors import LmforgeError
 
 
 def years(rows, key):
@@ -38,3 +41,10 @@ def test_write_tasks(tmp_path):
     first = json.loads((tmp_path / "president.train.jsonl").read_text().splitlines()[0])
     assert first == {"prompt": "Which president delivered the State of the Union of 1790?\n",
                      "completion": "George Washington"}
+
+
+def test_write_tasks_into_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(LmforgeError, match="--out .*notes.txt' is a file"):
+        write_tasks(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "keep"

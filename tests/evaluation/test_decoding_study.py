@@ -39,7 +39,8 @@ def test_parse_strategies():
 
 
 @pytest.mark.parametrize("spec, fragment", [("temp=0.7", "cannot read"), ("t=abc", "needs a number"),
-                                            ("t=0", "temperature > 0"), ("p=1.5", "top_p"), ("greedy,greedy", "twice"),
+                                            ("t=0", "temperature > 0"), ("t=nan", "temperature > 0"),
+                                            ("t=inf", "finite temperature"), ("p=1.5", "top_p"), ("greedy,greedy", "twice"),
                                             (",", "empty")])
 def test_bad_strategies_name_the_flag(spec, fragment):
     with pytest.raises(LmforgeError, match="--strategies") as exc:
@@ -60,6 +61,9 @@ def test_read_prompts(tmp_path):
         read_prompts(jsonl)
     with pytest.raises(LmforgeError, match="does not exist"):
         read_prompts(tmp_path / "none.txt")
+    plain.write_bytes(b"caf\xe9\n")  # Latin-1
+    with pytest.raises(LmforgeError, match="--prompts .*p.txt' is not UTF-8"):
+        read_prompts(plain)
 
 
 def test_strategies_differ_as_they_should(cycle_run):

@@ -57,6 +57,12 @@ def test_loss_per_token_is_not_compared_across_tokenizers():
     assert "tokenizers differ" in result.notes[0]
 
 
+@pytest.mark.parametrize("tol, abs_tol", [(-0.01, 0.0), (float("nan"), 0.0), (0.0, float("nan")), (float("inf"), 0.0)])
+def test_a_tolerance_that_is_not_a_finite_number_0_or_more_is_refused(tol, abs_tol):
+    with pytest.raises(LmforgeError, match="--tolerance and --abs-tolerance must be finite numbers, 0 or more"):
+        compare(*sides(1.0, 9.0), tol, abs_tol)
+
+
 def test_nothing_to_compare_is_an_error():
     with pytest.raises(LmforgeError, match="no metric"):
         compare(Side("b", {}, "b"), Side("c", {"loss": 1.0}, "c"), 0.01, 0.0)

@@ -200,6 +200,15 @@ def test_report_without_metrics_is_one_line(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1 and "no metrics.jsonl" in err
 
 
+def test_report_out_a_folder_is_one_line_and_writes_nothing(capsys, tmp_path, tiny_run):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    assert main(["report", str(tiny_run), "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--out" in err and "is a folder" in err, err
+    assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())
+
+
 def test_every_evaluation_command_has_help_with_examples(capsys):
     for command in ("eval", "probe", "study", "regress", "report"):
         with pytest.raises(SystemExit) as exc:

@@ -73,8 +73,10 @@ def test_the_official_openai_client_lists_completes_and_streams(served):
     ({"prompt": "All:", "top_p": 1.5}, 400, "top_p"),
     ({"prompt": "All:", "top_p": 0}, 400, "top_p"),
     ({"prompt": "All:", "model": "nope"}, 404, "not served"),
+    ({"prompt": "All:", "seed": 10**30}, 400, "seed"),  # more than torch's 64 bits: the request hung
     ({"prompt": ""}, 400, "empty"),
     ({"prompt": "All: " * 5000}, 400, "tokens"),
+    (b'{"prompt": "All:\\ud800"}', 400, "lone surrogate"),  # valid JSON, not valid Unicode
 ])
 def test_bad_requests_get_a_4xx_in_openai_shape_and_the_server_keeps_serving(served, body, status, fragment):
     _, client = served

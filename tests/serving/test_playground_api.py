@@ -138,6 +138,11 @@ def test_bad_input_gets_an_openai_error(served):
         assert reply.status_code == status and words in reply.json()["error"]["message"], (body, reply.text)
     assert client.post("/v1/playground/inspect", content=b"{oops", headers={"content-type": "application/json"}
                        ).status_code == 400
+    for path, key in (("/v1/playground/inspect", "text"), ("/v1/playground/distribution", "prompt"),
+                      ("/v1/playground/attention", "text")):
+        reply = client.post(path, content=b'{"%s": "All\\udfff:"}' % key.encode(),
+                            headers={"content-type": "application/json"})
+        assert reply.status_code == 400 and "lone surrogate" in reply.json()["error"]["message"], reply.text
 
 
 def test_runs_list_config_curves_and_report(tiny_run, tmp_path):

@@ -207,7 +207,8 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, overrides: dic
     tokenizer, state = with_eos(tokenizer, state)
     examples = read_instructions(data)
     template = ChatTemplate.for_examples(examples)
-    train, val = split_examples(examples, read_instructions(val_data) if val_data else None, config.train.seed)
+    train, val = split_examples(examples, read_instructions(val_data, "--val-data") if val_data else None,
+                              config.train.seed)
     first_prompt = "".join(text for text, trained in (template.segments(val[0]) if isinstance(val[0][0], dict)
                                                       else val[0]) if not trained)
     defaults = {"train.lr": 3e-4, "train.min_lr": 3e-5, "train.warmup_steps": 10, "train.max_steps": 300,

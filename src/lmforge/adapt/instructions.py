@@ -54,14 +54,19 @@ class ChatTemplate:
         return cls(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
 
 
-def read_instructions(path: str | Path) -> list[list[tuple[str, bool]] | list[dict[str, str]]]:
+def read_instructions(path: str | Path, flag: str = "--data") -> list[list[tuple[str, bool]] | list[dict[str, str]]]:
     """Each line of a JSONL file: {"prompt", "completion"} → [(prompt, False), (completion, True)], or
-    {"messages": [{"role", "content"}, ...]} with at least one assistant turn (kept as messages)."""
+    {"messages": [{"role", "content"}, ...]} with at least one assistant turn (kept as messages). `flag` gave the
+    path, for the messages."""
     path = Path(path)
     if not path.is_file():
-        raise LmforgeError(f"--data '{path}' does not exist; pass a JSONL file of prompt/completion pairs or messages")
+        raise LmforgeError(f"{flag} '{path}' does not exist; pass a JSONL file of prompt/completion pairs or messages")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
     rows: list = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:

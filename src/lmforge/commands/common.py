@@ -46,14 +46,14 @@ SHARED = {
 }
 
 
-def unescape(text: str | None) -> str | None:
-    """'\\n\\n' typed in a shell means two newlines."""
+def unescape(text: str | None, flag: str = "--separator") -> str | None:
+    """'\\n\\n' typed in a shell means two newlines; `flag` gave the text."""
     if text is None:
         return None
     try:
         return text.encode("utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError):
-        raise LmforgeError(f"--separator {text!r} has a broken escape; write e.g. '\\n\\n' or '---'") from None
+        raise LmforgeError(f"{flag} {text!r} has a broken escape; write e.g. '\\n\\n' or '---'") from None
 
 
 def write_json(path: Path, data: dict) -> None:

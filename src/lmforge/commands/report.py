@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lmforge.commands.common import load_run, write_json
+from lmforge.errors import LmforgeError
 
 HELP = "one HTML page (and Markdown): curves, verdict, evals, probes, samples"
 DESCRIPTION = ("Write RUN_DIR/report.html (self-contained) and report.md: the curves, the best step, an "
@@ -31,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.report import build_report, fresh_results
 
+    if args.out and Path(args.out).is_dir():
+        raise LmforgeError(f"--out '{args.out}' is a folder; pass --out with the HTML file to write, e.g. "
+                           f"{Path(args.out) / 'report.html'}")
     for path, result in fresh_results(lambda: load_run(args), args.run_dir, args.data, args.suite, args.stride):
         write_json(path, result)
     result = build_report(args.run_dir, args.out)

@@ -66,7 +66,8 @@ def decode_options(args: argparse.Namespace, run) -> dict:
     if given.get("num_beams", 1) > 1 and any(name in given for name in SAMPLING_ONLY):
         raise LmforgeError("--beams searches deterministically; drop --temperature, --top-k, --top-p and --min-p")
     options = run.config.sample.model_dump(exclude={"prompt"})  # the settings it shares with DecodeConfig
-    options.update(given, ban=[unescape(b) for b in args.ban], stop=tuple(unescape(x) for x in given.get("stop", ())))
+    options.update(given, ban=[unescape(b, "--ban") for b in args.ban],
+                   stop=tuple(unescape(x, "--stop") for x in given.get("stop", ())))
     return options
 
 

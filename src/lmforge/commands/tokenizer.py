@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from lmforge.commands.common import SHARED as FLAGS
 from lmforge.errors import LmforgeError
@@ -48,12 +49,25 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.action == "train":
         from lmforge.tokenizers import train_tokenizer
 
+        if Path(args.out).is_dir():
+            raise LmforgeError(f"--out '{args.out}' is a folder; pass --out with the JSON file to write, e.g. "
+                               f"{Path(args.out) / 'tokenizer.json'}")
         files = find_files(args.data)
         start = time.perf_counter()
-        texts = iter_texts(files, args.text_field)
+        blank = True  # only whitespace went by, if any text: word and bpe would train on nothing
+
+        def texts():
+            nonlocal blank
+            for text in iter_texts(files, args.text_field):
+                blank = blank and text.isspace()
+                yield text
+
         if args.unknown != "replace" and args.kind != "char":
             raise LmforgeError(f"--unknown applies to --kind char only ({args.kind} needs no policy); leave it out")
-        tok = train_tokenizer(args.kind, texts, args.vocab_size, documents=True, unknown=args.unknown)
+        tok = train_tokenizer(args.kind, texts(), args.vocab_size, documents=True, unknown=args.unknown)
+        if blank:
+            raise LmforgeError(f"--data '{args.data}' holds no text (empty or only whitespace); pass --data with text "
+                               "to train on")
         tok.save(args.out)
         specials = ", ".join(f"{r}={i}" for r, i in tok.specials.items()) or "none"
         print(f"trained a {tok.kind} tokenizer: {tok.vocab_size:,} tokens (specials: {specials}) in "

@@ -6,6 +6,7 @@ so the numbers mean the same for character, word and BPE tokenizers.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,8 @@ def parse_strategies(spec: str) -> list[Strategy]:
     strategies: dict[str, Strategy] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         s = Strategy(item, **({"greedy": True} if item == "greedy" else dict(map(_setting, item.split("+")))))
-        if s.temperature <= 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
-            raise LmforgeError(f"--strategies: {item!r} needs temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 "
+        if not 0 < s.temperature < math.inf or s.top_k < 0 or not 0 < s.top_p <= 1:  # `not`: nan fails too
+            raise LmforgeError(f"--strategies: {item!r} needs a finite temperature > 0, top_k ≥ 0 and 0 < top_p ≤ 1 "
                                "(use 'greedy' for temperature 0)")
         if item in strategies:
             raise LmforgeError("--strategies names a strategy twice; list each once")
@@ -70,7 +71,11 @@ def read_prompts(spec: str | Path) -> list[str]:
     if path.suffix == ".jsonl":
         found = [p for number, data in jsonl_values(path, "--prompts") for p in _prompts_of(data, f"{path}:{number}")]
     else:
-        found = [line.replace("\\n", "\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise LmforgeError(f"--prompts '{path}' is not UTF-8 text; save it as UTF-8") from None
+        found = [line.replace("\\n", "\n") for line in lines if line.strip()]
     prompts = list(dict.fromkeys(found))  # a suite may use one prompt in several probes
     if not prompts:
         raise LmforgeError(f"--prompts '{spec}' holds no prompts; write one prompt per line")

@@ -8,6 +8,7 @@ best evals on their val splits. Loss per token compares only across runs with th
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,9 @@ def side_from_eval(run_dir: Path, label: str, data: str, stride: int | None, dev
 
 
 def compare(baseline: Side, candidate: Side, tolerance: float, abs_tolerance: float) -> RegressionResult:
-    if tolerance < 0 or abs_tolerance < 0:
-        raise LmforgeError("--tolerance and --abs-tolerance must be 0 or more")
+    if not (0 <= tolerance < math.inf and 0 <= abs_tolerance < math.inf):  # nan too: it made every check pass
+        raise LmforgeError(f"--tolerance and --abs-tolerance must be finite numbers, 0 or more (got {tolerance}, "
+                           f"{abs_tolerance})")
     checks, notes = [], []
     for metric in METRICS:
         if metric not in baseline.metrics or metric not in candidate.metrics:

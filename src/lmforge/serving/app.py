@@ -66,6 +66,10 @@ def create_app(runs: dict[str, Run], api_key: str | None = None, request_timeout
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status)
 
+    @app.exception_handler(LmforgeError)
+    async def bad_input(_: Request, exc: LmforgeError) -> JSONResponse:  # e.g. a lone surrogate in a prompt
+        return JSONResponse(error_body(str(exc)), status_code=400)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]

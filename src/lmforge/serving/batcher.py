@@ -171,8 +171,8 @@ class Batcher:
         device = self.run.device
         for p, prompt in enumerate(prompts):
             choices = [_Choice(job, p * n + i, Continuation(self.run.tokenizer, cfg.stop)) for i in range(n)]
-            generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(n)]
-            try:
+            try:  # a generator too: a seed torch refuses must end this request, not leave it waiting
+                generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(n)]
                 rows = self.batch.add(prompt, cfg, generators, logprobs, tags=choices)
             except Exception as exc:  # noqa: BLE001 - a failed request must not stop the thread
                 for choice in choices:

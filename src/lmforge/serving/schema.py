@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmforge.config import SEED_RANGE
+
 MAX_TOKENS = 2048  # per choice
 MAX_N = 16  # choices per request
 MAX_LOGPROBS = 20  # alternatives per token
@@ -35,7 +37,7 @@ class Decoding(BaseModel):
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     repetition_penalty: float = Field(1.0, gt=0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, **SEED_RANGE)
     n: int = Field(1, ge=1, le=MAX_N)
     stream: bool = False
 
