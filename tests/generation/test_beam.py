@@ -10,6 +10,7 @@ import torch
 
 from lmforge.config import DecodeConfig, ModelConfig
 from lmforge.generation import beam_search, decode
+from lmforge.generation.beam import Beam
 from lmforge.models import FAMILIES, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,6 +71,15 @@ def test_one_beam_is_greedy():
     greedy = [int(s.ids[0]) for s in decode(model, [[4, 5, 6]], cfg)]
     [beam] = beam_search(model, [4, 5, 6], DecodeConfig(max_new_tokens=15, num_beams=1))
     assert beam.ids == greedy
+
+
+def test_edge_cases():
+    model = tiny()
+    assert beam_search(model, [4], DecodeConfig(max_new_tokens=0, num_beams=3)) == [Beam([], 0.0, False, [], [], [])]
+    with pytest.raises(ValueError, match="can return 1 to 3 beams, not 4"):
+        beam_search(model, [4], DecodeConfig(max_new_tokens=2, num_beams=3), num_return=4)
+    with pytest.raises(ValueError, match="at least one token"):
+        beam_search(model, [], DecodeConfig(max_new_tokens=2, num_beams=3))
 
 
 def load_twin():

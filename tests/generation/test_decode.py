@@ -76,13 +76,14 @@ def test_sampling_is_reproducible_with_a_seed_and_varies_without():
     assert sample(7) != sample(8)
 
 
-def test_cached_decoding_equals_decoding_without_a_cache():
+@pytest.mark.parametrize("block_size", [64, 16])  # 16: the 8 + 30 tokens run past the context
+def test_cached_decoding_equals_decoding_without_a_cache(block_size):
     """The transformer's cached step against the model-agnostic default step (recompute each time)."""
-    model = transformer()
+    model = transformer(block_size)
     cached, _ = run(model, [PROMPTS[0]], max_new_tokens=30, greedy=True)
     ids = torch.tensor([PROMPTS[0]])
     for _ in range(30):
-        ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], 1)
+        ids = torch.cat([ids, model(ids[:, -block_size:])[:, -1].argmax(-1, keepdim=True)], 1)
     assert cached[0].tolist() == ids[0, len(PROMPTS[0]) :].tolist()
 
 

@@ -144,3 +144,65 @@ def test_a_cache_too_small_says_so():
         cache = model.new_state(1, capacity=4)
         with pytest.raises(ValueError, match="capacity"):
             model.step(torch.zeros(1, 6, dtype=torch.long), cache)
+
+
+# ---------------------------------------------------------------------- caches whose rows move, past the context
+
+
+def padded_cache(model, lengths, seed):
+    """The prompts (random, of `lengths`) fed left-padded into one cache of the whole context: (prompts, cache)."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(37, (n,), generator=g).tolist() for n in lengths]
+    width = max(lengths)
+    pad = torch.tensor([width - n for n in lengths])
+    with torch.no_grad():
+        _, cache = model.step(torch.tensor([[5] * (width - len(p)) + p for p in prompts]),
+                              model.new_state(len(prompts), pad=pad))
+    return prompts, cache
+
+
+def assert_continues(model, cache, histories, steps=12):
+    """Feed random tokens to every row for `steps` steps; each step's logits must be those of a forward pass over
+    that row's history (cropped to the context): rows whose cache was moved still hold their own tokens."""
+    g = torch.Generator().manual_seed(9)
+    histories = [list(h) for h in histories]
+    with torch.no_grad():
+        for step in range(steps):
+            nxt = torch.randint(37, (len(histories), 1), generator=g)
+            logits, cache = model.step(nxt, cache)
+            for r, h in enumerate(histories):
+                h.append(int(nxt[r]))
+                want = model(torch.tensor([h[-model.cfg.block_size :]]))[0, -1]
+                assert torch.allclose(logits[r], want, atol=1e-5), f"row {r} step {step}"
+    return cache
+
+
+def test_left_padded_rows_past_the_context():
+    model = model_with(block_size=16)
+    prompts, cache = padded_cache(model, (9, 3, 6), seed=10)
+    assert_continues(model, cache, prompts)  # 9 + 12 tokens: the window slides over each row's padding
+
+
+def test_reorder_moves_each_rows_padding_and_tokens():
+    model = model_with(block_size=16)
+    prompts, cache = padded_cache(model, (9, 3, 6), seed=11)
+    cache = model.reorder_state(cache, torch.tensor([2, 0, 0]))
+    assert cache.pad.tolist() == [3, 0, 0]
+    assert_continues(model, cache, [prompts[2], prompts[0], prompts[0]])
+
+
+def test_select_keeps_its_rows_without_the_padding_they_share():
+    model = model_with(block_size=16)
+    prompts, cache = padded_cache(model, (5, 7, 9), seed=12)  # pads 4, 2, 0
+    kept = cache.select(torch.tensor([1, 0]))
+    assert (kept.pos, kept.pad.tolist()) == (7, [0, 2])  # the 2 slots of padding both rows had are gone
+    assert_continues(model, kept, [prompts[1], prompts[0]])
+
+
+def test_stack_right_aligns_caches_of_different_lengths():
+    model = model_with(block_size=16)
+    short_prompts, short = padded_cache(model, (3, 2), seed=13)
+    long_prompts, long = padded_cache(model, (8,), seed=14)
+    both = type(short).stack([short, long])
+    assert (both.pos, both.pad.tolist()) == (8, [5, 6, 0])
+    assert_continues(model, both, short_prompts + long_prompts)

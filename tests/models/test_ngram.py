@@ -1,5 +1,6 @@
 """The n-gram model: a proper distribution everywhere, equal to Kneser-Ney written out by hand."""
 
+import itertools
 import math
 import time
 from collections import Counter, defaultdict
@@ -88,6 +89,22 @@ def test_matches_kneser_ney_written_out_by_hand(order, smoothing):
         h = tuple(int(i) for i in x[0, max(0, t - order + 2) : t + 1]) if order > 1 else ()
         want = [prob(w, h) for w in range(V)]
         assert np.allclose(got[t].numpy(), want, atol=1e-12), (t, h)
+
+
+def test_positions_computed_in_chunks_match_the_reference(monkeypatch):
+    """A long batch is computed a few positions at a time; every chunk must read its own contexts."""
+    import lmforge.models.ngram as ngram_module
+
+    V = 6
+    ids = zipf_ids(400, V)
+    model = ngram(3, V, ids=ids)
+    monkeypatch.setattr(ngram_module, "CHUNK_VALUES", 5 * V)  # 5 positions per chunk: 24 positions make 5 chunks
+    prob = reference_kn(ids, 3, V)
+    x = torch.from_numpy(zipf_ids(24, V, seed=2)).view(2, 12)
+    got = model.probs(x)
+    for b, t in itertools.product(range(2), range(12)):
+        h = tuple(int(i) for i in x[b, max(0, t - 1) : t + 1])
+        assert np.allclose(got[b, t].numpy(), [prob(w, h) for w in range(V)], atol=1e-12), (b, t)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 5])

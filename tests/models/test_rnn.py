@@ -85,6 +85,31 @@ def test_truncated_bptt_carries_the_state_but_not_the_graph():
     assert not torch.allclose(logits, model(x2[2:]), atol=1e-3)  # which differs from starting afresh
 
 
+def test_a_new_pass_starts_from_zeros():
+    """Each pass over the data starts at a new random offset: the state carried from the last pass's end does
+    not belong to the new windows."""
+    model = tiny_rnn("gru")
+    feed = TruncatedBPTTFeed(np.arange(80) % 11, batch_size=2, block_size=12, generator=torch.Generator().manual_seed(0))
+    windows = 0
+    while feed.windows.passes < 2:
+        x, _ = feed.next_batch()
+        logits = feed.forward(model, x, slice(0, 2))
+        windows += 1
+    assert windows > 2 and feed.windows.window == 0  # the first pass carried a state; x is the new pass's first
+    assert torch.allclose(logits, model(x), atol=1e-6)
+
+
+def test_initial_weights_start_near_uniform_and_lstms_remembering():
+    """Embeddings and an untied head in ±0.1, so every logit starts near zero; an LSTM's forget gate bias (the
+    second of PyTorch's four gates) starts at 1 and its other input biases at 0 (Jozefowicz et al., 2015)."""
+    model = tiny_rnn("lstm", tie_weights=False)
+    for weight in (model.tok_emb.weight, model.head.weight):
+        assert weight.abs().max() <= 0.1 and weight.abs().max() > 0.09
+    for layer in range(2):
+        bias = getattr(model.cell, f"bias_ih_l{layer}").view(4, 16)  # input, forget, cell, output
+        assert bias.tolist() == [[0.0] * 16, [1.0] * 16, [0.0] * 16, [0.0] * 16]
+
+
 def test_truncated_bptt_state_round_trips_for_resume():
     model = tiny_rnn("gru")
     ids = np.arange(3000) % 11

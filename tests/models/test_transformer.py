@@ -136,11 +136,39 @@ def test_rope_scores_depend_only_on_the_distance():
 def test_rmsnorm_scales_to_unit_root_mean_square():
     from lmforge.models.layers import make_norm
 
-    x = torch.randn(4, 16) * 5 + 2
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(0)) * 5 + 2
     norm = make_norm("rmsnorm", 16, bias=True)  # no bias and no centring, whatever `bias` says
     assert [n for n, _ in norm.named_parameters()] == ["weight"]
     y = norm(x)
     assert torch.allclose(y.pow(2).mean(-1), torch.ones(4), atol=1e-4)
+    # the formula itself: a unit mean square alone also holds for LayerNorm, which centres x (mean 2 here)
+    assert torch.allclose(y, x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt(), atol=1e-5)
+
+
+def test_qk_norm_normalizes_the_keys_with_their_own_weights():
+    """Scaling the query norm's weights by c or the key norm's by c both scale every score by c; a model whose
+    keys went through the query norm ignores the key norm (equal weights at init hide that)."""
+    base = tiny_model(qk_norm=True)
+    ids = torch.randint(11, (2, 12), generator=torch.Generator().manual_seed(0))
+    scaled = {}
+    for which in ("q_norm", "k_norm"):
+        model = tiny_model(qk_norm=True)
+        with torch.no_grad():
+            for block in model.blocks:
+                getattr(block.attn, which).weight.mul_(3.0)
+            scaled[which] = model(ids)
+    assert torch.allclose(scaled["q_norm"], scaled["k_norm"], atol=1e-5)
+    assert not torch.allclose(scaled["k_norm"], base(ids), atol=1e-3)
+
+
+def test_projections_into_the_residual_stream_start_smaller_with_depth():
+    """GPT-2's init: std 0.02 / √(2 · n_layer) for the two output projections of each block, 0.02 elsewhere."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=8, n_head=2, n_embd=64, block_size=8), 11)
+    for name, p in model.named_parameters():
+        if p.dim() == 2:
+            want = 0.02 / 4 if name.endswith("proj.weight") else 0.02
+            assert abs(p.std().item() / want - 1) < 0.1, name
 
 
 @pytest.mark.parametrize("positions", ["learned", "rope", "none"])
