@@ -49,6 +49,20 @@ def test_uniform_model_has_perplexity_equal_to_vocab_size():
     assert math.isclose(result.bits_per_byte, 2.0, rel_tol=1e-5)
 
 
+def test_a_text_of_one_token_has_nothing_to_score():
+    tok = CharTokenizer(["a"])
+    with pytest.raises(LmforgeError, match="the evaluation text has 1 tokens"):
+        evaluate_ids(FixedDistribution([1.0]), tok, tok.encode_array("a"), 4, 1, torch.device("cpu"))
+
+
+def test_evaluation_leaves_the_model_in_the_mode_it_found_it_in():
+    model, ids = FixedDistribution([0.5, 0.5]), np.array([0, 1, 0, 1])
+    for training in (True, False):
+        model.train(training)
+        token_nats(model, ids, 2, 1, torch.device("cpu"))
+        assert model.training is training
+
+
 # ---------------------------------------------------------------------- sliding windows
 
 
