@@ -294,6 +294,17 @@ def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown
     assert result["bytes"] == len(text.encode("utf-8")) - len("First")  # every byte but the first token's
 
 
+def test_eval_prints_windows_or_streams_and_the_three_numbers():
+    from lmforge.evaluation.perplexity import format_eval
+
+    result = {"data": "val.txt", "tokens": 12345, "bytes": 23456, "block_size": 64, "stride": 16, "streams": None,
+              "loss": 1.23456, "perplexity": 3.43678, "bits_per_byte": 0.98765}
+    assert format_eval(result) == ("val.txt: 12,345 tokens, 23,456 bytes, windows of 64 every 16 tokens\n"
+                                   "loss        1.2346 nats/token\nperplexity  3.437\nbits/byte   0.9877")
+    recurrent = format_eval({**result, "stride": None, "streams": 4})
+    assert recurrent.splitlines()[0].endswith("23,456 bytes, 4 stream(s) in windows of 64, the state carried")
+
+
 # ---------------------------------------------------------------------- recurrent models: the state carries
 
 
