@@ -102,6 +102,8 @@ def test_padding():
     assert inputs.shape == targets.shape == (3, 7)
     assert inputs[1].tolist() == [3, 4, 10, 10, 10, 10, 10]
     assert targets[1].tolist() == [4, 0] + [IGNORE_INDEX] * 5
+    with pytest.raises(LmforgeError, match="at least 2 tokens"):
+        pad_batch([np.array([3, 4]), np.array([5])])  # one id: an input with no target
 
 
 @pytest.mark.parametrize("positions,attention", [("learned", "fused"), ("rope", "fused"), ("learned", "explicit")])

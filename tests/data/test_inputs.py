@@ -10,6 +10,7 @@ from lmforge.config import Config
 from lmforge.data import PreparedData
 from lmforge.data.inputs import Inputs, text_cut
 from lmforge.data.training import load_training_data
+from lmforge.errors import LmforgeError
 
 LINES = [f"Speech {i}: the state of the union is {['strong', 'sound', 'improving'][i % 3]}, said speaker {i % 11}.\n"
          for i in range(400)]
@@ -88,6 +89,40 @@ def test_one_file_is_cut_where_the_text_in_memory_is_whatever_the_part_size(corp
         assert train + val == TEXT and len(train) == text_cut(TEXT, 0.1)
         assert [begins for _, begins, _ in pieces].count(True) == 2
     assert inputs.val_documents() == [TEXT[text_cut(TEXT, 0.1) :]]
+
+
+@pytest.mark.parametrize("chunk_bytes", [50, 300, 601, 1 << 20])  # at 601, a chunk begins right at the mark
+def test_one_file_is_cut_at_its_last_safe_point_before_the_mark_whatever_its_chunks(tmp_path, monkeypatch,
+                                                                                    chunk_bytes):
+    """A 1,000-character file, its mark at 900, inside 700 x's: the cut goes back to the last word end, character
+    299, which is byte 399 ('á' is two bytes)."""
+    from lmforge.data import inputs
+    from lmforge.data.sources import file_chunks
+
+    text = "áb " * 100 + "x" * 700
+    (tmp_path / "one.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(inputs, "file_chunks", lambda files, *a, **k: file_chunks(files, *a, **{
+        "chunk_bytes": chunk_bytes, **k}))
+    assert Inputs(tmp_path / "one.txt").cut() == 399 and text_cut(text, 0.1) == 299
+
+
+def test_empty_documents_take_no_number_in_the_val_draw(tmp_path):
+    """Documents are numbered for `in_val` by the non-empty ones only, so an empty line shifts nothing."""
+    from lmforge.data.inputs import in_val
+
+    docs = [f"document {i}" for i in range(30)]
+    lines = [{"text": d} for d in docs[:5]] + [{"text": ""}] + [{"text": d} for d in docs[5:]]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    expected = [d for i, d in enumerate(docs) if in_val(7, i, 0.3)]
+    shifted = [d for i, d in enumerate(docs) if in_val(7, i + (i >= 5), 0.3)]  # had the empty one taken number 5
+    assert expected != shifted
+    assert Inputs(tmp_path / "d.jsonl", val_fraction=0.3, seed=7).val_documents() == expected
+
+
+def test_a_file_too_short_to_split_is_refused(tmp_path):
+    (tmp_path / "one.txt").write_text("x")  # the mark, int(0.9), is 0: no train part
+    with pytest.raises(LmforgeError, match="too short to keep 0.1 of it for val \\(1 characters\\)"):
+        Inputs(tmp_path / "one.txt").cut()
 
 
 def test_word_val_bits_per_byte_charge_unknown_words_as_eval_does(capsys, corpus, tmp_path):

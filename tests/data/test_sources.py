@@ -33,6 +33,12 @@ def test_folder_glob_and_file(tmp_path):
     assert [p.name for p in find_files(tmp_path)] == ["a.txt", "c.txt"]
     assert [p.name for p in find_files(str(tmp_path / "**" / "*.txt"))] == ["a.txt", "c.txt"]
     assert find_files(tmp_path / "a.txt") == [tmp_path / "a.txt"]
+    (tmp_path / "many").mkdir()
+    names = [f"{i:02d}.txt" for i in (7, 3, 11, 0, 9, 1, 5)]  # created out of order
+    for name in names:
+        (tmp_path / "many" / name).write_text("x")
+    for spec in (tmp_path / "many", str(tmp_path / "many" / "*.txt")):  # every run reads them in one order
+        assert [p.name for p in find_files(spec)] == sorted(names)
     with pytest.raises(LmforgeError, match="matches no files"):
         find_files(str(tmp_path / "*.md"))
     with pytest.raises(LmforgeError, match="does not exist"):

@@ -184,3 +184,21 @@ def test_families_are_scored_on_the_last_tenth_of_the_text(tmp_path, small_text_
     text = small_text_file.read_text()
     [val] = scored
     assert text.endswith(val) and 0.1 * len(text) - 1 < len(val) < 0.1 * len(text) + 64  # the cut moves back a word at most
+
+
+def test_val_of_one_text_is_its_last_part_and_of_a_prepared_folder_its_val_documents(tmp_path):
+    """As training drew them: a prepared directory's documents are re-read from its inputs, with its own seed."""
+    from lmforge.data.inputs import in_val
+    from lmforge.data.prepare import PrepareOptions, prepare
+    from lmforge.tokenizers import train_tokenizer
+
+    (tmp_path / "one.txt").write_text("aaa bbb ccc ddd eee fff ggg hhh iii jjj")  # 39 characters, the mark at 35
+    assert compare.val_of(str(tmp_path / "one.txt"), 0.1) == " jjj"
+    docs = [f"document number {i}" for i in range(20)]
+    (tmp_path / "docs").mkdir()
+    for i, doc in enumerate(docs):
+        (tmp_path / "docs" / f"{i:02d}.txt").write_text(doc)
+    tok = train_tokenizer("char", docs, documents=True)
+    prepare(tmp_path / "docs", tok, tmp_path / "prep", PrepareOptions(seed=3, val_fraction=0.3, workers=1,
+                                                                      progress=False))
+    assert compare.val_of(str(tmp_path / "prep"), 0.1) == [d for i, d in enumerate(docs) if in_val(3, i, 0.3)]

@@ -49,6 +49,20 @@ def test_uniform_model_has_perplexity_equal_to_vocab_size():
     assert math.isclose(result.bits_per_byte, 2.0, rel_tol=1e-5)
 
 
+def test_a_text_of_one_token_has_nothing_to_score():
+    tok = CharTokenizer(["a"])
+    with pytest.raises(LmforgeError, match="the evaluation text has 1 tokens"):
+        evaluate_ids(FixedDistribution([1.0]), tok, tok.encode_array("a"), 4, 1, torch.device("cpu"))
+
+
+def test_evaluation_leaves_the_model_in_the_mode_it_found_it_in():
+    model, ids = FixedDistribution([0.5, 0.5]), np.array([0, 1, 0, 1])
+    for training in (True, False):
+        model.train(training)
+        token_nats(model, ids, 2, 1, torch.device("cpu"))
+        assert model.training is training
+
+
 # ---------------------------------------------------------------------- sliding windows
 
 
@@ -278,6 +292,17 @@ def test_eval_of_a_word_run_counts_the_bytes_of_unknown_words_not_of_the_unknown
     assert main(["eval", str(run), "--data", str(tmp_path / "eval.txt")]) == 0
     assert f"warning: {result['unknown_chars']} word(s) of" in capsys.readouterr().err  # words, not characters
     assert result["bytes"] == len(text.encode("utf-8")) - len("First")  # every byte but the first token's
+
+
+def test_eval_prints_windows_or_streams_and_the_three_numbers():
+    from lmforge.evaluation.perplexity import format_eval
+
+    result = {"data": "val.txt", "tokens": 12345, "bytes": 23456, "block_size": 64, "stride": 16, "streams": None,
+              "loss": 1.23456, "perplexity": 3.43678, "bits_per_byte": 0.98765}
+    assert format_eval(result) == ("val.txt: 12,345 tokens, 23,456 bytes, windows of 64 every 16 tokens\n"
+                                   "loss        1.2346 nats/token\nperplexity  3.437\nbits/byte   0.9877")
+    recurrent = format_eval({**result, "stride": None, "streams": 4})
+    assert recurrent.splitlines()[0].endswith("23,456 bytes, 4 stream(s) in windows of 64, the state carried")
 
 
 # ---------------------------------------------------------------------- recurrent models: the state carries

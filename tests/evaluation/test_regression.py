@@ -94,6 +94,14 @@ def test_a_stride_given_on_the_command_line_overrides_the_saved_evals(tmp_path, 
     assert result.candidate.stride == 8 and result.candidate.source.endswith("(stride 8)")
 
 
+def test_two_saved_evals_compare_without_reading_their_data(tmp_path):
+    """Two eval JSONs hold their numbers already: the file they name need not exist here."""
+    for name, loss, bpb in (("base", 1.5, None), ("cand", 1.6, 2.0)):  # a missing or null number is left out
+        (tmp_path / f"{name}.json").write_text(json.dumps({"loss": loss, "bits_per_byte": bpb, "data": "gone.txt"}))
+    result = regress(tmp_path / "cand.json", tmp_path / "base.json")
+    assert [(c.metric, c.regressed) for c in result.checks] == [("loss", True)]
+
+
 def test_cli_regress_against_a_saved_eval_json(capsys, tmp_path, tiny_run, small_text_file):
     assert main(["eval", str(tiny_run), "--data", str(small_text_file), "--json"]) == 0
     saved = json.loads(capsys.readouterr().out)

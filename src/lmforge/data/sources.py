@@ -35,7 +35,8 @@ def safe_cut(text: str, start: int, limit: int) -> int:
         return len(text)
     for window in (256, SEARCH_WINDOW):  # ordinary text has a safe point every few characters
         last = None
-        for last in _SAFE.finditer(text, max(start, limit - window), limit):
+        # endpos limit + 1: the lookahead must see text[limit] to know that a cut at the limit itself is safe
+        for last in _SAFE.finditer(text, max(start, limit - window), limit + 1):
             pass
         if last is not None:
             return last.end()
