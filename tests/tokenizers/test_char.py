@@ -31,6 +31,13 @@ def test_unseen_characters_become_the_fallback(train_text, other):
     assert tok.unknown_count(other) == sum(c not in train_text + " " for c in other)
 
 
+def test_without_a_space_the_fallback_is_the_first_character_and_a_chosen_one_is_saved(tmp_path):
+    tok = CharTokenizer.train("cab")  # chars "abc": "a" stands in for what is unseen
+    assert tok.encode("azc") == [0, 0, 2]
+    CharTokenizer(list(" ab"), fallback="b").save(tmp_path / "tokenizer.json")
+    assert load_tokenizer(tmp_path / "tokenizer.json").encode("az") == [1, 2]
+
+
 @given(texts)
 def test_byte_policy_round_trips_any_string(text):
     tok = CharTokenizer.train("abc def\n", unknown="bytes", specials={"eos": "<|endoftext|>"})
