@@ -17,6 +17,7 @@ def test_pieces_join_back_to_the_text(text):
 
 def test_words_carry_their_space_and_punctuation_is_split():
     assert pieces("Hello,  world!\n") == ["Hello", ",", " ", " world", "!", "\n"]
+    assert pieces("What?! ...") == ["What", "?", "!", " .", ".", "."]  # each mark its own piece
 
 
 def test_vocabulary_is_capped_by_frequency_then_specials():
@@ -60,6 +61,10 @@ def test_save_load_and_uint16(tmp_path):
     again = load_tokenizer(tmp_path / "w.json")
     assert isinstance(again, WordTokenizer) and again.encode(TEXT) == tok.encode(TEXT)
     assert again.encode_array(TEXT).dtype.name == "uint16"
+    custom = WordTokenizer([" cat", " "], specials={"unk": "<?>"})  # its own specials: no eos
+    custom.save(tmp_path / "custom.json")
+    again = load_tokenizer(tmp_path / "custom.json")
+    assert again.specials == {"unk": 2} and again.decode(again.encode(" dog cat")) == " <?> cat"
 
 
 def test_too_small_a_vocabulary_names_the_flag():
