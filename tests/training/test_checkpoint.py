@@ -103,6 +103,14 @@ def test_damaged_checkpoint_is_named_in_one_line_and_nothing_is_deleted(tmp_path
     checkpoint.load(folder / "step-00000001.json")  # the earlier one still loads
 
 
+def test_a_damaged_first_checkpoint_names_no_earlier_one_though_a_later_exists(tmp_path):
+    saved(tmp_path, 1, 2)
+    pt = tmp_path / "checkpoints" / "step-00000001.pt"
+    pt.write_bytes(pt.read_bytes()[:100])
+    with pytest.raises(LmforgeError, match="no earlier checkpoint exists"):
+        checkpoint.load(tmp_path / "checkpoints" / "step-00000001.json")
+
+
 def test_truncation_is_caught_even_when_the_json_was_rewritten_to_match(tmp_path):
     """Size and checksum aside, a .pt that torch cannot read is named too."""
     meta_path = checkpoint.save(tmp_path, 5, state(5))

@@ -39,13 +39,18 @@ def crash_at(trainer: Trainer, step: int) -> None:
     trainer.train_step = train_step
 
 
-@pytest.mark.parametrize("variant", ["adamw-fp32", "muon-fp16"])
+VARIANTS = {"adamw-fp32": ("adamw", "float32", {}), "muon-fp16": ("muon", "float16", {}),
+            "dropout": ("adamw", "float32", {"model.dropout": 0.2}),  # each step draws from torch's global generator
+            "rnn": ("adamw", "float32", {"model.family": "rnn"})}  # its feed carries each row's hidden state
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_crash_and_resume_is_bitwise_identical(tmp_path, tiny_cfg, variant):
-    optimizer, dtype = {"adamw-fp32": ("adamw", "float32"), "muon-fp16": ("muon", "float16")}[variant]
+    optimizer, dtype, model = VARIANTS[variant]
 
     def cfg():  # checkpoints at 3, 6, 8 and evals at 5, 8: the crash after step 5's eval goes back to step 3
         return tiny_cfg(max_steps=8, eval_interval=5, checkpoint_interval=3, optimizer=optimizer, dtype=dtype,
-                        tensorboard=variant == "adamw-fp32")
+                        tensorboard=variant == "adamw-fp32").updated(model)
 
     Trainer(cfg(), tmp_path / "ref").fit()
     trainer = Trainer(cfg(), tmp_path / "run")
@@ -196,3 +201,11 @@ def test_kill_9_at_random_steps_then_resume_is_bitwise_identical(tmp_path, small
         assert_same_tensors(a[key], b[key], key)
     assert [r["step"] for r in records(out, "train")] == list(range(1, 41))
     assert [r["step"] for r in records(out, "eval")] == [10, 20, 30, 40]
+
+
+def test_resume_with_a_different_text_in_memory_is_refused_by_the_checkpoint(tmp_path, tiny_cfg, small_text_file):
+    """A text passed to the Trainer has no prepared data folder to compare: the checkpoint's fingerprint catches it."""
+    text = small_text_file.read_text()
+    Trainer(tiny_cfg(max_steps=2, eval_interval=2), tmp_path / "run", text=text).fit()
+    with pytest.raises(LmforgeError, match=r"differs from the one.*train tokens then.*resume with the same --data"):
+        Trainer(tiny_cfg(max_steps=4, eval_interval=2), tmp_path / "run", text=text[:-40], resume=True)

@@ -48,7 +48,7 @@ def flops_per_token(model: LanguageModel) -> float:
     head = model.output_head()
     looked_up = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     looked_up -= {id(p) for p in head.parameters()} if head is not None else set()
-    matmul_params = sum(p.numel() for p in model.parameters() if id(p) not in looked_up)
+    matmul_params = model.num_params() - sum(p.numel() for p in model.parameters() if id(p) in looked_up)
     if model.family != "transformer":
         return 6.0 * matmul_params
     return 6.0 * matmul_params + 12.0 * model.cfg.n_layer * model.cfg.n_embd * model.cfg.block_size
