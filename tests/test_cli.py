@@ -173,6 +173,18 @@ def test_refuses_an_out_that_is_a_file(capsys, tmp_path, small_text_file):
     assert out.read_text() == "keep me"
 
 
+def test_running_out_of_memory_is_one_line(capsys, tmp_path, small_text_file, monkeypatch):
+    from lmforge.data import batches
+
+    def huge(*_):  # what numpy raises for --train.batch_size 100000000, without taking the memory
+        raise MemoryError("Unable to allocate 24.6 GiB for an array with shape (100000000, 33) and data type int64")
+
+    monkeypatch.setattr(batches, "_windows", huge)
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", small_text_file, "--out", tmp_path / "run")
+    last = err.strip().splitlines()[-1]  # after the "training a transformer ..." line
+    assert code == 2 and "Traceback" not in err and last.startswith("lmforge train: error: out of memory (Unable"), err
+
+
 def test_console_script_runs_as_a_process(tmp_path, small_text_file):
     """The installed `lmforge` entry point, as a user runs it: exit codes and output."""
     out = tmp_path / "run"

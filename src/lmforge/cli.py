@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except LmforgeError as exc:
         print(f"lmforge {command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # an absurd size (e.g. --train.batch_size 100000000): the user can fix it
+        print(f"lmforge {command}: error: out of memory ({exc or 'MemoryError'}); ask for less: a smaller batch, "
+              "model or number of samples (`lmforge size` estimates what training needs)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lmforge {command}: interrupted", file=sys.stderr)
         return 130
