@@ -145,6 +145,9 @@ def test_run_directory_without_a_model(capsys, tmp_path):
     assert_one_line_error(code, err, "no config.yaml", "lmforge train --out")
     code, _, err = run_cli(capsys, "eval", tmp_path / "missing", "--data", tmp_path)
     assert_one_line_error(code, err, "does not exist")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    code, _, err = run_cli(capsys, "sample", tmp_path / "model.safetensors")
+    assert_one_line_error(code, err, "is a file, not a run directory")
 
 
 def test_corrupt_model_file_is_named(capsys, tmp_path, tiny_run):
