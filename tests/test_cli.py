@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lmforge.cli import main
 
@@ -145,6 +146,9 @@ def test_run_directory_without_a_model(capsys, tmp_path):
     assert_one_line_error(code, err, "no config.yaml", "lmforge train --out")
     code, _, err = run_cli(capsys, "eval", tmp_path / "missing", "--data", tmp_path)
     assert_one_line_error(code, err, "does not exist")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    code, _, err = run_cli(capsys, "sample", tmp_path / "model.safetensors")
+    assert_one_line_error(code, err, "is a file, not a run directory")
 
 
 def test_corrupt_model_file_is_named(capsys, tmp_path, tiny_run):
@@ -171,6 +175,37 @@ def test_refuses_an_out_that_is_a_file(capsys, tmp_path, small_text_file):
     code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", small_text_file, "--out", out)
     assert_one_line_error(code, err, "--out", "is a file")
     assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Unable to allocate 24.6 GiB for an array with shape (100000000, 33) and data type int64"),  # numpy
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 51539607552 bytes. Error code 12 (Cannot allocate memory)"),  # torch on the CPU
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.00 GiB"),
+])
+def test_running_out_of_memory_is_one_line(capsys, tmp_path, small_text_file, monkeypatch, error):
+    from lmforge.data import batches
+
+    def huge(*_):  # what --train.batch_size 100000000 or --model.n_embd 65536 raises, without taking the memory
+        raise error
+
+    monkeypatch.setattr(batches, "_windows", huge)
+    code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", small_text_file, "--out", tmp_path / "run")
+    last = err.strip().splitlines()[-1]  # after the "training a transformer ..." line
+    assert code == 2 and "Traceback" not in err and last.startswith("lmforge train: error: out of memory ("), err
+    assert str(error)[:40] in last and "a smaller batch" in last
+
+
+def test_other_errors_keep_their_traceback(tmp_path, small_text_file, monkeypatch):
+    """Only what the user can fix becomes one line; a bug in lmforge still shows where it is."""
+    from lmforge.data import batches
+
+    def bug(*_):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(batches, "_windows", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(tmp_path / "run")])
 
 
 def test_console_script_runs_as_a_process(tmp_path, small_text_file):

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from lmforge.config import Config, all_keys
-from lmforge.config_files import load_preset, preset_names
+from lmforge.config_files import load_preset, preset_names, read_yaml
 from lmforge.errors import LmforgeError
 
 
@@ -49,6 +49,11 @@ def test_a_bad_value_in_a_file_names_the_file_and_the_key():
         Config.from_dict({"train": {"max_step": 1}}, source="my.yaml")
     with pytest.raises(LmforgeError, match="^my.yaml: --train.lr must be less than 10, not 50$"):
         Config.from_dict({"train": {"lr": 50}}, source="my.yaml")
+
+
+def test_a_config_file_that_is_a_folder_is_named_a_folder(tmp_path):
+    with pytest.raises(LmforgeError, match="is a folder; pass --config with the path to a YAML file"):
+        read_yaml(tmp_path)
 
 
 def test_wrong_type_is_rejected():

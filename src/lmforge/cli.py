@@ -56,3 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lmforge {command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an absurd size (e.g. --train.batch_size 100000000) runs out of memory: fixable
+        if not out_of_memory(exc):
+            raise
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        print(f"lmforge {command}: error: out of memory ({reason}); ask for less: a smaller batch, model or number "
+              "of samples (`lmforge size` estimates what training needs)", file=sys.stderr)
+        return 2
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """numpy's MemoryError, torch's CPU allocator failing (a RuntimeError), or torch's CUDA OutOfMemoryError."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in str(exc)

@@ -39,6 +39,8 @@ def load_preset(name: str) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise LmforgeError(f"config file '{path}' is a folder; pass --config with the path to a YAML file")
     if not path.is_file():
         raise LmforgeError(f"config file '{path}' does not exist; pass --config with the path to a YAML file")
     try:

@@ -59,10 +59,13 @@ def test_classify_refuses_bad_input(tmp_path, tiny_run, family_runs, capsys):
     bad.write_text('{"text": "a", "label": "x"}\nnot json\n')
     one = write(tmp_path / "one.jsonl", [{"text": "a", "label": "x"}] * 3)
     good = write(tmp_path / "good.jsonl", examples(20, 0))
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"text": "caf\xe9", "label": "x"}\n')
     for argv, words in (([str(tiny_run), "--data", str(bad)], "line 2 is not a JSON object"),
                         ([str(tiny_run), "--data", str(one)], "at least two labels"),
                         ([str(family_runs["ngram"]), "--data", str(good)], "no hidden state"),
                         ([str(tiny_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
+                        ([str(tiny_run), "--data", str(latin1)], "is not UTF-8"),
                         ([str(tiny_run), "--data", str(good), "--batch-size", "0"], "--batch-size must be at least 1"),
                         ([str(tiny_run), "--data", str(good), "--epochs", "0"], "--epochs and --batch-size"),
                         ([str(tiny_run), "--data", str(good), "--lr", "nan"], "--lr a positive number"),
@@ -72,5 +75,13 @@ def test_classify_refuses_bad_input(tmp_path, tiny_run, family_runs, capsys):
     before = sorted(p.name for p in tiny_run.iterdir())
     assert main(["classify", "train", str(tiny_run), "--data", str(good), "--out", str(tiny_run), "--device", "cpu"]) == 2
     assert "holds a run" in capsys.readouterr().err and sorted(p.name for p in tiny_run.iterdir()) == before
+    assert main(["classify", "train", str(tiny_run), "--data", str(good), "--out", str(tmp_path / "c"), "--epochs", "1",
+                 "--device", "cpu"]) == 0
+    capsys.readouterr()
+    for data, words in ((tmp_path / "nope.jsonl", "does not exist"), (bad, "line 2 is not a JSON object with 'text'"),
+                        (latin1, "is not UTF-8")):
+        assert main(["classify", "predict", str(tmp_path / "c"), "--data", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
     assert main(["classify", "predict", str(tmp_path), "--text", "x"]) == 2
     assert "holds no classifier.json" in capsys.readouterr().err

@@ -138,7 +138,9 @@ def test_finetune_refuses_bad_input(bpe_run, tiny_run, pairs_file, tmp_path, cap
                         ([str(bpe_run), "--data", str(pairs_file), "--val-data", str(tmp_path / "nope.jsonl")],
                          "--val-data '"),
                         ([str(bpe_run), "--data", str(pairs_file), "--model.n_layer", "3"], "cannot be set"),
-                        ([str(bpe_run)], "needs BASE, --data")):
+                        ([str(bpe_run)], "needs BASE, --data"),
+                        ([str(bpe_run), "--data", str(pairs_file), "--merge", "--train.max_steps", "1"],
+                         "--merge folds LoRA adapters into the model; add --lora-rank R")):
         assert main(["finetune", *argv, "--out", str(tmp_path / "o")]) == 2
         assert words in capsys.readouterr().err
 

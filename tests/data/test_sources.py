@@ -113,6 +113,7 @@ def test_jsonl_one_document_per_line(tmp_path):
 @pytest.mark.parametrize("content, fragments", [
     ('{"text": "ok"}\n{"txt": "no"}\n', ["d.jsonl:2", "no text field 'text'", "txt", "--text-field"]),
     ('{"text": "ok"}\nnot json\n', ["d.jsonl:2", "not valid JSON"]),
+    ('{"text": "ok"}\n{"text": 5}\n', ["d.jsonl:2", "text field 'text' is not a string (5)"]),
 ])
 def test_bad_jsonl_names_the_line(tmp_path, content, fragments):
     (tmp_path / "d.jsonl").write_text(content)

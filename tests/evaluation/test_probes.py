@@ -219,4 +219,7 @@ def test_cli_probe_bad_suite_is_one_line(capsys, tmp_path, tiny_run):
     code = main(["probe", str(tiny_run), "--suite", str(tmp_path / "missing.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "does not exist" in err and "sotu" in err
+    code = main(["probe", str(tiny_run), "--suite", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is a folder; pass a JSONL file of probes" in err
     assert main(["probe", str(tiny_run), "--suite", "sotu", "--min-pass", "2"]) == 2

@@ -117,6 +117,15 @@ def test_cli_regress_against_a_saved_eval_json(capsys, tmp_path, tiny_run, small
     assert main(["regress", str(tiny_run), "--baseline", str(baseline), "--tolerance", "0.2"]) == 0
 
 
+@pytest.mark.parametrize("command", [["regress", "--baseline", "{run}"], ["compare", "{run}"], ["report"]])
+def test_a_damaged_metrics_file_is_one_line(capsys, synthetic_run, command):
+    run = synthetic_run("damaged", curve(1.5))
+    (run / "metrics.jsonl").write_text('{"event": "start"}\n{"event": "eval", "ste\n{"event": "end"}\n')
+    assert main([command[0], str(run), *(a.format(run=run) for a in command[1:])]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "metrics.jsonl' is not JSON lines" in err, err
+
+
 def test_cli_regress_bad_baseline_is_one_line(capsys, tmp_path, tiny_run):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")

@@ -107,6 +107,12 @@ def test_bad_sweeps_are_refused(small_text_file, tmp_path, capsys):
     assert main(["sweep", "--param", "model.n_embd=16,32", "--tokens", "100", "--flops", "1e9",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--flops is the budget of --scaling" in capsys.readouterr().err
+    for budget in (["--tokens", "-100"], ["--scaling", "--flops", "nan"], ["--scaling", "--flops=-1e9"],
+                   ["--scaling", "--flops", "inf"]):
+        assert main(["sweep", "--preset", "tiny", "--data", str(small_text_file), "--param", "model.n_embd=16,32",
+                     *budget, "--out", str(tmp_path / "o")]) == 2
+        assert "--tokens and --flops must be positive, finite numbers" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_row_reports_the_whole_val_split_when_evals_scored_a_sample(tmp_path):

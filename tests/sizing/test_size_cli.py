@@ -80,6 +80,10 @@ def test_size_of_each_family(capsys, small_text_file, tiny_ngram_run):
     (("--model.n_embd", "wide"), ("--model.n_embd",)),
     (("--config", "missing.yaml"), ("config file 'missing.yaml' does not exist",)),
     (("--processes", "3"), ("divisible",)),
+    (("--processes", "0"), ("--processes must be at least 1, not 0",)),
+    (("--free-mib", "nan"), ("--free-mib must be a finite number",)),
+    (("--free-mib", "inf"), ("--free-mib must be a finite number",)),
+    (("--free-mib=-5",), ("--free-mib must be a finite number of MiB, 0 or more, not -5.0",)),
 ])
 def test_bad_input_gets_one_line(capsys, args, fragments):
     code, _, err = run(capsys, "size", *args)

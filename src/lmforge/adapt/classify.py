@@ -59,20 +59,32 @@ class Classifier(nn.Module):
 
 def read_examples(path: str | Path) -> list[tuple[str, str]]:
     """(text, label) pairs of a JSONL file with `text` and `label` fields, or a one-line error."""
+    rows = read_fields(path, ("text", "label"))
+    if len({label for _, label in rows}) < 2:
+        raise LmforgeError(f"'{path}' needs examples of at least two labels to classify between")
+    return rows
+
+
+def read_fields(path: str | Path, keys: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The `keys` of each line of a JSONL file (`--data`), as strings, or a one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise LmforgeError(f"--data '{path}' does not exist; pass a JSONL file of {{\"text\": ..., \"label\": ...}}")
+        raise LmforgeError(f"--data '{path}' does not exist; pass a JSONL file of objects with "
+                           f"{' and '.join(repr(k) for k in keys)}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LmforgeError(f"--data '{path}' is not UTF-8 text; save it as UTF-8") from None
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="strict").splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            rows.append((str(row["text"]), str(row["label"])))
+            rows.append(tuple(str(row[k]) for k in keys))
         except (ValueError, KeyError, TypeError):
-            raise LmforgeError(f"'{path}' line {n} is not a JSON object with 'text' and 'label'; fix that line") from None
-    if len({label for _, label in rows}) < 2:
-        raise LmforgeError(f"'{path}' needs examples of at least two labels to classify between")
+            raise LmforgeError(f"'{path}' line {n} is not a JSON object with {' and '.join(repr(k) for k in keys)}; "
+                               "fix that line") from None
     return rows
 
 

@@ -84,13 +84,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from lmforge.adapt.classify import load_classifier, predict
+    from lmforge.adapt.classify import load_classifier, predict, read_fields
 
+    texts = [args.text] if args.text is not None else [text for (text,) in read_fields(args.data, ("text",))]
     run, model, spec = load_classifier(args.path, args.device)
     if args.text is not None:
-        print(predict(run, model, spec.labels, [args.text])[0])
+        print(predict(run, model, spec.labels, texts)[0])
         return 0
-    texts = [json.loads(line)["text"] for line in Path(args.data).read_text(encoding="utf-8").splitlines() if line.strip()]
     for text, label in zip(texts, predict(run, model, spec.labels, texts)):
         print(json.dumps({"text": text, "label": label}, ensure_ascii=False))
     return 0

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if bad:
         raise LmforgeError(f"--{bad[0]} cannot be set when fine-tuning: the model and tokenizer are the base's; "
                            "override --train.* or --sample.* keys")
+    if args.merge and not (args.lora_rank or args.resume):
+        raise LmforgeError("--merge folds LoRA adapters into the model; add --lora-rank R (a full fine-tune has none)")
     if args.resume:
         trainer, out = resume_finetune(args.resume, overrides), Path(args.resume)
     elif not (args.base and args.data and args.out):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -69,9 +70,11 @@ def report(cfg, facts, processes: int | None = None, free_mib: float | None = No
     from lmforge.sizing.report import render
     from lmforge.training.distributed import check_batch_split
 
-    n = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    n = int(os.environ.get("WORLD_SIZE", "1")) if processes is None else processes
     if n < 1:
         raise LmforgeError(f"--processes must be at least 1, not {n}")
+    if free_mib is not None and not 0 <= free_mib < math.inf:  # `not`: nan too
+        raise LmforgeError(f"--free-mib must be a finite number of MiB, 0 or more, not {free_mib}")
     check_batch_split(cfg.train, n)
     free = ("the given memory (--free-mib)", int(free_mib * 2**20)) if free_mib is not None \
         else free_memory(cfg.train.device)

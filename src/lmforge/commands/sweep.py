@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.config_files import load_preset, read_yaml
     from lmforge.experiments.sweep import compute_budget, parse_params, plan, run_sweep
 
+    if args.tokens < 0 or not 0 <= args.flops < math.inf:  # `not`: nan too
+        raise LmforgeError(f"--tokens and --flops must be positive, finite numbers (got {args.tokens}, {args.flops})")
     grid, out = parse_params(args.param), Path(args.out)
     layers = [(f"preset '{args.preset or 'default'}'", load_preset(args.preset or "default"))]
     if args.config:

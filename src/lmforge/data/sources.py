@@ -200,6 +200,9 @@ def _records(chunk: Chunk, raw: bytes) -> list[tuple[str, bool]]:
             raise LmforgeError(f"{chunk.path}:{_line_number(chunk, i)} is not valid JSON ({exc.__class__.__name__}: "
                                f"{exc}); fix the line, or drop --text-field to read the file as plain text") from None
         text = record.get(chunk.field) if isinstance(record, dict) else None
+        if text is not None and not isinstance(text, str):
+            raise LmforgeError(f"{chunk.path}:{_line_number(chunk, i)}: text field '{chunk.field}' is not a string "
+                               f"({json.dumps(text)[:40]}); write the text as a JSON string")
         if not isinstance(text, str):
             keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
             raise LmforgeError(f"{chunk.path}:{_line_number(chunk, i)} has no text field '{chunk.field}' (it has: "

@@ -269,6 +269,8 @@ def resolve_suite(spec: str | Path, flag: str = "--suite", what: str = "a JSONL 
     path, shipped = Path(spec), shipped_suites()
     if path.is_file() or str(spec) in shipped:
         return path if path.is_file() else shipped[str(spec)]
+    if path.is_dir():
+        raise LmforgeError(f"{flag} '{spec}' is a folder; pass {what} or a shipped suite ({', '.join(sorted(shipped))})")
     raise LmforgeError(f"{flag} '{spec}' does not exist; pass {what} or a shipped suite "
                        f"({', '.join(sorted(shipped)) or 'none'}){did_you_mean(str(spec), shipped)}")
 

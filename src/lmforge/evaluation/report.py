@@ -275,10 +275,7 @@ def build_report(run_dir: str | Path, html_path: str | Path | None = None) -> Re
     if not metrics_path.is_file():
         raise LmforgeError(f"'{run_dir}' has no metrics.jsonl, so there is nothing to report; "
                            f"train a run there with `lmforge train --out {run_dir}`")
-    try:
-        records = read_metrics(metrics_path)
-    except ValueError:
-        raise LmforgeError(f"'{metrics_path}' is not JSON lines (one object per line); restore it from the run") from None
+    records = read_metrics(metrics_path)
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lmforge.errors import LmforgeError
 from lmforge.training.run_dir import CONFIG_FILE, METRICS_FILE, TOKENIZER_FILE, atomic_write, check_out_dir
 
 SAMPLES_FILE = "samples.txt"
@@ -66,8 +67,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     tore it, and a resume drops it too; a bad line anywhere else still raises (the file is damaged)."""
     if not path.is_file():
         return []
-    *lines, tail = path.read_text(encoding="utf-8").split("\n")  # tail is "" when the last line is whole
-    records = [json.loads(line) for line in lines if line.strip()]
+    try:
+        *lines, tail = path.read_text(encoding="utf-8").split("\n")  # tail is "" when the last line is whole
+        records = [json.loads(line) for line in lines if line.strip()]
+    except ValueError:  # not UTF-8, or a line that is not JSON
+        raise LmforgeError(f"'{path}' is not JSON lines (one object per line); restore it from the run") from None
     with contextlib.suppress(json.JSONDecodeError):
         records += [json.loads(tail)] if tail.strip() else []
     return records

@@ -75,6 +75,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def check_run_dir(path: Path) -> None:
+    if path.is_file():  # e.g. the run's model.safetensors, given for the run
+        raise LmforgeError(f"'{path}' is a file, not a run directory; pass the folder written by `lmforge train --out`")
     if not path.is_dir():
         raise LmforgeError(f"run directory '{path}' does not exist; train one with `lmforge train --out {path}`")
     for name in (CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE):
