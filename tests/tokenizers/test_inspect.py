@@ -13,8 +13,8 @@ def test_counts_rates_and_costs_for_a_word_vocabulary():
     assert report.unknown_rate == pytest.approx(report.unknown / report.tokens)
     assert report.tokens_per_byte == pytest.approx(report.tokens / report.bytes)
     assert report.embedding_params == {128: 4 * 128, 384: 4 * 384, 768: 4 * 768}
-    assert report.frequent[0]["count"] == max(t["count"] for t in report.frequent)
-    assert 0 < report.coverage <= 1
+    assert [(t["id"], t["count"]) for t in report.frequent] == [(2, 2), (0, 1), (1, 1)]  # unk twice; ties by id
+    assert report.coverage == 0.75
 
 
 def test_longest_and_most_frequent_tokens():
@@ -25,3 +25,10 @@ def test_longest_and_most_frequent_tokens():
     assert report.used == 2 and report.coverage == 1.0
     text = report.format()
     assert "tokens per byte" in text and "coverage" in text and "n_embd 384" in text
+
+
+def test_longest_tokens_leave_out_the_specials_and_frequent_ones_the_unused():
+    tok = WordTokenizer([" a", " bbb", " cc"])  # then <|unk|> and <|endoftext|>, longer than any word
+    report = inspect_tokenizer(tok, [" a a cc"], top=5)
+    assert [(t["token"], t["bytes"]) for t in report.longest] == [("' bbb'", 4), ("' cc'", 3), ("' a'", 2)]
+    assert [(t["token"], t["count"]) for t in report.frequent] == [("' a'", 2), ("' cc'", 1)]
