@@ -1,7 +1,7 @@
 import math
 
 import torch
-from training_helpers import records
+from training_helpers import records, watch_unchanged
 
 from lmforge.training import Trainer, checkpoint
 from lmforge.training.state import EarlyStopping, OverfitWatch
@@ -87,16 +87,7 @@ def poison_gradient_at(trainer, steps, value: float):
 def test_a_finite_loss_with_an_infinite_gradient_is_skipped_and_logged(tmp_path, tiny_cfg):
     trainer = Trainer(tiny_cfg(max_steps=3, eval_interval=3), tmp_path / "run")
     poison_gradient_at(trainer, {2}, math.inf)
-    unchanged = {}
-    step = trainer.train_step
-
-    def spy():
-        before = [p.detach().clone() for p in trainer.model.parameters()]
-        out = step()
-        unchanged[trainer.step] = all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
-        return out
-
-    trainer.train_step = spy
+    unchanged = watch_unchanged(trainer)
     trainer.fit()
     assert unchanged == {1: False, 2: True, 3: False}
     assert [(r["step"], r["reason"]) for r in records(tmp_path / "run", "skip")] == [(2, "non-finite gradient")]

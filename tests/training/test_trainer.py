@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from training_helpers import assert_same_tensors, checkpoint_state, records, scripted_evals
+from training_helpers import assert_same_tensors, checkpoint_state, records, scripted_evals, watch_unchanged
 
 from lmforge.data.batches import IGNORE_INDEX, pad_batch
 from lmforge.errors import LmforgeError
@@ -143,16 +143,7 @@ class NaNAt(torch.nn.Module):
 def test_an_injected_nan_is_skipped_and_logged(tmp_path, tiny_cfg):
     trainer = Trainer(tiny_cfg(max_steps=6, eval_interval=6), tmp_path / "run")
     trainer.step_model = NaNAt(trainer, {3})
-    seen = {}
-    step = trainer.train_step
-
-    def spy():
-        before = [p.detach().clone() for p in trainer.model.parameters()]
-        out = step()
-        seen[trainer.step] = all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
-        return out
-
-    trainer.train_step = spy
+    seen = watch_unchanged(trainer)
     trainer.fit()
     assert seen == {1: False, 2: False, 3: True, 4: False, 5: False, 6: False}  # step 3 left the weights alone
     skips = records(tmp_path / "run", "skip")
@@ -364,11 +355,11 @@ def test_the_best_model_is_the_best_evals_and_an_equal_loss_is_no_improvement(tm
 
 
 def test_max_seconds_stops_the_run_with_an_eval_and_a_checkpoint(tmp_path, tiny_cfg):
-    """Steps of at least 0.6 s and a 1 s limit: past it after step 2 (not after step 1, unless a step takes 0.4 s
-    more), which is no eval step, yet the run evaluates and checkpoints there."""
+    """A 1 s limit and a second step that sleeps 1.2 s: past it after step 2 (not after step 1, unless a tiny step
+    takes a second), which is no eval step, yet the run evaluates and checkpoints there."""
     trainer = Trainer(tiny_cfg(max_seconds=1.0, max_steps=20, eval_interval=10), tmp_path / "run")
-    step = trainer.train_step
-    trainer.train_step = lambda: time.sleep(0.6) or step()
+    step, calls = trainer.train_step, []
+    trainer.train_step = lambda: calls.append(1) or time.sleep(1.2 if len(calls) == 2 else 0) or step()
     result = trainer.fit()
     assert (result.steps, result.stop_reason) == (2, "max_seconds")
     assert [r["step"] for r in records(tmp_path / "run", "eval")] == [2]

@@ -43,3 +43,17 @@ def scripted_evals(trainer, losses):
         return {"train_loss": train, "val_loss": val, "val_ppl": math.exp(val), "val_bpb": val / math.log(2)}
 
     trainer.evaluate = evaluate
+
+
+def watch_unchanged(trainer) -> dict[int, bool]:
+    """Filled as `trainer` fits: step → whether that step left every weight as it was (a skipped step does)."""
+    unchanged, step = {}, trainer.train_step
+
+    def spy():
+        before = [p.detach().clone() for p in trainer.model.parameters()]
+        out = step()
+        unchanged[trainer.step] = all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+        return out
+
+    trainer.train_step = spy
+    return unchanged
