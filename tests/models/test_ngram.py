@@ -12,7 +12,7 @@ import torch
 from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.models import build_model
-from lmforge.models.ngram import MIN_DISCOUNT, count_ngrams
+from lmforge.models.ngram import MIN_DISCOUNT, count_ngrams, kn_discounts
 from lmforge.training.run_dir import load_weights, save_weights
 
 
@@ -146,6 +146,16 @@ def test_counts_are_raw_at_the_top_and_continuations_below():
     assert dict(zip(bi_keys.tolist(), bi_counts.tolist())) == {0 * 3 + 1: 2, 1 * 3 + 0: 1, 1 * 3 + 2: 1, 2 * 3 + 1: 1}
     # token 1 follows 0 and 2 (two distinct left neighbours); 0 follows 1; 2 follows 1
     assert dict(zip(uni_keys.tolist(), uni_counts.tolist())) == {0: 1, 1: 2, 2: 1}
+
+
+def test_discounts_by_hand_with_their_floor_and_their_small_text_guess():
+    # n1..n4 = 4, 2, 1, 1: Y = 4 / (4 + 2·2) = 0.5; D1 = 1 - 2·0.5·2/4, D2 = 2 - 3·0.5·1/2, D3 = 3 - 4·0.5·1/1
+    assert kn_discounts(np.array([1, 1, 1, 1, 2, 2, 3, 4, 9]), modified=True).tolist() == [0.5, 1.25, 1.0]
+    # n1..n4 = 1, 1, 5, 0: Y = 1/3, D2 = 2 - 3·(1/3)·5 = -3, floored so no backoff weight can reach zero
+    d = kn_discounts(np.array([1, 2, 3, 3, 3, 3, 3]), modified=True)
+    assert d[1] == MIN_DISCOUNT > 0 and d.tolist() == pytest.approx([1 / 3, MIN_DISCOUNT, 3.0])
+    # no count of 2: Y cannot be estimated, and plain KN takes 0.5 for every count
+    assert kn_discounts(np.array([1, 1, 3]), modified=False).tolist() == [0.5, 0.5, 0.5]
 
 
 def test_saved_and_loaded_like_any_model(tmp_path):
