@@ -64,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
         raise LmforgeError(f"'{args.out}' holds a run; pass --out with a new folder for the classifier")
     examples = read_examples(args.data)
     if args.test_data:
-        test = read_examples(args.test_data)
+        test = read_examples(args.test_data, "--test-data")
     else:
         random.Random(args.seed).shuffle(examples)
         cut = max(1, len(examples) // 10)
