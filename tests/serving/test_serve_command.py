@@ -56,3 +56,13 @@ def test_a_request_timeout_that_is_not_positive_is_one_line(capsys, tiny_run):
     assert main(["serve", str(tiny_run), "--request-timeout", "0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--request-timeout must be a positive" in err
+
+
+def test_an_empty_api_key_is_refused_not_served_without_one(capsys, tiny_run, monkeypatch):
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))  # never listen in a test
+    assert main(["serve", str(tiny_run), "--api-key", ""]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--api-key is empty" in err and not served

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise LmforgeError(f"--port must be between 1 and 65535, not {args.port}")
     if args.request_timeout is not None and not args.request_timeout > 0:
         raise LmforgeError(f"--request-timeout must be a positive number of seconds, not {args.request_timeout}")
+    if args.api_key is not None and not args.api_key.strip():  # e.g. --api-key "$KEY" with KEY unset
+        raise LmforgeError("--api-key is empty, so every request would be let in; pass a key, or leave --api-key out")
     import uvicorn
 
     from lmforge.serving.app import create_app
