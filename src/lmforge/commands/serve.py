@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def find_runs(path: Path) -> list[Path]:
     return runs
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind host:port once and let it go, so an address in use or unknown is one line, not uvicorn's log after
+    "serving ... on"."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            s.bind(address)
+    except OSError as exc:
+        raise LmforgeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port, or "
+                           "--host with an address of this machine") from None
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import lmforge
 
@@ -58,6 +72,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.serving.app import create_app
 
     runs = {path.name: lmforge.load(path, device=args.device) for path in find_runs(Path(args.path))}
+    check_address(args.host, args.port)
     print(f"serving {', '.join(runs)} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     uvicorn.run(create_app(runs, args.api_key, args.request_timeout), host=args.host, port=args.port, log_level="warning")
     return 0
