@@ -208,6 +208,24 @@ def test_other_errors_keep_their_traceback(tmp_path, small_text_file, monkeypatc
         main(["train", "--preset", "tiny", "--data", str(small_text_file), "--out", str(tmp_path / "run")])
 
 
+@pytest.mark.parametrize("args", [
+    ["study", "{run}", "--prompts", "sotu", "--samples", "1", "--max-new-tokens", "2"],
+    ["compare", "{run}", "{run}", "--max-new-tokens", "2"],
+    ["compare", "--families", "ngram", "--data", "{text}", "--seconds", "1"],
+    ["sweep", "--preset", "tiny", "--data", "{text}", "--param", "train.lr=0.001", "--tokens", "100"],
+    ["classify", "train", "{run}", "--data", "{labels}", "--epochs", "1"],
+])
+def test_an_out_that_is_a_file_is_one_line_before_any_work(capsys, tmp_path, tiny_run, small_text_file, args):
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"text": f"text {i}", "label": "ab"[i % 2]}) + "\n" for i in range(10)))
+    args = [a.format(run=tiny_run, text=small_text_file, labels=labels) for a in args]
+    code, _, err = run_cli(capsys, *args, "--out", out)
+    assert_one_line_error(code, err, f"--out '{out}' is a file")
+    assert out.read_text() == "keep me"
+
+
 def test_console_script_runs_as_a_process(tmp_path, small_text_file):
     """The installed `lmforge` entry point, as a user runs it: exit codes and output."""
     out = tmp_path / "run"

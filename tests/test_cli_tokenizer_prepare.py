@@ -41,8 +41,8 @@ def test_tokenizer_train_and_inspect(capsys, folder, bpe_file, tmp_path):
     code, out, _ = run_cli(capsys, "tokenizer", "inspect", tmp_path / "word.json", "--data", folder, "--top", "3")
     assert code == 0 and "unknown rate" in out and "coverage" in out and "most frequent" in out
     code, out, _ = run_cli(capsys, "tokenizer", "train", "--kind", "char", "--unknown", "bytes", "--data", folder,
-                           "--out", tmp_path / "char.json")
-    assert code == 0 and "eos=" in out
+                           "--out", tmp_path / "new" / "char.json")  # a folder not made yet is made
+    assert code == 0 and "eos=" in out and (tmp_path / "new" / "char.json").is_file()
 
 
 def test_prepare_then_train_on_the_shards(capsys, folder, bpe_file, tmp_path):
@@ -159,6 +159,8 @@ def test_train_with_a_word_tokenizer_from_the_command_line(capsys, small_text_fi
     (["tokenizer", "train", "--kind", "bpe", "--data", "{blank}", "--out", "{tmp}/t.json"], ["--data", "holds no text"]),
     (["tokenizer", "train", "--kind", "word", "--data", "{blank}", "--out", "{tmp}/t.json"], ["--data", "holds no text"]),
     (["tokenizer", "train", "--kind", "char", "--data", "{folder}", "--out", "{folder}"], ["--out", "is a folder"]),
+    (["tokenizer", "train", "--kind", "char", "--data", "{folder}", "--out", "{folder}/00.txt/t.json"],
+     ["--out", "cannot make its folder"]),
     (["tokenizer", "inspect", "{tmp}/none.json", "--data", "{folder}"], ["FILE", "not a kind"]),
     (["tokenizer", "inspect", "{tmp}/none.json"], ["required: --data"]),
     (["prepare", "--data", "{folder}", "--tokenizer", "bpe"], ["required: --out"]),

@@ -66,6 +66,8 @@ def test_classify_refuses_bad_input(tmp_path, tiny_run, family_runs, capsys):
                         ([str(family_runs["ngram"]), "--data", str(good)], "no hidden state"),
                         ([str(tiny_run), "--data", str(tmp_path / "nope.jsonl")], "does not exist"),
                         ([str(tiny_run), "--data", str(latin1)], "is not UTF-8"),
+                        ([str(tiny_run), "--data", str(good), "--test-data", str(tmp_path / "nope.jsonl")],
+                         "--test-data '"),
                         ([str(tiny_run), "--data", str(good), "--batch-size", "0"], "--batch-size must be at least 1"),
                         ([str(tiny_run), "--data", str(good), "--epochs", "0"], "--epochs and --batch-size"),
                         ([str(tiny_run), "--data", str(good), "--lr", "nan"], "--lr a positive number"),

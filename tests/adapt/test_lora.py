@@ -52,3 +52,6 @@ def test_bad_lora_settings_are_refused():
         add_lora(model(), 4, 8, targets=["q_proj"])
     with pytest.raises(LmforgeError, match="--lora-rank >= 1"):
         add_lora(model(), 0, 8)
+    for alpha in (float("nan"), float("inf")):  # nan trained to nan weights, exit 0 (classify --mode lora)
+        with pytest.raises(LmforgeError, match="a finite --lora-alpha > 0"):
+            add_lora(model(), 4, alpha)

@@ -56,3 +56,29 @@ def test_a_request_timeout_that_is_not_positive_is_one_line(capsys, tiny_run):
     assert main(["serve", str(tiny_run), "--request-timeout", "0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--request-timeout must be a positive" in err
+
+
+def test_an_empty_api_key_is_refused_not_served_without_one(capsys, tiny_run, monkeypatch):
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))  # never listen in a test
+    assert main(["serve", str(tiny_run), "--api-key", ""]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--api-key is empty" in err and not served
+
+
+def test_an_address_in_use_or_unknown_is_one_line(capsys, tiny_run, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)  # never listen in a test
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tiny_run), "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and f"cannot listen on 127.0.0.1:{port}" in err, err
+    assert main(["serve", str(tiny_run), "--host", "no-such-host.invalid"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot listen on no-such-host.invalid" in err, err

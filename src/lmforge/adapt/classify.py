@@ -57,24 +57,24 @@ class Classifier(nn.Module):
         return self.head(last)
 
 
-def read_examples(path: str | Path) -> list[tuple[str, str]]:
+def read_examples(path: str | Path, flag: str = "--data") -> list[tuple[str, str]]:
     """(text, label) pairs of a JSONL file with `text` and `label` fields, or a one-line error."""
-    rows = read_fields(path, ("text", "label"))
+    rows = read_fields(path, ("text", "label"), flag)
     if len({label for _, label in rows}) < 2:
         raise LmforgeError(f"'{path}' needs examples of at least two labels to classify between")
     return rows
 
 
-def read_fields(path: str | Path, keys: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """The `keys` of each line of a JSONL file (`--data`), as strings, or a one-line error."""
+def read_fields(path: str | Path, keys: tuple[str, ...], flag: str = "--data") -> list[tuple[str, ...]]:
+    """The `keys` of each line of a JSONL file (given by `flag`), as strings, or a one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise LmforgeError(f"--data '{path}' does not exist; pass a JSONL file of objects with "
+        raise LmforgeError(f"{flag} '{path}' does not exist; pass a JSONL file of objects with "
                            f"{' and '.join(repr(k) for k in keys)}")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise LmforgeError(f"--data '{path}' is not UTF-8 text; save it as UTF-8") from None
+        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
     rows = []
     for n, line in enumerate(lines, 1):
         if not line.strip():

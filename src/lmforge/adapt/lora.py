@@ -55,9 +55,9 @@ def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0,
              targets: Sequence[str] = DEFAULT_TARGETS) -> list[str]:
     """Freeze `model` and wrap each linear layer whose name ends with a target (`qkv`, `attn.proj`, ...) in a
     `LoRALinear`; the names wrapped. Only the adapters then have `requires_grad`."""
-    if rank < 1 or alpha <= 0 or not 0 <= dropout < 1:
-        raise LmforgeError(f"LoRA needs --lora-rank >= 1, --lora-alpha > 0 and 0 <= --lora-dropout < 1 (got {rank}, "
-                           f"{alpha}, {dropout})")
+    if rank < 1 or not 0 < alpha < math.inf or not 0 <= dropout < 1:  # `not`: nan fails too
+        raise LmforgeError(f"LoRA needs --lora-rank >= 1, a finite --lora-alpha > 0 and 0 <= --lora-dropout < 1 "
+                           f"(got {rank}, {alpha}, {dropout})")
     model.requires_grad_(False)
     linear = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     chosen = [name for name in linear if any(name == t or name.endswith("." + t) for t in targets)]

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from lmforge.commands.common import SHARED as FLAGS
+from lmforge.commands.common import SHARED as FLAGS, check_out_folder
 from lmforge.errors import LmforgeError
 
 HELP = "train a classifier on a run's model (classify train), or label text with one (classify predict)"
@@ -60,11 +60,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.batch_size < 1 or not 0 < args.lr < math.inf:
         raise LmforgeError(f"--epochs and --batch-size must be at least 1 and --lr a positive number (got {args.epochs}, "
                            f"{args.batch_size}, {args.lr})")
+    check_out_folder(args.out)
     if (Path(args.out) / "config.yaml").exists():  # its report.md and files beside its model would be replaced
         raise LmforgeError(f"'{args.out}' holds a run; pass --out with a new folder for the classifier")
     examples = read_examples(args.data)
     if args.test_data:
-        test = read_examples(args.test_data)
+        test = read_examples(args.test_data, "--test-data")
     else:
         random.Random(args.seed).shuffle(examples)
         cut = max(1, len(examples) // 10)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lmforge.commands.common import check_out_folder
+
 HELP = "set runs or model families side by side on the same val text"
 DESCRIPTION = ("Score runs on the same val text (loss, perplexity, bits per byte) and sample from each; or, with "
                "--families, first train each family for the same wall-clock budget. Writes comparison.md and "
@@ -33,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.compare import comparison_table, run_comparison
 
+    check_out_folder(args.out)
     rows, md, png = run_comparison(args.run_dirs, args.families, args.data, args.seconds,
                                    Path(args.out) if args.out else None, args.device, args.max_new_tokens, args.prompt,
                                    log=lambda line: print(line, file=sys.stderr))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def find_runs(path: Path) -> list[Path]:
     return runs
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind host:port once and let it go, so an address in use or unknown is one line, not uvicorn's log after
+    "serving ... on"."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            s.bind(address)
+    except OSError as exc:
+        raise LmforgeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port, or "
+                           "--host with an address of this machine") from None
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import lmforge
 
@@ -51,11 +65,14 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         raise LmforgeError(f"--port must be between 1 and 65535, not {args.port}")
     if args.request_timeout is not None and not args.request_timeout > 0:
         raise LmforgeError(f"--request-timeout must be a positive number of seconds, not {args.request_timeout}")
+    if args.api_key is not None and not args.api_key.strip():  # e.g. --api-key "$KEY" with KEY unset
+        raise LmforgeError("--api-key is empty, so every request would be let in; pass a key, or leave --api-key out")
     import uvicorn
 
     from lmforge.serving.app import create_app
 
     runs = {path.name: lmforge.load(path, device=args.device) for path in find_runs(Path(args.path))}
+    check_address(args.host, args.port)
     print(f"serving {', '.join(runs)} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     uvicorn.run(create_app(runs, args.api_key, args.request_timeout), host=args.host, port=args.port, log_level="warning")
     return 0

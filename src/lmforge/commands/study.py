@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lmforge.commands.common import load_run
+from lmforge.commands.common import check_out_folder, load_run
 
 HELP = "compare decoding strategies on a set of prompts"
 DESCRIPTION = ("Decode the same prompts with several strategies and score each on distinct-1/distinct-2, rep-4 "
@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.evaluation.decoding_study import format_table, parse_strategies, read_prompts, study
 
+    check_out_folder(args.out)
     strategies = parse_strategies(args.strategies)
     prompts = read_prompts(args.prompts)
     results, result, paths = study(load_run(args), args.run_dir, prompts, strategies, args.max_new_tokens,

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from lmforge.commands.common import check_out_folder
 from lmforge.commands.train import parse_overrides
 from lmforge.errors import LmforgeError
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     if args.tokens < 0 or not 0 <= args.flops < math.inf:  # `not`: nan too
         raise LmforgeError(f"--tokens and --flops must be positive, finite numbers (got {args.tokens}, {args.flops})")
+    check_out_folder(args.out)
     grid, out = parse_params(args.param), Path(args.out)
     layers = [(f"preset '{args.preset or 'default'}'", load_preset(args.preset or "default"))]
     if args.config:

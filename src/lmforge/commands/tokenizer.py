@@ -52,6 +52,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         if Path(args.out).is_dir():
             raise LmforgeError(f"--out '{args.out}' is a folder; pass --out with the JSON file to write, e.g. "
                                f"{Path(args.out) / 'tokenizer.json'}")
+        try:  # its folder, made now: not a traceback after the training
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LmforgeError(f"--out '{args.out}': cannot make its folder ({exc.strerror}); pass --out in a folder "
+                               "you can write to") from None
         files = find_files(args.data)
         start = time.perf_counter()
         blank = True  # only whitespace went by, if any text: word and bpe would train on nothing
