@@ -7,8 +7,10 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
+from lmforge.adapt.classify import Classifier, ClassifierSpec, build_classifier, encode_batch
 from lmforge.adapt.classify_metrics import confusion, scores, table
 from lmforge.cli import main
 
@@ -33,7 +35,50 @@ def test_metrics_by_hand():
     s = scores(m)
     assert s["accuracy"] == pytest.approx(3 / 5)
     assert s["precision"] == pytest.approx([0.5, 2 / 3, 0.0]) and s["recall"] == pytest.approx([0.5, 1.0, 0.0])
-    assert "| c | 0.000 | 0.000 | 1 |" in table(["a", "b", "c"], m)
+    report = table(["a", "b", "c"], m)
+    assert "| c | 0.000 | 0.000 | 1 |" in report
+    # the confusion matrix with the true label as the row (printed transposed, it passed)
+    assert "| a | 1 | 1 | 0 |\n| b | 0 | 2 | 0 |\n| c | 1 | 0 | 0 |\n" in report
+
+
+def test_scores_are_the_language_models_logits_at_the_last_real_token(tiny_run):
+    """A head that copies the first K rows of the model's own output head scores each text as the model's logits at
+    its last real token do: the hidden state is the head's input there, padding after it unread. (Reading the token
+    before the last passed the older tests: on their texts any letter of the last word tells the label.)"""
+    from lmforge.run import load
+
+    run = load(tiny_run, device="cpu")
+    clf = Classifier(run.model.eval(), 3)
+    lm_head = run.model.output_head()
+    with torch.no_grad():
+        clf.head.weight.copy_(lm_head.weight[:3])
+        clf.head.bias.copy_(lm_head.bias[:3] if lm_head.bias is not None else torch.zeros(3))
+    ids, lengths = encode_batch(run.tokenizer, ["speak speak die", "die", "the end of it"], 64, torch.device("cpu"))
+    with torch.no_grad():
+        logits = run.model(ids)[torch.arange(3), lengths - 1, :3]
+        assert torch.allclose(clf(ids, lengths), logits, atol=1e-5)
+
+
+def test_texts_keep_their_first_tokens_and_an_empty_one_gets_id_0(tiny_run):
+    """The char run has no EOS, so an empty text is [0]; rows are right-padded with 0."""
+    from lmforge.run import load
+
+    tok = load(tiny_run, device="cpu").tokenizer
+    ids, lengths = encode_batch(tok, ["the end of it", "", "die"], 4, torch.device("cpu"))
+    assert lengths.tolist() == [4, 1, 3]
+    assert ids.tolist() == [tok.encode("the "), [0, 0, 0, 0], tok.encode("die") + [0]]
+
+
+@pytest.mark.parametrize("mode", ["head", "lora", "full"])
+def test_each_mode_trains_what_it_says(tiny_run, mode):
+    """head: the head alone; lora: the head and the adapters of the targets asked for (here qkv only); full: every
+    weight. (Leaving the body trainable in head mode, or adapting the default targets, passed the older tests.)"""
+    run, clf = build_classifier(ClassifierSpec(str(tiny_run), ["a", "b"], mode=mode, lora_targets=["qkv"]), "cpu")
+    trained = {n for n, p in clf.named_parameters() if p.requires_grad}
+    adapters = {f"body.blocks.{i}.attn.qkv.lora_{m}" for i in range(run.config.model.n_layer) for m in "ab"}
+    expected = {"head": {"head.weight", "head.bias"}, "lora": {"head.weight", "head.bias", *adapters},
+                "full": {n for n, _ in clf.named_parameters()}}[mode]
+    assert trained == expected
 
 
 @pytest.mark.parametrize("mode", ["head", "lora", "full"])
