@@ -177,3 +177,35 @@ def test_chapter_runs_as_written(chapter, workdir):
             continue
         rc, out, _, _ = MF.run_block(block, workdir, env)
         assert rc == 0, f"{block.name} exited {rc}:\n{block.code}\n{out[-3000:]}"
+
+
+def table_rows(path: Path, heading: str) -> list[list[str]]:
+    """The cells of the first table under `heading`, header and rule left out, backticks stripped."""
+    section = path.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.split("\n\n|", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    return [[cell.strip().strip("`") for cell in line.strip().strip("|").split(" | ")] for line in lines]
+
+
+def test_the_training_options_table_lists_every_train_key_with_its_default():
+    """The reference promises every option: a key added to TrainConfig, or a default changed, must show there."""
+    from lmforge.config import TrainConfig
+
+    documented = {row[0]: row[1] for row in table_rows(DOCS / "reference.md", "## Training options")}
+    assert sorted(documented) == sorted(TrainConfig.model_fields), "docs/reference.md#training-options"
+    for key, field in TrainConfig.model_fields.items():
+        shown = documented[key]
+        want = field.default
+        if isinstance(want, bool):
+            assert shown == str(want).lower(), f"train.{key}: the table says {shown}, the config {want}"
+        elif isinstance(want, (int, float)):
+            assert float(shown) == want, f"train.{key}: the table says {shown}, the config {want}"
+        else:
+            assert shown == want, f"train.{key}: the table says {shown}, the config {want}"
+
+
+def test_the_decoding_table_names_flags_of_lmforge_sample():
+    sample = build_parser()._subparsers._group_actions[0].choices["sample"]
+    flags = {s for action in sample._actions for s in action.option_strings}
+    for row in table_rows(DOCS / "reference.md", "## Decoding"):
+        for flag in re.findall(r"--[a-z-]+", row[1]):
+            assert flag in flags, f"docs/reference.md#decoding names {flag}, which `lmforge sample` lacks"

@@ -173,6 +173,13 @@ def test_import_refuses_what_lmforge_cannot_run(tmp_path, bpe):
         read_hf(tmp_path)
 
 
+def test_import_of_a_char_export_says_only_byte_level_bpe_imports(tmp_path):
+    """A char run exports, but does not import back: the error says so, not to retrain an lmforge tokenizer."""
+    char = make_run(tmp_path / "char", CharTokenizer.train(TEXT, specials={"eos": "<|endoftext|>"}), **LLAMA_OPTIONS)
+    with pytest.raises(LmforgeError, match="imports byte-level BPE tokenizers only"):
+        read_hf(export_hf(char, tmp_path / "hf"))
+
+
 def test_train_init_from_a_hugging_face_folder_starts_from_its_weights(tmp_path, bpe, small_text_file, capsys):
     folder, model = llama_folder(tmp_path / "hf", bpe)
     out = tmp_path / "run"

@@ -86,7 +86,10 @@ def load_hf_tokenizer(folder: Path) -> BpeTokenizer:
         text = text.get("content") if isinstance(text, dict) else text
         if text in added and text not in specials.values():
             specials[role] = text
-    if tiktoken_ranks(pipeline, specials.values()) is None:
+    try:  # tiktoken_ranks raises with advice for lmforge's own files (retrain); an imported one needs its own
+        tiktoken_ranks(pipeline, specials.values())
+    except LmforgeError:
         raise LmforgeError(f"'{path}' is not a byte-level BPE with GPT-2's pre-tokenizer (e.g. a SentencePiece "
-                           "tokenizer); lmforge imports byte-level BPE tokenizers only")
+                           "tokenizer, or a char run's export); lmforge imports byte-level BPE tokenizers only: "
+                           "start from an lmforge run directory instead") from None
     return BpeTokenizer(pipeline, specials)
