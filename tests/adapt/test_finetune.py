@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lmforge.adapt.finetune import pad_examples
+from lmforge.adapt.finetune import answer_loss, pad_examples, with_eos
 from lmforge.adapt.instructions import ChatTemplate, encode_example, read_instructions
 from lmforge.cli import main
+from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
-from lmforge.models import next_token_loss
+from lmforge.models import build_model, next_token_loss
 from lmforge.run import load
 
 PAIRS = [{"prompt": f"Q: {a} plus {b}?\nA: ", "completion": str(a + b)} for a in range(6) for b in range(6)]
@@ -74,6 +75,37 @@ def test_a_long_example_gives_each_answer_token_the_context_decoding_gives_it():
     assert (y != -100).sum() == 8
 
 
+def test_answer_loss_sums_each_answer_tokens_nats_as_decoding_scores_it():
+    """Brute force: each trained token t predicted from the (at most 8) tokens before it, one forward pass each;
+    the third number leaves out the EOS targets (bits per byte count the answer's text only). Two examples, one longer
+    than the context, batched together so padding is in play. (Counting the EOS nats as text passed the older tests.)"""
+    torch.manual_seed(0)
+    model, eos = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8), 10).eval(), 9
+    rows = [(np.array([1, 2, 3, 4, 9]), np.array([0, 0, 1, 1, 1], dtype=bool)),
+            (np.array([5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 9, 7, 9]), np.arange(13) >= 9)]
+    nats, text, count = 0.0, 0.0, 0
+    with torch.no_grad():
+        for ids, trained in rows:
+            for t in np.flatnonzero(trained):
+                context = torch.tensor(ids[max(0, t - 8) : t])[None]
+                n = -torch.log_softmax(model(context)[0, -1], -1)[ids[t]].item()
+                nats, text, count = nats + n, text + (n if ids[t] != eos else 0.0), count + 1
+    got = answer_loss(model, rows, 8, 2, torch.device("cpu"), eos)
+    assert got[1] == count == 7
+    assert got[0] == pytest.approx(nats, rel=1e-5) and got[2] == pytest.approx(text, rel=1e-5)
+
+
+def test_a_new_eos_row_is_the_mean_of_the_old_rows(tiny_run):
+    """The embedding row (and an untied head's row) a char run gains for EOS start at the mean of the others, so the
+    new token starts as an average one. (A zero row passed the older tests.)"""
+    run = load(tiny_run, device="cpu")
+    state = run.model.state_dict()
+    tok, grown = with_eos(run.tokenizer, state)
+    old = state["tok_emb.weight"]
+    assert torch.equal(grown["tok_emb.weight"][:-1], old) and tok.eos_id == len(old)
+    assert torch.allclose(grown["tok_emb.weight"][-1], old.sum(0) / len(old), atol=1e-6)
+
+
 def test_messages_render_with_the_template_and_train_assistant_turns_only(bpe_run, tmp_path):
     path = tmp_path / "chat.jsonl"
     chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
@@ -93,6 +125,20 @@ def test_messages_render_with_the_template_and_train_assistant_turns_only(bpe_ru
         read_instructions(path)
 
 
+def val_loss_and_bpb(run_dir, data):
+    """A fine-tuned run's val loss (nats per answer token, EOS included) and bits per byte of the answers' text (the
+    nats of the EOS targets left out: they predict no byte), from the answer_loss checked above. (Bits per byte from
+    every answer token's nats passed the older tests.)"""
+    from lmforge.adapt.finetune import split_examples
+
+    run = load(run_dir, device="cpu")
+    _, val = split_examples(read_instructions(data), None, run.config.train.seed)
+    rows = [encode_example(run.tokenizer, e, ChatTemplate.load(run_dir)) for e in val]
+    nats, count, text = answer_loss(run.model, rows, run.config.model.block_size, 8, torch.device("cpu"),
+                                    run.tokenizer.eos_id)
+    return nats / count, text / np.log(2) / sum(len(e[1][0].encode()) for e in val)
+
+
 def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp_path, capsys):
     out = tmp_path / "ft"
     assert main(["finetune", str(bpe_run), "--data", str(pairs_file), "--out", str(out), "--train.max_steps", "60",
@@ -100,6 +146,9 @@ def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in evals if r["event"] == "eval"]
     assert evals[-1]["val_loss"] < 0.7 * evals[0]["val_loss"]
+    assert all(r["val_ppl"] == pytest.approx(np.exp(r["val_loss"]), rel=1e-12) for r in evals)
+    best = [r for r in evals if r["best"]][-1]  # model.safetensors holds this eval's weights
+    assert (best["val_loss"], best["val_bpb"]) == pytest.approx(val_loss_and_bpb(out, pairs_file), rel=1e-5)
     assert (out / "chat_template.json").is_file() and json.loads((out / "finetune.json").read_text())["val_examples"] == 3
     # a run trained on pairs renders a one-question chat (the server's /v1/chat/completions) as its prompts were
     question = PAIRS[0]["prompt"]

@@ -115,3 +115,51 @@ def test_auto_precision_on_a_gpu_is_the_trainers(monkeypatch):
     assert memory_of(cfg, 64).total == memory_of(cfg.updated({"train.dtype": "float32"}), 64).total
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert memory_of(cfg, 64).total == memory_of(cfg.updated({"train.dtype": "bfloat16"}), 64).total
+
+
+# by hand: tok_emb 10 × 8 = 80, positions 4 × 8 = 32, one block (norms 8 + 8, qkv 3 · 64, proj 64, fc 4 · 64, mlp.proj
+# 4 · 64) = 784, final norm 8, tied head 0: 904 parameters, 768 of them in the block's four hidden matrices
+HAND = {"model.family": "transformer", "model.n_layer": 1, "model.n_embd": 8, "model.n_head": 2, "model.block_size": 4,
+        "model.bias": False, "model.positions": "learned", "model.norm": "layernorm", "model.mlp": "gelu",
+        "model.qk_norm": False, "model.tie_weights": True, "model.dropout": 0.0, "train.device": "cpu",
+        "train.dtype": "float32", "train.batch_size": 8, "train.grad_accum": 1, "train.eval_batch_size": 3}
+
+
+def items(values, processes=1):
+    memory = memory_of(Config.from_dict({}).updated({**HAND, **values}), 10, processes)
+    return {i.name: i.bytes for i in memory.items}, memory
+
+
+@pytest.mark.parametrize("values,weights,gradients,state", [
+    ({"train.optimizer": "adamw"}, 904, 904, 2 * 904),
+    ({"train.optimizer": "muon"}, 904, 904, 768 + 2 * 136),  # one momentum per hidden-matrix value, two moments else
+    # rank-2 adapters on qkv (2 · (8 + 24)), attn.proj (2 · 16), mlp.fc and mlp.proj (2 · 40 each): 256 trainable
+    ({"train.optimizer": "adamw", "model.lora_rank": 2}, 904 + 256, 256, 2 * 256),
+], ids=["adamw", "muon", "lora"])
+def test_weights_gradients_and_optimizer_state_by_hand(values, weights, gradients, state):
+    """4 bytes a value: every weight, a gradient per trainable one, the optimizer's state. (Two momenta for Muon's
+    matrices, or gradients for the frozen weights of a LoRA model, passed the peak-RSS bands.)"""
+    got, _ = items(values)
+    assert (got["weights"], got["gradients"], got["optimizer state"]) == (4 * weights, 4 * gradients, 4 * state)
+
+
+def test_processes_split_the_batch_and_ddp_or_fsdp_add_their_copies():
+    """DDP over 2: each process holds the whole model, a second copy of the gradients, and half the rows of a batch of
+    8 (the activations of a batch of 4 alone). FSDP over 2: weights, gradients and state halved, plus two gathered
+    blocks (2 · 784) and the unsharded rest (904 - 784). (Ignoring the sharding or the processes passed.)"""
+    single, _ = items({"train.optimizer": "adamw", "train.batch_size": 4})
+    ddp, _ = items({"train.optimizer": "adamw", "train.parallel": "ddp"}, processes=2)
+    assert ddp["activations"] == single["activations"] and ddp["DDP gradient buckets"] == 4 * 904
+    fsdp, _ = items({"train.optimizer": "adamw", "train.parallel": "fsdp"}, processes=2)
+    assert (fsdp["weights"], fsdp["gradients"], fsdp["optimizer state"]) == (2 * 904, 2 * 904, 4 * 904)
+    assert fsdp["FSDP gathered weights"] == 4 * (2 * 784 + 120) and "DDP gradient buckets" not in fsdp
+
+
+def test_an_eval_holds_its_logits_beside_the_weights():
+    """eval_batch_size 3 × 4 tokens × (3 · V + 5 · C = 70 values) × 4 bytes = 3,360 bytes beside the weights; the peak
+    is the larger of training and eval."""
+    _, memory = items({"train.optimizer": "adamw"})
+    assert memory.eval_bytes == 3360 and memory.eval_total == 4 * 904 + 3360
+    assert memory.peak == max(memory.total, memory.eval_total)
+    _, big_eval = items({"train.optimizer": "adamw", "train.eval_batch_size": 10_000})
+    assert big_eval.peak == big_eval.eval_total > big_eval.total
