@@ -240,6 +240,15 @@ def test_console_script_runs_as_a_process(tmp_path, small_text_file):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`lmforge presets | head -1`: stdout's reader is gone before lmforge writes (closed at once here)."""
+    proc = subprocess.Popen([sys.executable, "-m", "lmforge", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == ""
+
+
 def test_help_has_examples(capsys):
     for command in ("train", "sample", "eval"):
         with pytest.raises(SystemExit) as exc:

@@ -180,17 +180,18 @@ def test_chapter_runs_as_written(chapter, workdir):
 
 
 def table_rows(path: Path, heading: str) -> list[list[str]]:
-    """The cells of the first table under `heading`, header and rule left out, backticks stripped."""
+    """The cells of the first table under `heading`, header and rule left out, as written."""
     section = path.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
     lines = section.split("\n\n|", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
-    return [[cell.strip().strip("`") for cell in line.strip().strip("|").split(" | ")] for line in lines]
+    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in lines]
 
 
 def test_the_training_options_table_lists_every_train_key_with_its_default():
     """The reference promises every option: a key added to TrainConfig, or a default changed, must show there."""
     from lmforge.config import TrainConfig
 
-    documented = {row[0]: row[1] for row in table_rows(DOCS / "reference.md", "## Training options")}
+    rows = table_rows(DOCS / "reference.md", "## Training options")
+    documented = {row[0].strip("`"): row[1].strip("`") for row in rows}
     assert sorted(documented) == sorted(TrainConfig.model_fields), "docs/reference.md#training-options"
     for key, field in TrainConfig.model_fields.items():
         shown = documented[key]
@@ -209,3 +210,21 @@ def test_the_decoding_table_names_flags_of_lmforge_sample():
     for row in table_rows(DOCS / "reference.md", "## Decoding"):
         for flag in re.findall(r"--[a-z-]+", row[1]):
             assert flag in flags, f"docs/reference.md#decoding names {flag}, which `lmforge sample` lacks"
+
+
+def test_the_model_families_table_names_real_keys_and_every_allowed_value():
+    """A key renamed, or a new `--model.positions`/`mlp`/... choice, must show in the families table."""
+    from typing import Literal, get_args, get_origin
+
+    from lmforge.config import ModelConfig
+
+    fields = ModelConfig.model_fields
+    choices = {k: get_args(f.annotation) for k, f in fields.items() if get_origin(f.annotation) is Literal}
+    for row in table_rows(DOCS / "reference.md", "## Three model families, and comparing them"):
+        named = re.findall(r"`([^`]+)`", row[1])
+        keys = [n for n in named if n in fields]
+        for name in named:
+            assert name in fields or any(name in c for c in choices.values()), f"families table: `{name}`?"
+        for key in keys:
+            missing = set(choices.get(key, ())) - set(named)
+            assert not missing, f"families table: {key} can also be {sorted(missing)}"

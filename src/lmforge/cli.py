@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lmforge import __version__
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lmforge {command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lmforge ... | head`: the reader left, which is no error of the user's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else flushing at exit raises again
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except Exception as exc:  # an absurd size (e.g. --train.batch_size 100000000) runs out of memory: fixable
         if not out_of_memory(exc):
             raise

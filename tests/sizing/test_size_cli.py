@@ -112,3 +112,12 @@ def test_size_takes_trains_data_flags(capsys):
     code, out, err = run(capsys, "size", "--tokenizer", "bpe", "--vocab-size", 4096, "--free-mib", 100000)
     assert code == 0, err
     assert "vocabulary 4,096" in out
+
+
+def test_the_hand_written_usage_names_every_flag():
+    """`size` writes its usage by hand (RUN_DIR is optional and positional); a flag added must show in it."""
+    from lmforge.cli import build_parser
+
+    size = build_parser()._subparsers._group_actions[0].choices["size"]
+    flags = [a.option_strings[-1] for a in size._actions if a.option_strings and a.dest != "help"]
+    assert [f for f in flags if f not in size.usage] == []

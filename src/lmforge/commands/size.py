@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     # RUN_DIR, when given, is the first argument argparse leaves over (a declared optional positional would take
     # the value of an override such as `--train.batch_size 64`)
-    p.usage = ("lmforge size [RUN_DIR] [--preset NAME] [--config FILE.yaml] [--data PATH] [--tokenizer KIND] "
-               "[--vocab-size N] [--processes N] [--free-mib MIB] [--section.key VALUE ...]")
+    p.usage = ("lmforge size [RUN_DIR] [--preset NAME] [--config FILE.yaml] [--data PATH] [--text-field FIELD] "
+               "[--separator TEXT] [--tokenizer KIND] [--vocab-size N] [--processes N] [--free-mib MIB] "
+               "[--section.key VALUE ...]")
     add_config_flags(p)
     p.add_argument("--processes", type=int, metavar="N", help="processes under torchrun (default: WORLD_SIZE or 1)")
     p.add_argument("--free-mib", type=float, metavar="MIB", help="compare with this much free memory instead of "
