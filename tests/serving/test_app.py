@@ -228,3 +228,10 @@ def test_without_a_model_name_a_server_of_several_runs_asks_for_one(served):
     reply = client.post("/v1/completions", json={"prompt": "All:", "max_tokens": 1})
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "model_not_found"
     assert client.post("/v1/completions", json={"model": "b", "prompt": "All:", "max_tokens": 1}).status_code == 200
+
+
+def test_requests_without_a_seed_draw_fresh_ones(served):
+    _, client = served
+    body = {"prompt": "All:", "max_tokens": 20, "temperature": 1.0}
+    texts = [client.post("/v1/completions", json=body).json()["choices"][0]["text"] for _ in range(2)]
+    assert texts[0] != texts[1]  # 20 draws from a barely trained char model: equal by chance about never
