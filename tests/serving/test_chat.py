@@ -132,3 +132,16 @@ def test_a_streamed_choice_opens_with_the_role_once_and_closes_with_its_reason_o
         assert [c for c in mine if "role" in c["delta"]] == mine[:1]
         assert [c["finish_reason"] for c in mine] == [None] * (len(mine) - 1) + [whole[i]["finish_reason"]]
         assert "".join(c["delta"].get("content", "") for c in mine) == whole[i]["message"]["content"]
+
+
+def test_a_conversation_of_the_token_limit_is_served_and_one_token_more_is_a_400(served):
+    tuned, client = served
+    text = "All: " * 2000
+    prompt = ChatTemplate.load(tuned.path).prompt([{"role": "user", "content": text}])
+    assert len(tuned.tokenizer.encode(prompt)) == len(prompt)  # a char tokenizer
+    over = len(prompt) - len(text)  # the template's own characters
+    for length, status in ((8192, 200), (8193, 400)):
+        messages = [{"role": "user", "content": text[: length - over]}]
+        reply = client.post("/v1/chat/completions", json={"model": "chat", "messages": messages, "max_tokens": 1})
+        assert reply.status_code == status, reply.text
+    assert reply.json()["error"]["param"] == "messages" and reply.json()["error"]["code"] == "context_length_exceeded"
