@@ -126,8 +126,9 @@ def test_a_streamed_choice_opens_with_the_role_once_and_closes_with_its_reason_o
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     whole = chat(client, max_tokens=6, n=2)["choices"]
+    sent = [json.loads(line[6:])["choices"][0] for line in lines[:-1]]
     for i in range(2):
-        mine = [json.loads(line[6:])["choices"][0] for line in lines[:-1] if json.loads(line[6:])["choices"][0]["index"] == i]
+        mine = [c for c in sent if c["index"] == i]
         assert mine[0]["delta"] == {"role": "assistant", "content": ""}
         assert [c for c in mine if "role" in c["delta"]] == mine[:1]
         assert [c["finish_reason"] for c in mine] == [None] * (len(mine) - 1) + [whole[i]["finish_reason"]]
