@@ -155,3 +155,16 @@ def test_drop_ended_lets_go_of_the_caches_of_rows_that_ended_or_left():
     assert batch.rows == [] and batch.groups  # ended, but their cache is held until the next step
     batch.drop_ended()
     assert batch.groups == [] and batch.waiting == []
+
+
+def test_a_prompt_whose_rows_all_left_before_the_next_step_is_never_fed():
+    model = model_of("transformer")
+    calls = []
+    model.step = lambda ids, state, step=model.step: calls.append(tuple(ids.shape)) or step(ids, state)
+    batch = ContinuousBatch(model)
+    gone = batch.add(PROMPTS[0], DecodeConfig(max_new_tokens=5, greedy=True), [None, None])
+    (kept,) = batch.add(PROMPTS[2], DecodeConfig(max_new_tokens=5, greedy=True), [None])
+    for row in gone:
+        batch.remove(row)
+    assert [row for row, _ in batch.step()] == [kept] and calls == [(1, len(PROMPTS[2]))]
+

@@ -47,7 +47,8 @@ def test_the_openai_client_chats_whole_and_streamed_as_lmforge_sample_answers(se
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].object == "chat.completion.chunk"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected[0].text
-    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert chunks[-1].choices[0].finish_reason == done.choices[0].finish_reason == \
+        ("length" if expected[0].finish_reason == "length" else "stop")
 
 
 def test_chat_streams_end_with_done_and_carry_logprobs_when_asked(served):
@@ -78,3 +79,70 @@ def test_bad_chat_requests_get_a_400_that_says_what_to_do(served, body, fragment
     _, client = served
     reply = client.post("/v1/chat/completions", json=body)
     assert reply.status_code == 400 and fragment in reply.json()["error"]["message"], reply.text
+
+
+def chat(client, **body) -> dict:
+    reply = client.post("/v1/chat/completions", json={"model": "chat", "messages": ONE_TURN, "temperature": 0.9,
+                                                       "seed": 4, **body})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_the_answer_length_is_max_completion_tokens_then_max_tokens_then_256(served):
+    tuned, client = served
+    prompt = ChatTemplate.load(tuned.path).prompt(ONE_TURN)
+    for body, limit in (({"max_tokens": 3, "max_completion_tokens": 5}, 5), ({"max_tokens": 3}, 3), ({}, 256)):
+        expected = tuned.sample(prompt, limit, 2, seed=4, temperature=0.9)  # choice 1 answers in over 16 tokens
+        choices = chat(client, n=2, **body)["choices"]
+        assert [c["message"]["content"] for c in choices] == [s.text for s in expected], body
+        assert [c["finish_reason"] for c in choices] == ["length" if s.finish_reason == "length" else "stop"
+                                                         for s in expected]
+
+
+def test_usage_counts_the_answer_tokens_without_eos(served):
+    """The fine-tuned run answers and stops at EOS: the usage counts the answer's characters, not the EOS."""
+    tuned, client = served
+    reply = chat(client, max_tokens=256, n=4)
+    texts = [c["message"]["content"] for c in reply["choices"]]
+    assert len(tuned.tokenizer.encode("".join(texts))) == len("".join(texts))  # a char tokenizer
+    assert "stop" in [c["finish_reason"] for c in reply["choices"]]  # at least one answer ended at EOS
+    assert reply["usage"]["completion_tokens"] == sum(len(t) for t in texts)
+
+
+def test_logprobs_alone_give_each_token_without_alternatives_and_top_logprobs_alone_give_none(served):
+    _, client = served
+    reply = chat(client, max_tokens=5, logprobs=True)
+    content = reply["choices"][0]["logprobs"]["content"]
+    assert "".join(e["token"] for e in content) == reply["choices"][0]["message"]["content"] and len(content) == 5
+    assert all(e["top_logprobs"] == [] and e["bytes"] == list(e["token"].encode()) for e in content)
+    assert chat(client, max_tokens=5, top_logprobs=3)["choices"][0]["logprobs"] is None
+
+
+def test_a_streamed_choice_opens_with_the_role_once_and_closes_with_its_reason_once(served):
+    _, client = served
+    body = {"model": "chat", "messages": ONE_TURN, "max_tokens": 6, "temperature": 0.9, "seed": 4, "n": 2,
+            "stream": True}
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    whole = chat(client, max_tokens=6, n=2)["choices"]
+    sent = [json.loads(line[6:])["choices"][0] for line in lines[:-1]]
+    for i in range(2):
+        mine = [c for c in sent if c["index"] == i]
+        assert mine[0]["delta"] == {"role": "assistant", "content": ""}
+        assert [c for c in mine if "role" in c["delta"]] == mine[:1]
+        assert [c["finish_reason"] for c in mine] == [None] * (len(mine) - 1) + [whole[i]["finish_reason"]]
+        assert "".join(c["delta"].get("content", "") for c in mine) == whole[i]["message"]["content"]
+
+
+def test_a_conversation_of_the_token_limit_is_served_and_one_token_more_is_a_400(served):
+    tuned, client = served
+    text = "All: " * 2000
+    prompt = ChatTemplate.load(tuned.path).prompt([{"role": "user", "content": text}])
+    assert len(tuned.tokenizer.encode(prompt)) == len(prompt)  # a char tokenizer
+    over = len(prompt) - len(text)  # the template's own characters
+    for length, status in ((8192, 200), (8193, 400)):
+        messages = [{"role": "user", "content": text[: length - over]}]
+        reply = client.post("/v1/chat/completions", json={"model": "chat", "messages": messages, "max_tokens": 1})
+        assert reply.status_code == status, reply.text
+    assert reply.json()["error"]["param"] == "messages" and reply.json()["error"]["code"] == "context_length_exceeded"

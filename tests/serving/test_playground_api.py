@@ -200,3 +200,29 @@ def test_the_page_and_every_file_it_loads_are_served_from_the_package(served):
         assert set(urls) <= {"http://www.w3.org/2000/svg"}, path
     assert client.get("/playground/..%2Fapp.py").status_code == 404
     assert client.get("/playground/secrets.txt").status_code == 404
+
+
+def test_curves_are_the_train_and_eval_points_of_metrics_jsonl_and_a_long_one_is_thinned(tiny_run, tmp_path):
+    from lmforge.serving.playground import curves, thin
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"event": "train", "step": 1, "loss": 2.5}\n{"event": "eval", "step": 2, "val_loss": 2.25}\n'
+                    '{"event": "train", "ste\n{"event": "train", "step": 3, "loss": 2.0}\n', encoding="utf-8")
+    assert curves(path) == {"train_loss": [[1, 2.5], [3, 2.0]], "val_loss": [[2, 2.25]]}
+    points = list(range(1000))
+    # 399 evenly spaced from the first (every 1000/399 = 2.506...), then the last
+    assert thin(points, 400) == [int(i * 1000 / 399) for i in range(399)] + [999]
+    assert thin(points[:400], 400) == points[:400]
+
+
+def test_the_playground_reads_exactly_its_token_limit_and_at_most_200_bars(served):
+    from lmforge.serving.app import MAX_PROMPT_TOKENS
+
+    run, client = served
+    text = ("All: " * MAX_PROMPT_TOKENS)[:MAX_PROMPT_TOKENS]
+    assert len(run.tokenizer.encode(text)) == MAX_PROMPT_TOKENS  # a char tokenizer
+    distribution(client, prompt=text, top=1)
+    reply = client.post("/v1/playground/distribution", json={"prompt": text + "A", "top": 1})
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "context_length_exceeded"
+    reply = client.post("/v1/playground/distribution", json={"prompt": "All:", "top": 201})
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "top"

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from lmforge.cli import main
+from lmforge.commands import serve
 
 pytest.importorskip("uvicorn")
 
@@ -82,3 +83,36 @@ def test_an_address_in_use_or_unknown_is_one_line(capsys, tiny_run, monkeypatch)
     assert main(["serve", str(tiny_run), "--host", "no-such-host.invalid"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "cannot listen on no-such-host.invalid" in err, err
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """`lmforge serve` up to `uvicorn.run`, which records what it was given instead of serving."""
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(app=app, **options))
+    monkeypatch.setattr(serve, "check_address", lambda host, port: None)  # port 1 needs root; 8000 may be taken
+    return seen
+
+
+def test_serve_hands_uvicorn_localhost_the_port_the_key_and_the_timeout(started, tiny_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    (tmp_path / "notes").mkdir()  # a folder that is not a run is not served
+    (tmp_path / "tiny").symlink_to(tiny_run, target_is_directory=True)
+    assert main(["serve", str(tmp_path), "--device", "cpu", "--api-key", "k", "--request-timeout", "0.001"]) == 0
+    assert (started["host"], started["port"]) == ("127.0.0.1", 8000)
+    client = TestClient(started["app"])
+    assert client.get("/health").json()["models"] == ["tiny"]
+    assert client.get("/v1/models").status_code == 401
+    key = {"Authorization": "Bearer k"}
+    reply = client.post("/v1/completions", json={"prompt": "All:", "max_tokens": 2000, "n": 4}, headers=key)
+    assert reply.status_code == 504 and reply.json()["error"]["code"] == "timeout"
+
+
+@pytest.mark.parametrize("port, ok", [(0, False), (1, True), (65535, True), (65536, False)])
+def test_the_port_is_checked_before_anything_loads(started, capsys, tiny_run, port, ok):
+    assert main(["serve", str(tiny_run), "--device", "cpu", "--port", str(port)]) == (0 if ok else 2)
+    assert (started.get("port") == port) == ok
+    assert ok or "--port must be between 1 and 65535" in capsys.readouterr().err
