@@ -151,6 +151,16 @@ def llama_folder(path, bpe, **extra):
     return _save(transformers.LlamaForCausalLM(cfg), path, bpe)
 
 
+def llama_folder_without_tie_key(path, bpe):
+    """A Llama config.json without tie_word_embeddings (older transformers left out values equal to the default),
+    which transformers reads as LlamaConfig's default, untied."""
+    folder, model = llama_folder(path, bpe)
+    config = json.loads((folder / "config.json").read_text())
+    del config["tie_word_embeddings"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder, transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
 def _save(model, path, bpe):
     torch.manual_seed(0)
     with torch.no_grad():
@@ -163,8 +173,9 @@ def _save(model, path, bpe):
     return path, model.eval()
 
 
-@pytest.mark.parametrize("make", [gpt2_folder, llama_folder, lambda path, bpe: llama_folder(path, bpe, rope_theta=500.0)],
-                         ids=["gpt2", "llama", "llama-base-500"])
+@pytest.mark.parametrize("make", [
+    gpt2_folder, llama_folder, lambda path, bpe: llama_folder(path, bpe, rope_theta=500.0), llama_folder_without_tie_key,
+], ids=["gpt2", "llama", "llama-base-500", "llama-no-tie-key"])
 def test_imported_model_gives_transformers_logits(tmp_path, bpe, make):
     """(A Llama imported with the default rope base whatever its config said passed before the llama-base-500 case;
     a context other than n_positions / max_position_embeddings before the block_size check.)"""
