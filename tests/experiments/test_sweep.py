@@ -16,7 +16,7 @@ import pytest
 from lmforge.cli import main
 from lmforge.errors import LmforgeError
 from lmforge.experiments.scaling import fit_power_law
-from lmforge.experiments.sweep import parse_params
+from lmforge.experiments.sweep import Point, compute_budget, parse_params, plan
 from lmforge.training.checkpoint import list_checkpoints
 
 
@@ -83,6 +83,45 @@ def test_power_law_fit_recovers_a_known_law():
     assert law.alpha == pytest.approx(0.5, abs=0.02) and law.E == pytest.approx(1.5, abs=0.02) and law.rmse < 1e-3
     with pytest.raises(LmforgeError, match="at least 3 points"):
         fit_power_law([1.0, 2.0], [3.0, 2.0])
+
+
+def test_power_law_fit_is_exact_on_exact_points():
+    """On points of an exact law the refined grid of E and the line fit recover E, A and α closely, well inside the
+    coarse grid's step of about 0.004 in E. (Only the coarse grid passed the test above.)"""
+    n = np.geomspace(1e3, 1e6, 6)
+    law = fit_power_law(list(n), list(1.5 + 30.0 * n ** -0.5))
+    assert (law.E, law.A, law.alpha) == pytest.approx((1.5, 30.0, 0.5), rel=1e-3) and law.rmse < 1e-5
+    for sizes in ([1.0, 1.0, 2.0], [-1.0, 2.0, 3.0], [0.0, 2.0, 3.0]):  # 2 distinct sizes; not positive
+        with pytest.raises(LmforgeError, match="distinct positive sizes"):
+            fit_power_law(sizes, [3.0, 2.0, 1.5])
+
+
+# one block of width 8 (norms 2 · 8, qkv 192, proj 64, fc 256, mlp.proj 256) and the final norm: N = 792, the
+# embeddings, learned positions and untied head left out
+SMALL = {"model.family": "transformer", "model.n_layer": 1, "model.n_embd": 8, "model.n_head": 2,
+         "model.block_size": 4, "model.bias": False, "model.positions": "learned", "model.norm": "layernorm",
+         "model.mlp": "gelu", "model.qk_norm": False, "model.tie_weights": False, "train.batch_size": 8}
+
+
+def test_a_compute_budget_buys_c_over_6n_tokens(tmp_path):
+    """C = 6 · 792 · 320 FLOPs buy 320 tokens: 10 steps of 8 × 4; one FLOP more needs an 11th step."""
+    from lmforge.config import Config
+
+    cfg = Config.from_dict({}).updated(SMALL)
+    points = [Point({}, tmp_path / "a", cfg), Point({}, tmp_path / "b", cfg)]
+    compute_budget(points[:1], 6 * 792 * 320)
+    compute_budget(points[1:], 6 * 792 * 320 + 1)
+    assert points[0].result["non_embedding_params"] == 792
+    assert [p.config.train.max_steps for p in points] == [10, 11]
+
+
+def test_a_plan_has_every_point_of_the_grid_with_the_token_budget(tmp_path):
+    """The product of the values, in order, each named by its values, and max_steps = ceil(tokens / (8 × 4))."""
+    grid = parse_params(["model.n_embd=8,16,24,32", "train.lr=0.1,0.2"])
+    points = plan([("test", SMALL)], grid, tmp_path, tokens=330)
+    assert [p.name for p in points] == [f"n_embd={c}_lr={lr}" for c in (8, 16, 24, 32) for lr in ("0.1", "0.2")]
+    assert [(p.config.model.n_embd, p.config.train.lr) for p in points][-1] == (32, 0.2)
+    assert {p.config.train.max_steps for p in points} == {11} and {p.config.train.max_seconds for p in points} == {0}
 
 
 def test_scaling_sweep_writes_a_fit(small_text_file, tmp_path, capsys):

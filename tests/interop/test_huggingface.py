@@ -72,6 +72,24 @@ def test_exported_model_gives_lmforges_logits_and_greedy_tokens(tmp_path, bpe, o
     assert "It is a truth" + bpe.decode(greedy) == run.generate("It is a truth", 12, greedy=True)
 
 
+@pytest.mark.parametrize("options", [GPT2_OPTIONS, LLAMA_OPTIONS], ids=["gpt2", "llama"])
+def test_exported_configs_say_what_the_model_and_run_do(tmp_path, bpe, options):
+    """The norms' eps as the built model's own norm modules have it, the context as the block size, and the run's
+    sampling settings in generation_config.json (temperature 0: greedy). (do_sample always true, or a Llama
+    max_position_embeddings of 2048, passed the older tests.)"""
+    path = make_run(tmp_path / "run", bpe, **options)
+    run = load(path, device="cpu")
+    run.config.updated({"sample.temperature": 0.0, "sample.top_k": 5}).save(path / "config.yaml")
+    config = json.loads((export_hf(path, tmp_path / "hf") / "config.json").read_text())
+    norm = run.model.blocks[0].norm1
+    if options is GPT2_OPTIONS:
+        assert (config["layer_norm_epsilon"], config["n_positions"]) == (norm.eps, 48)
+    else:
+        assert (config["rms_norm_eps"], config["max_position_embeddings"]) == (norm.eps, 48)
+    generation = transformers.GenerationConfig.from_pretrained(tmp_path / "hf")
+    assert (generation.do_sample, generation.top_k, generation.eos_token_id) == (False, 5, bpe.eos_id)
+
+
 @pytest.mark.parametrize("make", [
     lambda: BpeTokenizer.train(TEXT, vocab_size=300),
     lambda: CharTokenizer.train(TEXT, specials={"eos": "<|endoftext|>"}),
@@ -133,6 +151,16 @@ def llama_folder(path, bpe, **extra):
     return _save(transformers.LlamaForCausalLM(cfg), path, bpe)
 
 
+def llama_folder_without_tie_key(path, bpe):
+    """A Llama config.json without tie_word_embeddings (older transformers left out values equal to the default),
+    which transformers reads as LlamaConfig's default, untied."""
+    folder, model = llama_folder(path, bpe)
+    config = json.loads((folder / "config.json").read_text())
+    del config["tie_word_embeddings"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder, transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
 def _save(model, path, bpe):
     torch.manual_seed(0)
     with torch.no_grad():
@@ -145,10 +173,15 @@ def _save(model, path, bpe):
     return path, model.eval()
 
 
-@pytest.mark.parametrize("make", [gpt2_folder, llama_folder], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("make", [
+    gpt2_folder, llama_folder, lambda path, bpe: llama_folder(path, bpe, rope_theta=500.0), llama_folder_without_tie_key,
+], ids=["gpt2", "llama", "llama-base-500", "llama-no-tie-key"])
 def test_imported_model_gives_transformers_logits(tmp_path, bpe, make):
+    """(A Llama imported with the default rope base whatever its config said passed before the llama-base-500 case;
+    a context other than n_positions / max_position_embeddings before the block_size check.)"""
     folder, model = make(tmp_path / "hf", bpe)
     ck = read_hf(folder)
+    assert ck.model.block_size == 48
     ours = build_model(ck.model, ck.tokenizer.vocab_size)
     ours.load_state_dict(ck.state)
     ours.eval()
@@ -171,6 +204,14 @@ def test_import_refuses_what_lmforge_cannot_run(tmp_path, bpe):
         read_hf(gqa)
     with pytest.raises(LmforgeError, match="no config.json"):
         read_hf(tmp_path)
+    folder, _ = llama_folder(tmp_path / "llama", bpe)
+    config = json.loads((folder / "config.json").read_text())
+    for change, words in (({"attention_bias": True, "mlp_bias": False}, "but not both"),
+                          ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "scales its rotary"),
+                          ({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}}, "scales")):
+        (folder / "config.json").write_text(json.dumps(config | change))
+        with pytest.raises(LmforgeError, match=words):
+            read_hf(folder)
 
 
 def test_import_of_a_char_export_says_only_byte_level_bpe_imports(tmp_path):

@@ -80,7 +80,7 @@ def hf_config(cfg: ModelConfig, vocab_size: int, specials: dict[str, int]) -> di
 def model_config(hf: dict[str, Any]) -> ModelConfig:
     """The lmforge ModelConfig of a GPT-2 or Llama config.json (a one-line error for anything else)."""
     kind = hf.get("model_type")
-    tie = hf.get("tie_word_embeddings", True)
+    tie = hf.get("tie_word_embeddings", kind == "gpt2")  # absent: transformers' default (GPT-2 ties, Llama not)
     if kind == "gpt2":
         act = hf.get("activation_function", "gelu_new")
         if act != "gelu":
