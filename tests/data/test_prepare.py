@@ -142,5 +142,6 @@ def test_refusals_are_explained(corpus, char_tok, tmp_path):
         prepare(corpus, CharTokenizer.train("".join(DOCS)), tmp_path / "x", options())
     with pytest.raises(LmforgeError, match="single document.*--separator"):  # one file alone splits by position
         prepare(corpus / "doc000.txt", char_tok, tmp_path / "one", options(separator="\n\n"))
+    assert list((tmp_path / "one").iterdir()) == []  # shards without an index would read as binary text to `train`
     with pytest.raises(LmforgeError, match="--val-fraction"):
         prepare(corpus, char_tok, tmp_path / "y", options(val_fraction=1.5))

@@ -196,7 +196,11 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
     finally:
         encoded.close()
         bar.close()
-    _check_splits(splits, sum(s["documents"] for s in splits.values()), inputs, opts)
+    try:
+        _check_splits(splits, sum(s["documents"] for s in splits.values()), inputs, opts)
+    except LmforgeError:
+        clear_partial(out)  # shards without an index would make the folder look like binary text to `train --data`
+        raise
     seconds = time.perf_counter() - start
     tokenizer.save(out / TOKENIZER_FILE)
     from lmforge import __version__
