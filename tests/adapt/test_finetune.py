@@ -163,11 +163,14 @@ def test_finetune_learns_answers_and_is_an_ordinary_run(bpe_run, pairs_file, tmp
 def test_lora_finetune_trains_adapters_only_and_merges(bpe_run, pairs_file, tmp_path):
     out = tmp_path / "lora"
     assert main(["finetune", str(bpe_run), "--data", str(pairs_file), "--out", str(out), "--lora-rank", "4",
-                 "--train.max_steps", "20", "--train.eval_interval", "10", "--train.lr", "1e-2", "--merge"]) == 0
+                 "--lora-alpha", "8", "--lora-targets", "qkv,fc", "--train.max_steps", "20", "--train.eval_interval",
+                 "10", "--train.lr", "1e-2", "--merge"]) == 0
     base = load_file(str(bpe_run / "model.safetensors"))
     tuned = load_file(str(out / "model.safetensors"))
     adapters = load_file(str(out / "adapter.safetensors"))
-    assert adapters and all(".lora_" in k for k in adapters)
+    assert adapters and {k.split(".")[-2] for k in adapters} == {"qkv", "fc"}
+    m = load(out, device="cpu").config.model  # the flags reach the config (dropping --lora-alpha from it passed)
+    assert (m.lora_rank, m.lora_alpha, list(m.lora_targets)) == (4, 8.0, ["qkv", "fc"])
     assert any(t.abs().sum() > 0 for k, t in adapters.items() if "lora_b" in k)  # the adapters learned
     for name, t in base.items():  # every base weight is untouched, under its wrapped name where adapted
         wrapped = name.replace(".weight", ".base.weight").replace(".bias", ".base.bias")

@@ -61,6 +61,14 @@ def test_lora_adapters_are_their_own_part():
     assert sum(parts.values()) == unique_numel(model)
 
 
+def test_ngram_bounds_by_hand():
+    """V = 10 and 5 train tokens: at most 5 distinct 1-grams, 4 bigrams, 3 trigrams (T - k + 1), else V^k. (A bound
+    of T k-grams, one too many per order, passed the older test.)"""
+    assert ngram_bounds(3, 10, 5).entries == [(2, 5, 4), (3, 4, 3)]
+    assert ngram_bounds(3, 10, None).entries == [(2, 10, 100), (3, 100, 1000)]
+    assert ngram_bounds(2, 2, 1000).entries == [(2, 2, 4)]
+
+
 def test_ngram_tables_bounded_before_fitting_and_exact_after(tiny_ngram_run):
     run, cfg, vocab, train_tokens = tiny_ngram_run
     bounds = ngram_bounds(cfg.ngram_order, vocab, train_tokens)
