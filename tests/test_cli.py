@@ -162,6 +162,17 @@ def test_corrupt_model_file_is_named(capsys, tmp_path, tiny_run):
     assert_one_line_error(code, err, "model.safetensors", "corrupt or truncated")
 
 
+def test_an_empty_config_is_named_not_the_weights(capsys, tmp_path, tiny_run):
+    """An emptied config.yaml would build the default model, which the weights do not fit: name the config."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    (broken / "config.yaml").write_text("# nothing\n")
+    code, _, err = run_cli(capsys, "sample", broken)
+    assert_one_line_error(code, err, "config.yaml", "is empty")
+
+
 def test_refuses_to_overwrite_a_finished_run(capsys, tiny_run, small_text_file):
     before = (tiny_run / "model.safetensors").read_bytes()
     code, _, err = run_cli(capsys, "train", "--preset", "tiny", "--data", small_text_file, "--out", tiny_run)

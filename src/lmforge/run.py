@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from lmforge.config import Config, DecodeConfig
+from lmforge.config_files import read_yaml
 from lmforge.device import resolve_device
 from lmforge.errors import LmforgeError
 from lmforge.generation.beam import beam_search
@@ -154,7 +155,11 @@ def load(path: str | Path, device: str = "auto", quantize: str = "none") -> Run:
     (generation/quantize.py)."""
     path = Path(path)
     check_run_dir(path)
-    config = Config.from_file(path / CONFIG_FILE)
+    values = read_yaml(path / CONFIG_FILE)
+    if not values:  # the defaults would build another model, and the weights would be blamed
+        raise LmforgeError(f"'{path / CONFIG_FILE}' is empty, so the model's shape is unknown; restore the run's "
+                           "config.yaml (a copy of the same run has it)")
+    config = Config.from_dict(values, source=str(path / CONFIG_FILE))
     tokenizer = load_tokenizer(path / TOKENIZER_FILE)
     dev = resolve_device(device, "--device")
     model = build_model(config.model, tokenizer.vocab_size)
