@@ -211,6 +211,17 @@ def test_a_setting_just_past_its_bound_is_a_400_that_names_it(served, field, val
     assert reply.status_code == 400 and reply.json()["error"]["param"] == field, reply.text
 
 
+@pytest.mark.parametrize("field", ["temperature", "repetition_penalty", "top_p"])
+def test_infinity_or_nan_is_a_400_that_names_the_field(served, field):
+    """Python's JSON reads Infinity and NaN; the request's own check names the field, not a command-line flag."""
+    _, client = served
+    for value in ("Infinity", "NaN"):
+        body = f'{{"prompt": "All:", "max_tokens": 1, "{field}": {value}}}'
+        reply = client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
+        error = reply.json()["error"]
+        assert reply.status_code == 400 and error["param"] == field and "finite" in error["message"], reply.text
+
+
 def test_a_body_of_exactly_the_size_limit_is_read(served):
     from lmforge.serving.schema import MAX_BODY_BYTES
 

@@ -25,7 +25,7 @@ CHAT_TOKENS = 256  # a chat answer's limit when the request sets none (a fine-tu
 class Decoding(BaseModel):
     """The decoding fields that completions and chat completions share."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # Python's JSON reads Infinity and NaN
 
     model: str | None = None  # None: the only served run
     max_tokens: int = Field(16, ge=0, le=MAX_TOKENS)
