@@ -151,6 +151,10 @@ def test_bad_sweeps_are_refused(small_text_file, tmp_path, capsys):
         assert main(["sweep", "--preset", "tiny", "--data", str(small_text_file), "--param", "model.n_embd=16,32",
                      *budget, "--out", str(tmp_path / "o")]) == 2
         assert "--tokens and --flops must be positive, finite numbers" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "tiny", "--data", str(tmp_path / "missing.txt"), "--param", "model.n_embd=16,32",
+                 "--tokens", "100", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err  # one line, before any point starts
+    assert len(err.strip().splitlines()) == 1 and "missing.txt' does not exist" in err, err
     assert not (tmp_path / "o").exists()
 
 

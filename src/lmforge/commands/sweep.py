@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from lmforge.config_files import load_preset, read_yaml
+    from lmforge.data.sources import find_files
     from lmforge.experiments.sweep import compute_budget, parse_params, plan, run_sweep
 
     if args.tokens < 0 or not 0 <= args.flops < math.inf:  # `not`: nan too
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.config:
         layers.append((args.config, read_yaml(args.config)))
     overrides = dict(parse_overrides(extra)) | ({"data.path": args.data} if args.data else {})
+    if args.data:
+        find_files(args.data)  # missing data is one line before any point starts, not each point's
     layers.append(("command line", overrides))
     if args.scaling:
         if not args.flops or args.tokens or args.budget:
