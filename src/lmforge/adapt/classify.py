@@ -25,6 +25,7 @@ from torch import nn
 
 from lmforge.adapt.lora import DEFAULT_TARGETS, add_lora
 from lmforge.errors import LmforgeError
+from lmforge.paths import utf8_lines
 
 MODES = ("head", "lora", "full")
 SPEC_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
@@ -71,12 +72,8 @@ def read_fields(path: str | Path, keys: tuple[str, ...], flag: str = "--data") -
     if not path.is_file():
         raise LmforgeError(f"{flag} '{path}' does not exist; pass a JSONL file of objects with "
                            f"{' and '.join(repr(k) for k in keys)}")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
     rows = []
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(utf8_lines(path, flag), 1):
         if not line.strip():
             continue
         try:

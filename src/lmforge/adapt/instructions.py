@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lmforge.errors import LmforgeError
+from lmforge.paths import utf8_lines
 
 TEMPLATE_FILE = "chat_template.json"
 ROLES = ("system", "user", "assistant")
@@ -61,12 +62,8 @@ def read_instructions(path: str | Path, flag: str = "--data") -> list[list[tuple
     path = Path(path)
     if not path.is_file():
         raise LmforgeError(f"{flag} '{path}' does not exist; pass a JSONL file of prompt/completion pairs or messages")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
     rows: list = []
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(utf8_lines(path, flag), 1):
         if not line.strip():
             continue
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lmforge.corpus import builtin_corpus_files
 from lmforge.errors import LmforgeError
+from lmforge.paths import check_out_folder
 
 TASKS = ("president", "century")
 TEST_DIGITS = ("3", "7")
@@ -81,8 +82,7 @@ def century_paragraphs(per_class: int = 300) -> dict[str, list[dict[str, str]]]:
 def write_tasks(out: str | Path) -> list[Path]:
     """Write `president.{train,test}.jsonl` and `century.{train,test}.jsonl` into `out`."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise LmforgeError(f"--out '{out}' is a file; pass --out with a folder for the JSONL files")
+    check_out_folder(out, "a folder for the JSONL files")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rows in (("president", president_pairs()), ("century", century_paragraphs())):

@@ -8,8 +8,9 @@ import math
 import sys
 from pathlib import Path
 
-from lmforge.commands.common import SHARED as FLAGS, check_out_folder
+from lmforge.commands.common import SHARED as FLAGS
 from lmforge.errors import LmforgeError
+from lmforge.paths import check_out_folder
 
 HELP = "train a classifier on a run's model (classify train), or label text with one (classify predict)"
 DESCRIPTION = ("`train` puts a linear head on the hidden state of the last token of RUN_DIR's model and trains it on "

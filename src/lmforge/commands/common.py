@@ -56,12 +56,6 @@ def unescape(text: str | None, flag: str = "--separator") -> str | None:
         raise LmforgeError(f"{flag} {text!r} has a broken escape; write e.g. '\\n\\n' or '---'") from None
 
 
-def check_out_folder(out: str | None) -> None:
-    """Refuse an --out that names a file where a command writes a folder, before any work is done."""
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise LmforgeError(f"--out '{out}' is a file; pass --out with a folder to write into")
-
-
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lmforge.commands.common import check_out_folder
+from lmforge.paths import check_out_folder
 
 HELP = "set runs or model families side by side on the same val text"
 DESCRIPTION = ("Score runs on the same val text (loss, perplexity, bits per byte) and sample from each; or, with "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from lmforge.commands.common import check_out_folder, load_run
+from lmforge.commands.common import load_run
+from lmforge.paths import check_out_folder
 
 HELP = "compare decoding strategies on a set of prompts"
 DESCRIPTION = ("Decode the same prompts with several strategies and score each on distinct-1/distinct-2, rep-4 "

@@ -7,9 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-from lmforge.commands.common import check_out_folder
 from lmforge.commands.train import parse_overrides
 from lmforge.errors import LmforgeError
+from lmforge.paths import check_out_folder
 
 HELP = "train a grid of settings under the same budget (resumable); a table, plots, and a scaling fit"
 DESCRIPTION = ("Train every combination of the --param values as its own run in OUT/points/, each under the same "

@@ -27,6 +27,7 @@ from lmforge.data.inputs import DEFAULT_SEED, Inputs
 from lmforge.data.shards import FORMAT, INDEX_FILE, SPLITS, TOKENIZER_FILE, ShardWriter, clear_partial
 from lmforge.data.sources import CHUNK_BYTES, Chunk, read_chunk, total_bytes
 from lmforge.errors import LmforgeError
+from lmforge.paths import check_out_folder
 from lmforge.tokenizers import Tokenizer
 from lmforge.tokenizers.base import id_dtype, write_json_atomic
 
@@ -157,8 +158,7 @@ def prepare_inputs(inputs: Inputs, tokenizer: Tokenizer, out_dir: str | Path, op
         raise LmforgeError("the tokenizer has no EOS token to end documents with; train one with "
                            "`lmforge tokenizer train` (which adds it) or pass --tokenizer char|word|bpe")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise LmforgeError(f"--out '{out}' is a file; pass --out with a new folder for the prepared data")
+    check_out_folder(out, "a new folder for the prepared data")
     if (out / "model.safetensors").exists() or (out / "config.yaml").exists():  # its tokenizer.json would be replaced
         raise LmforgeError(f"'{out}' holds a trained run; choose a new --out for the prepared data")
     if (out / INDEX_FILE).exists():

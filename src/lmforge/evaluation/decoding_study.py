@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lmforge.errors import LmforgeError
+from lmforge.paths import utf8_lines
 
 if TYPE_CHECKING:
     from lmforge.run import Run
@@ -71,11 +72,7 @@ def read_prompts(spec: str | Path) -> list[str]:
     if path.suffix == ".jsonl":
         found = [p for number, data in jsonl_values(path, "--prompts") for p in _prompts_of(data, f"{path}:{number}")]
     else:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise LmforgeError(f"--prompts '{path}' is not UTF-8 text; save it as UTF-8") from None
-        found = [line.replace("\\n", "\n") for line in lines if line.strip()]
+        found = [line.replace("\\n", "\n") for line in utf8_lines(path, "--prompts") if line.strip()]
     prompts = list(dict.fromkeys(found))  # a suite may use one prompt in several probes
     if not prompts:
         raise LmforgeError(f"--prompts '{spec}' holds no prompts; write one prompt per line")

@@ -17,6 +17,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
                       TypeAdapter, ValidationError, model_validator)
 
 from lmforge.errors import LmforgeError, did_you_mean
+from lmforge.paths import utf8_lines
 
 if TYPE_CHECKING:
     from lmforge.run import Run
@@ -277,12 +278,8 @@ def resolve_suite(spec: str | Path, flag: str = "--suite", what: str = "a JSONL 
 
 def jsonl_values(path: Path, flag: str) -> list[tuple[int, Any]]:
     """(line number, JSON value) of each line of `path`, blank lines and `#` lines skipped; a bad line is one error."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise LmforgeError(f"{flag} '{path}' is not UTF-8 text; save it as UTF-8") from None
     values = []
-    for number, text in enumerate(lines, 1):
+    for number, text in enumerate(utf8_lines(path, flag), 1):
         if text.strip() and not text.lstrip().startswith("#"):
             try:
                 values.append((number, json.loads(text)))

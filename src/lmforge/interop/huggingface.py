@@ -20,6 +20,7 @@ from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.interop.hf_layouts import from_hf, hf_config, layout_of, model_config, to_hf
 from lmforge.interop.hf_tokenizer import load_hf_tokenizer, save_hf_tokenizer
+from lmforge.paths import check_out_folder
 from lmforge.tokenizers.base import Tokenizer
 
 
@@ -31,8 +32,7 @@ def export_hf(run_dir: str | Path, out: str | Path) -> Path:
     cfg, tok = run.config.model, run.tokenizer
     layout_of(cfg)  # a model with no layout fails before anything is written
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise LmforgeError(f"--out '{out}' is a file; pass --out with a folder to export into")
+    check_out_folder(out, "a folder to export into")
     if (out / "config.yaml").exists():  # its model.safetensors and tokenizer.json would be replaced
         raise LmforgeError(f"'{out}' holds an lmforge run; pass --out with a new folder to export into")
     out.mkdir(parents=True, exist_ok=True)

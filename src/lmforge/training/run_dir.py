@@ -18,6 +18,7 @@ from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 
 from lmforge.errors import LmforgeError
+from lmforge.paths import check_out_folder
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -87,8 +88,7 @@ def check_run_dir(path: Path) -> None:
 
 def check_out_dir(out_dir: Path) -> None:
     """Refuse to train over an earlier run: its model would be overwritten; or into a file."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LmforgeError(f"--out '{out_dir}' is a file; pass --out with a new folder for the run")
+    check_out_folder(out_dir, "a new folder for the run")
     if (out_dir / MODEL_FILE).exists() or (out_dir / METRICS_FILE).exists():
         raise LmforgeError(f"'{out_dir}' already holds a run; choose a new --out (or delete that folder), "
                            f"or continue it with --resume {out_dir}")
