@@ -19,7 +19,7 @@ def mib(n: float) -> str:
 
 
 def render(s: Sizing, free: tuple[str, int | None] | None = None) -> str:
-    cfg, t, m = s.cfg, s.cfg.train, s.cfg.model
+    t, m = s.cfg.train, s.cfg.model
     lines = [f"{s.describe}; vocabulary {s.facts.vocab_size:,} ({s.facts.source})", ""]
     if s.ngram is not None:
         lines += _ngram(s)
@@ -60,7 +60,7 @@ def _ngram(s: Sizing) -> list[str]:
 
 
 def _eval_line(s: Sizing) -> str:
-    e, t = s.eval, s.cfg.train
+    e = s.eval
     if e.val_tokens is None:
         what = "the whole val split (its length is known once the data is tokenized)"
     elif e.whole_split:
